@@ -1,0 +1,356 @@
+//! The import pipeline: plan (every manifest parsed, every blob accounted for) → copy each blob
+//! once into staging while hashing it → validate → fsync → publish blobs, then manifests.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::sign::{self, SignaturePolicy, Signer, Verdict};
+use super::source::{self, FolderSource, Source, SourceKind, ZipSource};
+use super::ImportError;
+use crate::gguf;
+use crate::progress::{Progress, ProgressSink};
+use crate::store::fault::FaultPlan;
+use crate::store::manifest::{self, is_gguf_layer, Layer, Manifest};
+use crate::store::{Digest, ModelName, Staging, Store};
+
+const CHUNK: usize = 1 << 20;
+
+#[derive(Default)]
+pub struct ImportOptions {
+    /// Import under this name (only for a source holding exactly one model).
+    pub name: Option<String>,
+    /// Hard-link instead of copying when the source is on the store's filesystem.
+    pub link: bool,
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub fault: FaultPlan,
+    /// Whether bundles must be signed by a trusted key.
+    pub signature: SignaturePolicy,
+    /// Folder of trusted keys; `None` means `<config>/trusted-keys` (see [`sign::config_dir`]).
+    pub trust_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportedModel {
+    pub name: String,
+    pub id: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub models: Vec<ImportedModel>,
+    pub blobs_copied: usize,
+    pub blobs_linked: usize,
+    pub blobs_already_present: usize,
+    pub bytes_copied: u64,
+    /// Who signed the bundle, when it carries a valid signature by a trusted key.
+    pub signer: Option<Signer>,
+    /// Things the user should know that did not stop the import (e.g. an unsigned bundle under
+    /// the `warn` policy).
+    pub warnings: Vec<String>,
+}
+
+/// Imports every model found at `path` into `store`. On any error the store is unchanged.
+pub fn import(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
+    match source::detect(path)? {
+        SourceKind::Folder => import_from(store, &mut FolderSource::open(path)?, opts, progress),
+        SourceKind::Zip => import_from(store, &mut ZipSource::open(path)?, opts, progress),
+        SourceKind::Volumes(first) => import_from(store, &mut ZipSource::open_volumes(&first)?, opts, progress),
+        SourceKind::Gguf if opts.signature == SignaturePolicy::Require => {
+            Err(ImportError::Signature(format!("{}: a single GGUF file carries no signature, and signatures are required; import a signed bundle instead", path.display())))
+        }
+        SourceKind::Gguf => import_gguf(store, path, opts, progress),
+    }
+}
+
+struct Copier<'a> {
+    opts: &'a ImportOptions,
+    progress: &'a dyn ProgressSink,
+    done: u64,
+    total: u64,
+    report: ImportReport,
+}
+
+impl Copier<'_> {
+    fn cancelled(&self) -> bool {
+        self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn report(&self, item: &str) {
+        self.progress.report(&Progress { phase: "importing", item: item.to_string(), done_bytes: self.done, total_bytes: self.total });
+    }
+
+    /// Stages one blob: hard-link or copy, hashing every byte, then checks the digest and size
+    /// (when known), validates GGUF layers and fsyncs. Returns the digest and size found.
+    fn stage<'r>(
+        &mut self,
+        staging: &mut Staging,
+        read: impl FnOnce() -> Result<Box<dyn Read + 'r>, ImportError>,
+        link_from: Option<PathBuf>,
+        expected: Option<&Layer>,
+        media_type: &str,
+        origin: &str,
+    ) -> Result<(Digest, u64), ImportError> {
+        self.opts.fault.step("stage blob").map_err(|e| ImportError::source(origin, e.to_string()))?;
+        // Unknown digests (a bare .gguf) get a temporary staging name until hashed.
+        let tmp_digest = expected.map(|l| l.digest).unwrap_or(Digest::of_bytes(origin.as_bytes()));
+        let staged = staging.blob_path(&tmp_digest);
+        let linked = self.opts.link && link_from.as_ref().is_some_and(|src| fs::hard_link(src, &staged).is_ok());
+        let limit = expected.map_or(u64::MAX, |l| l.size);
+        let (digest, len) = if linked {
+            let file = File::open(&staged).map_err(|e| ImportError::source(origin, e.to_string()))?;
+            self.hash_copy(Box::new(file), None, limit, origin)?
+        } else {
+            let (out, _) = staging.create_blob(&tmp_digest)?;
+            self.hash_copy(read()?, Some(out), limit, origin)?
+        };
+        if let Some(layer) = expected {
+            if len != layer.size {
+                return Err(ImportError::integrity(origin, format!("is {len} bytes, the manifest says {}", layer.size)));
+            }
+            if digest != layer.digest {
+                return Err(ImportError::integrity(origin, format!("content hashes to {digest}, the manifest says {}", layer.digest)));
+            }
+        }
+        if is_gguf_layer(media_type) {
+            gguf::read_file(&staged).map_err(|source| ImportError::Gguf { file: origin.to_string(), source })?;
+        }
+        let final_path = staging.blob_path(&digest);
+        if final_path != staged {
+            fs::rename(&staged, &final_path).map_err(|e| ImportError::source(&final_path, e.to_string()))?;
+        }
+        if linked {
+            self.report.blobs_linked += 1;
+        } else {
+            self.report.blobs_copied += 1;
+            self.report.bytes_copied += len;
+        }
+        staging.add_verified(digest, final_path);
+        Ok((digest, len))
+    }
+
+    /// One pass: read → SHA-256 → write (if `out`), never past `limit` bytes; fsyncs `out`.
+    fn hash_copy(&mut self, mut reader: Box<dyn Read + '_>, mut out: Option<File>, limit: u64, origin: &str) -> Result<(Digest, u64), ImportError> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut len = 0u64;
+        let read_err = |e: std::io::Error| ImportError::source(origin, format!("cannot read (was the medium removed?): {e}"));
+        loop {
+            if self.cancelled() {
+                return Err(ImportError::Cancelled);
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            len += n as u64;
+            if len > limit {
+                return Err(ImportError::integrity(origin, format!("is longer than the {limit} bytes the manifest says")));
+            }
+            hasher.update(&buf[..n]);
+            if let Some(out) = out.as_mut() {
+                out.write_all(&buf[..n]).map_err(|e| ImportError::source(origin, format!("cannot write to the store: {e}")))?;
+            }
+            self.opts.fault.step("copy chunk").map_err(read_err)?;
+            self.done += n as u64;
+            self.report(origin);
+        }
+        if let Some(out) = out {
+            out.sync_all().map_err(|e| ImportError::source(origin, format!("cannot write to the store: {e}")))?;
+        }
+        Ok((Digest::from_hasher(hasher), len))
+    }
+}
+
+fn import_from(store: &Store, src: &mut dyn Source, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
+    let mut models = src.models()?;
+    if models.is_empty() {
+        return Err(ImportError::Source { path: "bundle".into(), problem: "contains no models (manifests/ is empty)".into() });
+    }
+    if let Some(name) = &opts.name {
+        if models.len() != 1 {
+            let names: Vec<String> = models.iter().map(|m| m.name.display_shortest()).collect();
+            return Err(ImportError::Source { path: "--name".into(), problem: format!("can rename only a single model; this bundle has {}: {}", names.len(), names.join(", ")) });
+        }
+        models[0].name = ModelName::parse(name).map_err(|e| ImportError::source("--name", e.to_string()))?;
+    }
+
+    let (signer, warnings) = check_signature(src, opts)?;
+    // With an index, the blobs read from the bundle must be the ones it lists (a signed index
+    // then pins every byte: manifests by their SHA-256, blobs by digest and size).
+    let listed: Option<BTreeMap<Digest, u64>> = src.index().map(|(i, _)| i.blobs.iter().map(|b| (b.digest, b.size)).collect());
+
+    // Plan: parse every manifest and account for every blob before writing anything.
+    let mut needed: BTreeMap<Digest, (Layer, String)> = BTreeMap::new();
+    let mut publish = Vec::new();
+    for m in &models {
+        let manifest = Manifest::parse(&m.manifest_bytes).map_err(|e| ImportError::source(&m.origin, e.to_string()))?;
+        for layer in manifest.blobs() {
+            if let Some((seen, _)) = needed.get(&layer.digest) {
+                if seen.size != layer.size {
+                    return Err(ImportError::source(&m.origin, format!("says blob {} is {} bytes, another manifest says {}", layer.digest, layer.size, seen.size)));
+                }
+            }
+            needed.entry(layer.digest).or_insert_with(|| (layer.clone(), m.name.display_shortest()));
+        }
+        publish.push((m.name.clone(), m.manifest_bytes.clone(), manifest.total_size()));
+    }
+    let mut to_copy = Vec::new();
+    let mut missing = Vec::new();
+    let mut report = ImportReport { signer, warnings, ..ImportReport::default() };
+    for (digest, (layer, model)) in &needed {
+        if store.blob_size(digest) == Some(layer.size) {
+            report.blobs_already_present += 1;
+            continue;
+        }
+        if let Some(listed) = &listed {
+            match listed.get(digest) {
+                Some(&size) if size == layer.size => {}
+                Some(&size) => return Err(ImportError::integrity(src.blob_origin(digest), format!("airlock-bundle.json lists it as {size} bytes, the manifest of {model} says {}", layer.size))),
+                None if src.blob_len(digest)?.is_some() => {
+                    return Err(ImportError::integrity(src.blob_origin(digest), format!("is needed by {model} but not listed in airlock-bundle.json (added after the bundle was made)")))
+                }
+                None => {
+                    missing.push(format!("{} (for {model})", src.blob_origin(digest)));
+                    continue;
+                }
+            }
+        }
+        match src.blob_len(digest)? {
+            Some(len) if len == layer.size => to_copy.push(layer.clone()),
+            Some(len) => return Err(ImportError::integrity(src.blob_origin(digest), format!("is {len} bytes, the manifest of {model} says {}", layer.size))),
+            None => missing.push(format!("{} (for {model})", src.blob_origin(digest))),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ImportError::MissingBlobs(missing));
+    }
+
+    let total = to_copy.iter().map(|l| l.size).sum();
+    let mut copier = Copier { opts, progress, done: 0, total, report };
+    let mut staging = store.begin_staging()?;
+    for layer in &to_copy {
+        let origin = src.blob_origin(&layer.digest);
+        let link_from = src.blob_file(&layer.digest);
+        copier.stage(&mut staging, || src.open_blob(&layer.digest), link_from, Some(layer), &layer.media_type, &origin)?;
+    }
+    if copier.cancelled() {
+        return Err(ImportError::Cancelled);
+    }
+    let manifests: Vec<(ModelName, Vec<u8>)> = publish.iter().map(|(n, b, _)| (n.clone(), b.clone())).collect();
+    staging.publish(&manifests, &opts.fault)?;
+    let mut report = copier.report;
+    report.models = publish
+        .into_iter()
+        .map(|(name, bytes, size)| ImportedModel { name: name.display_shortest(), id: Digest::of_bytes(&bytes).hex()[..12].to_string(), size })
+        .collect();
+    Ok(report)
+}
+
+/// Applies the signature policy to the bundle; returns the signer (if any) and warnings.
+fn check_signature(src: &mut dyn Source, opts: &ImportOptions) -> Result<(Option<Signer>, Vec<String>), ImportError> {
+    let sig = src.signature()?;
+    let index_bytes = src.index().map(|(_, b)| b.to_vec());
+    let policy = opts.signature;
+    if policy == SignaturePolicy::Off && sig.is_none() {
+        return Ok((None, Vec::new()));
+    }
+    let dir = match &opts.trust_dir {
+        Some(d) => d.clone(),
+        None => match sign::config_dir() {
+            Ok(c) => sign::trust_dir(&c),
+            Err(e) if policy == SignaturePolicy::Off => return Ok((None, vec![e.to_string()])),
+            Err(e) => return Err(ImportError::Signature(e.to_string())),
+        },
+    };
+    let verdict = match (&index_bytes, &sig) {
+        (None, Some(_)) => Verdict::Bad("the bundle has a signature but no airlock-bundle.json for it to cover (the index was removed)".into()),
+        (None, None) => Verdict::Unsigned,
+        (Some(index), sig) => sign::check(index, sig.as_deref(), &dir).map_err(|e| ImportError::Signature(e.to_string()))?,
+    };
+    let problem = match verdict {
+        Verdict::Signed(s) => return Ok((Some(s), Vec::new())),
+        Verdict::Unsigned => "the bundle is not signed".to_string(),
+        Verdict::UnknownKey(id) => format!("the bundle is signed by key {id}, which is not a trusted key (`airlock trust add FILE.pub` trusts it)"),
+        Verdict::Bad(why) if policy == SignaturePolicy::Off => return Ok((None, vec![why])),
+        Verdict::Bad(why) => return Err(ImportError::Signature(why)),
+    };
+    match policy {
+        SignaturePolicy::Off => Ok((None, Vec::new())),
+        SignaturePolicy::Warn => Ok((None, vec![format!("{problem}; importing anyway (signature policy: warn)")])),
+        SignaturePolicy::Require => Err(ImportError::Signature(format!("{problem}, and signatures are required; nothing was imported"))),
+    }
+}
+
+/// The config blob `ollama create` writes for a GGUF model.
+#[derive(Serialize)]
+struct ModelConfig<'a> {
+    model_format: &'a str,
+    model_family: &'a str,
+    model_families: [&'a str; 1],
+    model_type: String,
+    file_type: String,
+    architecture: &'a str,
+    os: &'a str,
+    rootfs: RootFs,
+}
+
+#[derive(Serialize)]
+struct RootFs {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    diff_ids: Vec<Digest>,
+}
+
+/// A single `.gguf`: validated, copied and hashed in one pass, then given a config blob and a
+/// manifest as `ollama create` would.
+fn import_gguf(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
+    let origin = path.display().to_string();
+    let info = gguf::read_file(path).map_err(|source| ImportError::Gguf { file: origin.clone(), source })?;
+    let name = match &opts.name {
+        Some(n) => ModelName::parse(n).map_err(|e| ImportError::source("--name", e.to_string()))?,
+        None => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            ModelName::from_file_stem(&stem).map_err(|e| ImportError::source(path, format!("{e}; choose a name with --name")))?
+        }
+    };
+    let total = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut copier = Copier { opts, progress, done: 0, total, report: ImportReport::default() };
+    let mut staging = store.begin_staging()?;
+    let open = || -> Result<Box<dyn Read>, ImportError> {
+        Ok(Box::new(File::open(path).map_err(|e| ImportError::source(path, format!("cannot read: {e}")))?))
+    };
+    let (digest, size) = copier.stage(&mut staging, open, Some(path.to_path_buf()), None, manifest::MEDIA_MODEL, &origin)?;
+
+    let family = info.architecture().unwrap_or("unknown");
+    let config_bytes = serde_json::to_vec(&ModelConfig {
+        model_format: "gguf",
+        model_family: family,
+        model_families: [family],
+        model_type: gguf::format_parameter_count(info.parameter_count()),
+        file_type: info.quantization(),
+        architecture: std::env::consts::ARCH,
+        os: std::env::consts::OS,
+        rootfs: RootFs { kind: "layers", diff_ids: vec![digest] },
+    })
+    .expect("config serialises");
+    let config = Layer { media_type: manifest::CONFIG_MEDIA_TYPE.into(), digest: Digest::of_bytes(&config_bytes), size: config_bytes.len() as u64 };
+    let read_config = || -> Result<Box<dyn Read + '_>, ImportError> { Ok(Box::new(config_bytes.as_slice())) };
+    copier.stage(&mut staging, read_config, None, Some(&config), manifest::CONFIG_MEDIA_TYPE, "config")?;
+
+    let manifest = Manifest::for_gguf(config, Layer { media_type: manifest::MEDIA_MODEL.into(), digest, size });
+    let bytes = manifest.to_bytes();
+    staging.publish(&[(name.clone(), bytes.clone())], &opts.fault)?;
+    let mut report = copier.report;
+    report.models = vec![ImportedModel { name: name.display_shortest(), id: Digest::of_bytes(&bytes).hex()[..12].to_string(), size: manifest.total_size() }];
+    Ok(report)
+}

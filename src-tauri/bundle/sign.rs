@@ -1,0 +1,226 @@
+//! Bundle signatures: minisign (Ed25519) key pairs, signing the bundle index, the trusted-keys
+//! list, and the import-side check.
+//!
+//! Signing the index is enough: it holds every manifest's SHA-256 and every blob's digest and
+//! size, and import checks each manifest and blob against it, so a signed index pins every byte.
+//! Trusted keys are minisign `.pub` files kept in `<config>/trusted-keys/<KEYID>.pub`, where
+//! `<config>` is `AIRLOCK_CONFIG` or the platform config dir + `airlock`.
+
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+use serde::{Deserialize, Serialize};
+
+/// What import does about signatures (a setting in the desktop app, `--require-signature` in the CLI).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignaturePolicy {
+    /// No check is enforced; a valid signature by a trusted key is still reported.
+    #[default]
+    Off,
+    /// Unsigned bundles and unknown keys import with a warning; a bad signature is an error.
+    Warn,
+    /// Only bundles signed by a trusted key import.
+    Require,
+}
+
+impl std::str::FromStr for SignaturePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "warn" => Ok(Self::Warn),
+            "require" => Ok(Self::Require),
+            _ => Err(format!("unknown signature policy {s:?}: use off, warn or require")),
+        }
+    }
+}
+
+/// Who signed a bundle.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signer {
+    /// The minisign key ID, 16 upper-case hex digits (as `minisign` prints it).
+    pub key_id: String,
+    /// The signature's trusted comment (signed too): creation time and tool version.
+    pub trusted_comment: String,
+}
+
+/// A trusted public key.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustedKey {
+    pub key_id: String,
+    /// The `.pub` file's untrusted comment line, to help tell keys apart.
+    pub comment: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SignError(pub String);
+
+fn err(s: impl Into<String>) -> SignError {
+    SignError(s.into())
+}
+
+pub fn key_id(keynum: &[u8]) -> String {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&keynum[..8]);
+    format!("{:016X}", u64::from_le_bytes(b))
+}
+
+/// `AIRLOCK_CONFIG`, else `<platform config dir>/airlock`.
+pub fn config_dir() -> Result<PathBuf, SignError> {
+    if let Some(p) = std::env::var_os("AIRLOCK_CONFIG").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    dirs::config_dir().map(|d| d.join("airlock")).ok_or_else(|| err("no config directory known; set AIRLOCK_CONFIG to a folder for Airlock's settings"))
+}
+
+/// Writes `PREFIX.key` (the secret key, encrypted with `password` unless it is `None`) and
+/// `PREFIX.pub`. Refuses to overwrite either. Returns the key ID.
+pub fn keygen(prefix: &Path, password: Option<String>) -> Result<String, SignError> {
+    let (sk_path, pk_path) = (with_ext(prefix, "key"), with_ext(prefix, "pub"));
+    for p in [&sk_path, &pk_path] {
+        if p.exists() {
+            return Err(err(format!("{} already exists; choose another --out prefix or remove it first", p.display())));
+        }
+    }
+    let pair = match password {
+        Some(pw) => KeyPair::generate_encrypted_keypair(Some(pw)),
+        None => KeyPair::generate_unencrypted_keypair(),
+    }
+    .map_err(|e| err(format!("cannot generate a key pair: {e}")))?;
+    let id = key_id(pair.pk.keynum());
+    let comment = format!("airlock secret key {id}");
+    let sk_box = pair.sk.to_box(Some(&comment)).map_err(|e| err(e.to_string()))?;
+    let pk_box = pair.pk.to_box().map_err(|e| err(e.to_string()))?;
+    write_new(&sk_path, &sk_box.to_bytes(), true)?;
+    if let Err(e) = write_new(&pk_path, &pk_box.to_bytes(), false) {
+        let _ = fs::remove_file(&sk_path);
+        return Err(e);
+    }
+    Ok(id)
+}
+
+fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_os_string();
+    s.push(format!(".{ext}"));
+    PathBuf::from(s)
+}
+
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), SignError> {
+    use std::io::Write;
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut f = opts.open(path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A secret key ready to sign.
+pub struct SigningKey {
+    sk: SecretKey,
+    pub key_id: String,
+}
+
+impl SigningKey {
+    /// Loads a minisign secret key. An encrypted key is opened with `password`, or with a
+    /// password prompted on the terminal when `password` is `None`.
+    pub fn load(path: &Path, password: Option<String>) -> Result<Self, SignError> {
+        let text = fs::read_to_string(path).map_err(|e| err(format!("cannot read the secret key {}: {e}", path.display())))?;
+        let bad = |e: minisign::PError| err(format!("{}: not a usable minisign secret key: {e}", path.display()));
+        let sk = match SecretKeyBox::from_string(&text).and_then(|b| b.into_unencrypted_secret_key()) {
+            Ok(sk) => sk,
+            Err(_) => SecretKeyBox::from_string(&text).and_then(|b| b.into_secret_key(password)).map_err(bad)?,
+        };
+        let key_id = key_id(sk.keynum());
+        Ok(SigningKey { sk, key_id })
+    }
+
+    /// Signs `data` (the index bytes) with `trusted_comment`; returns the `.minisig` file bytes.
+    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<Vec<u8>, SignError> {
+        let untrusted = format!("signature of an Airlock bundle index by key {}", self.key_id);
+        let sig = minisign::sign(None, &self.sk, Cursor::new(data), Some(trusted_comment), Some(&untrusted)).map_err(|e| err(format!("cannot sign: {e}")))?;
+        Ok(sig.to_bytes())
+    }
+}
+
+/// The trusted-keys folder under `config`.
+pub fn trust_dir(config: &Path) -> PathBuf {
+    config.join("trusted-keys")
+}
+
+fn read_public_key(path: &Path) -> Result<(PublicKey, String), SignError> {
+    let text = fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+    let comment = text.lines().next().and_then(|l| l.strip_prefix("untrusted comment:")).unwrap_or("").trim().to_string();
+    let pk = PublicKeyBox::from_string(&text)
+        .and_then(|b| b.into_public_key())
+        .or_else(|_| PublicKey::from_base64(text.trim()))
+        .map_err(|e| err(format!("{}: not a minisign public key: {e}", path.display())))?;
+    Ok((pk, comment))
+}
+
+/// Adds the public key in `pub_file` to the trusted keys; returns its ID.
+pub fn trust_add(dir: &Path, pub_file: &Path) -> Result<String, SignError> {
+    let (pk, _) = read_public_key(pub_file)?;
+    let id = key_id(pk.keynum());
+    fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    let target = dir.join(format!("{id}.pub"));
+    let bytes = pk.to_box().map_err(|e| err(e.to_string()))?.to_bytes();
+    let tmp = dir.join(format!(".{id}.pub.tmp"));
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, &bytes, false)?;
+    fs::rename(&tmp, &target).map_err(|e| err(format!("cannot write {}: {e}", target.display())))?;
+    Ok(id)
+}
+
+pub fn trust_list(dir: &Path) -> Result<Vec<TrustedKey>, SignError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut keys = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "pub") && !e.file_name().to_string_lossy().starts_with('.') {
+            let (pk, comment) = read_public_key(&path)?;
+            keys.push(TrustedKey { key_id: key_id(pk.keynum()), comment, path });
+        }
+    }
+    keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    Ok(keys)
+}
+
+pub fn trust_remove(dir: &Path, id: &str) -> Result<(), SignError> {
+    let id = id.trim().to_ascii_uppercase();
+    let key = trust_list(dir)?.into_iter().find(|k| k.key_id == id).ok_or_else(|| err(format!("no trusted key {id}; `airlock trust list` shows them")))?;
+    fs::remove_file(&key.path).map_err(|e| err(format!("cannot remove {}: {e}", key.path.display())))
+}
+
+/// The outcome of checking a bundle's signature.
+pub enum Verdict {
+    Signed(Signer),
+    Unsigned,
+    UnknownKey(String),
+    /// A trusted key's signature that does not match: the index was changed after signing.
+    Bad(String),
+}
+
+/// Checks `signature` (the `.minisig` bytes) over `index` against the keys in `dir`.
+pub fn check(index: &[u8], signature: Option<&[u8]>, dir: &Path) -> Result<Verdict, SignError> {
+    let Some(sig_bytes) = signature else { return Ok(Verdict::Unsigned) };
+    let text = std::str::from_utf8(sig_bytes).map_err(|_| err("the signature file is not text"))?;
+    let sig = SignatureBox::from_string(text).map_err(|e| err(format!("the signature file is malformed: {e}")))?;
+    let id = key_id(sig.keynum());
+    let Some(key) = trust_list(dir)?.into_iter().find(|k| k.key_id == id) else { return Ok(Verdict::UnknownKey(id)) };
+    let (pk, _) = read_public_key(&key.path)?;
+    match minisign::verify(&pk, &sig, Cursor::new(index), true, false, false) {
+        Ok(()) => Ok(Verdict::Signed(Signer { key_id: id, trusted_comment: sig.trusted_comment().unwrap_or_default() })),
+        Err(e) => Ok(Verdict::Bad(format!("the signature by trusted key {id} does not match airlock-bundle.json ({e}): the bundle was changed after it was signed"))),
+    }
+}

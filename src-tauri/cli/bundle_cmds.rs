@@ -1,0 +1,173 @@
+//! Commands for the connected side: `export`, `keygen`, `trust`, `inventory`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use super::format::human_bytes;
+use super::progress::CliProgress;
+use crate::bundle::export::{export, ExportOptions};
+use crate::bundle::inventory::Inventory;
+use crate::bundle::sign::{self, SigningKey};
+use crate::bundle::volumes::{parse_size, FAT32_MAX};
+use crate::core::Core;
+
+#[derive(Subcommand)]
+pub enum BundleCommand {
+    /// Export models to a bundle: a folder, a .zip, or a .zip split into volumes (PATH.001, …)
+    Export {
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Output path: ending in .zip writes a zip, otherwise a bundle folder. Never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Cut the zip into volumes of at most SIZE (e.g. 100M, 4G, or bytes); `cat` rejoins them
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        split_size: Option<u64>,
+        /// Volumes for FAT32 media (4 GiB − 1 each)
+        #[arg(long, conflicts_with = "split_size")]
+        fat32: bool,
+        /// Sign the bundle with this minisign secret key (password from AIRLOCK_KEY_PASSWORD or a prompt)
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// Write a delta bundle: leave out the blobs listed in this inventory (`airlock inventory`)
+        #[arg(long, value_name = "FILE.json")]
+        exclude_from: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a minisign key pair PREFIX.key / PREFIX.pub for signing bundles
+    Keygen {
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+        /// Leave the secret key without a password (otherwise AIRLOCK_KEY_PASSWORD or a prompt)
+        #[arg(long)]
+        unencrypted: bool,
+    },
+    /// Manage the public keys whose signatures `import --require-signature` accepts
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
+    },
+    /// Write the list of models and blobs this store holds, for `export --exclude-from`
+    Inventory {
+        #[arg(long, value_name = "FILE.json")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TrustAction {
+    /// Trust the key in a minisign .pub file
+    Add { file: PathBuf },
+    /// List trusted keys
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key (by the ID `trust list` shows)
+    Remove { key_id: String },
+}
+
+pub fn run(core: &Core, cmd: BundleCommand) -> Result<ExitCode> {
+    match cmd {
+        BundleCommand::Export { models, out, split_size, fat32, sign, exclude_from, json } => {
+            let split_size = if fat32 { Some(FAT32_MAX) } else { split_size };
+            let sign = match sign {
+                None => None,
+                Some(p) => Some(SigningKey::load(&p, key_password()).with_context(|| format!("cannot use the signing key {}", p.display()))?),
+            };
+            // Reproducible bundles: a fixed SOURCE_DATE_EPOCH gives identical bytes.
+            let created = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()).and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
+            let opts = ExportOptions { split_size, sign, exclude_from, cancel: None, created };
+            let progress = CliProgress::new();
+            let result = export(&core.store, &models, &out, &opts, &progress);
+            progress.finish();
+            let report = result.with_context(|| format!("cannot export to {}", out.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for m in &report.models {
+                println!("exported {} (id {}, {})", m.name, m.id, human_bytes(m.size));
+            }
+            for p in &report.outputs {
+                println!("wrote {}", p.display());
+            }
+            let excluded = if report.blobs_excluded > 0 { format!(", {} left out (the other side has them)", report.blobs_excluded) } else { String::new() };
+            eprintln!("{} blob(s) copied and verified ({}){excluded}", report.blobs_written, human_bytes(report.bytes_written));
+            if let Some(id) = &report.signed_by {
+                eprintln!("signed with key {id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BundleCommand::Keygen { out, unencrypted } => {
+            let password = if unencrypted {
+                None
+            } else {
+                match key_password() {
+                    Some(p) => Some(p),
+                    None => Some(prompt_new_password()?),
+                }
+            };
+            let id = sign::keygen(&out, password)?;
+            println!("wrote {}.key (secret: keep it safe) and {}.pub (give it to the air-gapped side)", out.display(), out.display());
+            println!("key id {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        BundleCommand::Trust { action } => {
+            let dir = sign::trust_dir(&sign::config_dir()?);
+            match action {
+                TrustAction::Add { file } => {
+                    let id = sign::trust_add(&dir, &file)?;
+                    println!("trusted key {id}");
+                }
+                TrustAction::List { json } => {
+                    let keys = sign::trust_list(&dir)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&keys)?);
+                    } else if keys.is_empty() {
+                        eprintln!("no trusted keys; `airlock trust add FILE.pub` adds one");
+                    } else {
+                        for k in keys {
+                            println!("{}    {}", k.key_id, k.comment);
+                        }
+                    }
+                }
+                TrustAction::Remove { key_id } => {
+                    sign::trust_remove(&dir, &key_id)?;
+                    println!("removed key {}", key_id.to_ascii_uppercase());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BundleCommand::Inventory { out } => {
+            let inv = Inventory::of_store(&core.store)?;
+            inv.write(&out).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} models, {} blobs)", out.display(), inv.models.len(), inv.blobs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn key_password() -> Option<String> {
+    std::env::var("AIRLOCK_KEY_PASSWORD").ok().filter(|p| !p.is_empty())
+}
+
+fn prompt_new_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("a password is needed for the secret key: set AIRLOCK_KEY_PASSWORD, or pass --unencrypted for a key without one");
+    }
+    let a = rpassword::prompt_password("Password for the new secret key: ")?;
+    let b = rpassword::prompt_password("Password again: ")?;
+    if a != b {
+        bail!("the passwords differ; nothing was written");
+    }
+    if a.is_empty() {
+        bail!("an empty password protects nothing; pass --unencrypted if you want a key without one");
+    }
+    Ok(a)
+}

@@ -1,0 +1,231 @@
+//! The `airlock` command line: clap commands with output shaped like Ollama's (`airlock list`
+//! prints what `ollama list` prints) and `--json` for scripts. Results go to stdout; progress and
+//! errors go to stderr. Exit codes: 0 success, 1 failure, 2 usage error.
+
+mod bundle_cmds;
+mod format;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::bundle::{self, ImportOptions};
+use crate::core::{Core, ModelDetails};
+use crate::store::fault::FaultPlan;
+use format::{human_bytes, human_since, table};
+use progress::CliProgress;
+
+#[derive(Parser)]
+#[command(name = "airlock", version, about = "Run local LLMs on machines with no network", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the models in the store (like `ollama list`)
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's details: architecture, parameters, quantisation, context, license, layers
+    Show {
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a model (its manifest, then the blobs no other model uses)
+    Rm {
+        #[arg(required = true)]
+        models: Vec<String>,
+    },
+    /// Re-hash blobs and report every missing or corrupt one (exit 1 if any)
+    Verify {
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
+    Import {
+        path: PathBuf,
+        /// Import under this name (a source with one model only), e.g. mymodel:q4
+        #[arg(long)]
+        name: Option<String>,
+        /// Hard-link blobs instead of copying when the source is on the same filesystem (still verified)
+        #[arg(long)]
+        link: bool,
+        /// Refuse bundles not signed by a trusted key (`airlock trust`); same as --signature require
+        #[arg(long)]
+        require_signature: bool,
+        /// Signature policy: off, warn or require
+        #[arg(long, default_value = "off")]
+        signature: bundle::SignaturePolicy,
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(flatten)]
+    Bundle(bundle_cmds::BundleCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let core = Core::from_env()?;
+    match cli.command {
+        Command::List { json } => list(&core, json),
+        Command::Show { model, json } => show(&core, &model, json),
+        Command::Rm { models } => {
+            for m in models {
+                let entry = core.store.resolve(&m)?;
+                core.store.remove(&m)?;
+                println!("deleted '{}'", entry.name.display_shortest());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { model, json } => verify(&core, model.as_deref(), json),
+        Command::Import { path, name, link, require_signature, signature, json } => {
+            let signature = if require_signature { bundle::SignaturePolicy::Require } else { signature };
+            import(&core, path, name, link, signature, json)
+        }
+        Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
+    }
+}
+
+fn list(core: &Core, json: bool) -> Result<ExitCode> {
+    let (models, problems) = core.store.list()?;
+    for p in &problems {
+        eprintln!("warning: skipped an unreadable manifest: {p}");
+    }
+    if json {
+        let rows: Vec<_> = models
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name.display_shortest(),
+                    "id": m.id.hex(),
+                    "size": m.size(),
+                    "modified": format_rfc3339(m.modified),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemTime::now();
+    let mut rows = vec![vec!["NAME".into(), "ID".into(), "SIZE".into(), "MODIFIED".into()]];
+    rows.extend(models.iter().map(|m| vec![m.name.display_shortest(), m.short_id(), human_bytes(m.size()), human_since(m.modified, now)]));
+    print!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn show(core: &Core, model: &str, json: bool) -> Result<ExitCode> {
+    let entry = core.store.resolve(model)?;
+    let d = core.details(&entry);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", render_details(&d));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_details(d: &ModelDetails) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    let num = |v: Option<u64>| v.map_or("unknown".into(), |n| n.to_string());
+    let mut rows = vec![
+        vec!["    architecture".into(), opt(&d.architecture)],
+        vec!["    parameters".into(), opt(&d.parameters)],
+        vec!["    quantization".into(), opt(&d.quantization)],
+        vec!["    context length".into(), num(d.context_length)],
+        vec!["    embedding length".into(), num(d.embedding_length)],
+        vec!["    layers".into(), num(d.block_count)],
+        vec!["    chat template".into(), if d.chat_template { "yes".into() } else { "no (plain prompt format)".into() }],
+        vec!["    size".into(), human_bytes(d.size)],
+        vec!["    id".into(), d.id[..12].to_string()],
+    ];
+    rows.push(match &d.not_runnable_reason {
+        None => vec!["    runnable here".into(), "yes".into()],
+        Some(why) => vec!["    runnable here".into(), format!("no: {why}")],
+    });
+    let mut out = format!("  Model {}\n{}", d.name, table(&rows));
+    out.push_str("\n  Layers\n");
+    let layer_rows: Vec<Vec<String>> = d
+        .layers
+        .iter()
+        .map(|l| vec![format!("    {}", l.media_type.rsplit('.').next().unwrap_or(&l.media_type)), l.digest[7..19].to_string(), human_bytes(l.size)])
+        .collect();
+    out.push_str(&table(&layer_rows));
+    if let Some(license) = &d.license {
+        let first = license.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        out.push_str(&format!("\n  License\n    {}\n", first.chars().take(100).collect::<String>()));
+    }
+    out
+}
+
+fn verify(core: &Core, model: Option<&str>, json: bool) -> Result<ExitCode> {
+    let mut checked = 0usize;
+    let mut bytes = 0u64;
+    let problems = core.store.verify(model, |_, size| {
+        checked += 1;
+        bytes += size;
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "blobs_checked": checked, "bytes_checked": bytes, "problems": problems }))?);
+    } else if problems.is_empty() {
+        println!("verified {checked} blobs ({}): all intact", human_bytes(bytes));
+    } else {
+        for p in &problems {
+            eprintln!("{}: {}", p.model, p.problem);
+        }
+        eprintln!("{} of {checked} blobs are missing or corrupt; import the affected models again", problems.len());
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn import(core: &Core, path: PathBuf, name: Option<String>, link: bool, signature: bundle::SignaturePolicy, json: bool) -> Result<ExitCode> {
+    let opts = ImportOptions { name, link, cancel: None, fault: FaultPlan::from_env(), signature, trust_dir: None };
+    let progress = CliProgress::new();
+    let result = bundle::import(&core.store, &path, &opts, &progress);
+    progress.finish();
+    let report = result.with_context(|| format!("cannot import {}", path.display()))?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for m in &report.models {
+        println!("imported {} (id {}, {})", m.name, m.id, human_bytes(m.size));
+    }
+    if let Some(s) = &report.signer {
+        println!("signed by trusted key {} ({})", s.key_id, s.trusted_comment);
+    }
+    let linked = if report.blobs_linked > 0 { format!(", {} linked", report.blobs_linked) } else { String::new() };
+    eprintln!(
+        "{} blob(s) copied and verified ({}){linked}, {} already present",
+        report.blobs_copied,
+        human_bytes(report.bytes_copied),
+        report.blobs_already_present
+    );
+    Ok(ExitCode::SUCCESS)
+}

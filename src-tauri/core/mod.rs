@@ -1,0 +1,105 @@
+//! `Core`: the one value the CLI, the HTTP API and the desktop app share (the store today; the
+//! engine supervisor and hardware probe join it as they arrive), so the three faces cannot drift.
+//! It also turns a store entry plus its GGUF metadata into the details users see.
+
+use std::fs;
+
+use serde::Serialize;
+
+use crate::gguf::{self, GgufInfo};
+use crate::store::manifest::{self, Manifest};
+use crate::store::{ModelEntry, Store, StoreError};
+
+pub struct Core {
+    pub store: Store,
+}
+
+impl Core {
+    pub fn from_env() -> Result<Self, StoreError> {
+        Ok(Core { store: Store::from_env()? })
+    }
+
+    pub fn details(&self, entry: &ModelEntry) -> ModelDetails {
+        ModelDetails::read(&self.store, entry)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerInfo {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// What `airlock show` (and later `/api/show` and the Models page) tell about a model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelDetails {
+    pub name: String,
+    pub id: String,
+    pub size: u64,
+    pub architecture: Option<String>,
+    pub parameters: Option<String>,
+    pub parameter_count: Option<u64>,
+    pub quantization: Option<String>,
+    pub context_length: Option<u64>,
+    pub embedding_length: Option<u64>,
+    pub block_count: Option<u64>,
+    /// The GGUF carries a Jinja chat template, or the manifest an Ollama template layer.
+    pub chat_template: bool,
+    pub license: Option<String>,
+    pub layers: Vec<LayerInfo>,
+    pub runnable: bool,
+    /// Why the model cannot run here, when it cannot.
+    pub not_runnable_reason: Option<String>,
+}
+
+impl ModelDetails {
+    pub fn read(store: &Store, entry: &ModelEntry) -> Self {
+        let m = &entry.manifest;
+        let gguf = model_gguf(store, m);
+        let info = gguf.as_ref().ok();
+        let license = small_text_layer(store, m, manifest::MEDIA_LICENSE).or_else(|| info.and_then(|i| i.license().map(str::to_string)));
+        let has_template_layer = m.layer(manifest::MEDIA_TEMPLATE).is_some();
+        ModelDetails {
+            name: entry.name.display_shortest(),
+            id: entry.id.hex(),
+            size: entry.size(),
+            architecture: info.and_then(|i| i.architecture().map(str::to_string)),
+            parameters: info.map(|i| gguf::format_parameter_count(i.parameter_count())),
+            parameter_count: info.map(|i| i.parameter_count()),
+            quantization: info.map(|i| i.quantization()),
+            context_length: info.and_then(|i| i.context_length()),
+            embedding_length: info.and_then(|i| i.embedding_length()),
+            block_count: info.and_then(|i| i.block_count()),
+            chat_template: has_template_layer || info.is_some_and(|i| i.chat_template().is_some()),
+            license,
+            layers: m.blobs().map(|l| LayerInfo { media_type: l.media_type.clone(), digest: l.digest.to_string(), size: l.size }).collect(),
+            runnable: gguf.is_ok(),
+            not_runnable_reason: gguf.err(),
+        }
+    }
+}
+
+/// Reads the GGUF header of the model layer, or says why the model cannot run here.
+fn model_gguf(store: &Store, m: &Manifest) -> Result<GgufInfo, String> {
+    let Some(layer) = m.layer(manifest::MEDIA_MODEL) else {
+        if m.layer(manifest::MEDIA_TENSOR).is_some() {
+            return Err("stored as safetensors tensors for Ollama's MLX engine; Airlock runs GGUF models — import a GGUF build of this model".into());
+        }
+        return Err("the manifest has no model weights layer".into());
+    };
+    let path = store.blob_path(&layer.digest);
+    if !path.is_file() {
+        return Err(format!("its weights blob {} is missing; run `airlock verify` and import the model again", layer.digest));
+    }
+    gguf::read_file(&path).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))
+}
+
+/// A text layer (license, system prompt), capped so a hostile store cannot make us read gigabytes.
+fn small_text_layer(store: &Store, m: &Manifest, media_type: &str) -> Option<String> {
+    let layer = m.layer(media_type)?;
+    if layer.size > 1 << 20 {
+        return None;
+    }
+    fs::read(store.blob_path(&layer.digest)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+}

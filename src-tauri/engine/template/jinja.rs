@@ -1,0 +1,255 @@
+//! GGUF `tokenizer.chat_template` rendering with minijinja, set up the way Hugging Face
+//! `transformers` renders chat templates (`apply_chat_template`), so prompts match what the
+//! model was trained on.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, State};
+use time::OffsetDateTime;
+
+use super::pyjson::{self, DumpOptions, JsonTooLarge};
+use super::{Budget, ChatMessage, PromptFormat, TemplateError, TemplateSpec};
+
+const FORMAT: PromptFormat = PromptFormat::Jinja;
+const NAME: &str = "chat_template";
+
+pub(crate) fn render(
+    source: &str,
+    spec: &TemplateSpec,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    now: OffsetDateTime,
+    budget: Budget,
+) -> Result<String, TemplateError> {
+    let env = environment(now, budget);
+    let source = strip_generation_tags(source);
+    let template = env
+        .template_from_named_str(NAME, &source)
+        .map_err(|e| compile_error(&e))?;
+
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+        .collect();
+    let ctx = context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => spec.bos_token.unwrap_or(""),
+        eos_token => spec.eos_token.unwrap_or(""),
+        tools => Value::from(()),
+        date_string => date_string(now),
+    };
+
+    let overflowed = Rc::new(Cell::new(false));
+    let mut out = CappedWriter {
+        buf: Vec::new(),
+        cap: budget.output_bytes,
+        overflowed: overflowed.clone(),
+    };
+    let result = template.render_captured_to(ctx, &mut out).map(drop);
+    match result {
+        Ok(()) => String::from_utf8(out.buf).map_err(|_| TemplateError::Render {
+            format: FORMAT,
+            line: None,
+            message: "rendered text is not valid UTF-8".into(),
+        }),
+        Err(_) if overflowed.get() => Err(TemplateError::OutputTooLarge {
+            format: FORMAT,
+            limit: budget.output_bytes,
+        }),
+        Err(e) => Err(render_error(&e, budget)),
+    }
+}
+
+/// An HF-compatible environment: trim/lstrip blocks, no autoescape, Python string/dict methods,
+/// HF's helper functions and `tojson`, and a fuel budget.
+fn environment(now: OffsetDateTime, budget: Budget) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(budget.fuel));
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+
+    env.add_function(
+        "raise_exception",
+        |message: Option<Value>| -> Result<Value, Error> {
+            let message = message.map(|m| m.to_string()).unwrap_or_default();
+            Err(Error::new(ErrorKind::InvalidOperation, message.clone())
+                .with_source(Raised(message)))
+        },
+    );
+    let timestamp = now.unix_timestamp_nanos() as f64 / 1e9;
+    env.add_function(
+        "strftime_now",
+        move |state: &State, format: String| -> Result<String, Error> {
+            let kwargs = Kwargs::from_iter([("format", Value::from(format))]);
+            minijinja_contrib::filters::datetimeformat(state, Value::from(timestamp), kwargs)
+        },
+    );
+    let max_len = budget.output_bytes;
+    env.add_filter(
+        "tojson",
+        move |value: Value, kwargs: Kwargs| -> Result<String, Error> {
+            pyjson::dumps(&value, &DumpOptions::from_kwargs(&kwargs, max_len)?)
+        },
+    );
+    env
+}
+
+/// `date_string` as llama.cpp passes it to Llama 3.x templates: `strftime("%d %b %Y")`.
+fn date_string(now: OffsetDateTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{:02} {} {}",
+        now.day(),
+        MONTHS[usize::from(u8::from(now.month())) - 1],
+        now.year()
+    )
+}
+
+/// HF's `{% generation %}…{% endgeneration %}` (it marks assistant text for training masks and
+/// renders its body unchanged) becomes `{% if true %}…{% endif %}`, keeping whitespace markers.
+pub(super) fn strip_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else {
+            // Unterminated tag: leave it for the parser to report.
+            out.push_str(tag);
+            return out;
+        };
+        let inner = &tag[2..end];
+        let (lead, body) = split_marker_prefix(inner);
+        let (body, trail) = split_marker_suffix(body);
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                out.push_str("{%");
+                out.push_str(lead);
+                out.push(' ');
+                out.push_str(r);
+                out.push(' ');
+                out.push_str(trail);
+                out.push_str("%}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn split_marker_prefix(s: &str) -> (&str, &str) {
+    match s.as_bytes().first() {
+        Some(b'-' | b'+') => s.split_at(1),
+        _ => ("", s),
+    }
+}
+
+fn split_marker_suffix(s: &str) -> (&str, &str) {
+    match s.as_bytes().last() {
+        Some(b'-' | b'+') => s.split_at(s.len() - 1),
+        _ => (s, ""),
+    }
+}
+
+/// Error source marking a `raise_exception` call.
+#[derive(Debug)]
+struct Raised(String);
+
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Raised {}
+
+/// Output sink that refuses to grow past the render's cap.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+    overflowed: Rc<Cell<bool>>,
+}
+
+impl io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.cap {
+            self.overflowed.set(true);
+            return Err(io::Error::other("prompt output limit reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Errors from compiling: all are about the template text.
+fn compile_error(err: &Error) -> TemplateError {
+    // The variant already says "syntax error"; keep just the detail when there is one.
+    let message = match (err.kind(), err.detail()) {
+        (ErrorKind::SyntaxError, Some(detail)) => detail.to_string(),
+        _ => describe(err),
+    };
+    TemplateError::Syntax {
+        format: FORMAT,
+        line: err.line(),
+        message,
+    }
+}
+
+fn render_error(err: &Error, budget: Budget) -> TemplateError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(raised) = s.downcast_ref::<Raised>() {
+            return TemplateError::Raised {
+                format: FORMAT,
+                message: raised.0.clone(),
+            };
+        }
+        if s.downcast_ref::<JsonTooLarge>().is_some() {
+            return TemplateError::OutputTooLarge {
+                format: FORMAT,
+                limit: budget.output_bytes,
+            };
+        }
+        source = s.source();
+    }
+    match err.kind() {
+        ErrorKind::OutOfFuel => TemplateError::FuelExhausted { format: FORMAT },
+        ErrorKind::SyntaxError => compile_error(err),
+        _ => TemplateError::Render {
+            format: FORMAT,
+            line: err.line(),
+            message: describe(err),
+        },
+    }
+}
+
+fn describe(err: &Error) -> String {
+    match err.detail() {
+        Some(detail) => format!("{}: {}", err.kind(), detail),
+        None => err.kind().to_string(),
+    }
+}

@@ -1,0 +1,17 @@
+//! Airlock: run local LLMs on machines with no network.
+//!
+//! One library behind every face: the `airlock` CLI, the HTTP API and the desktop app all go
+//! through [`core::Core`], so they cannot drift apart. Modules, one folder each:
+//! - [`store`]: the Ollama-compatible model store (names, digests, manifests, blobs).
+//! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
+//! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files.
+//! - [`engine`]: prompts and inference.
+//! - [`cli`]: the `airlock` command line.
+
+pub mod bundle;
+pub mod cli;
+pub mod core;
+pub mod engine;
+pub mod gguf;
+pub mod progress;
+pub mod store;

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per area.
+
+mod common;
+mod import;
+mod store_cli;
+mod export;
