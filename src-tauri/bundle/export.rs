@@ -224,9 +224,9 @@ pub fn export(store: &Store, models: &[String], out: &Path, opts: &ExportOptions
         fs::create_dir_all(&blob_dir).map_err(io_at(&blob_dir))?;
         for (digest, (size, model)) in &blobs {
             let path = blob_dir.join(digest.file_name());
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_at(&path))?;
+            let mut f = VolumeWriter::create(&path, None).map_err(io_at(&path))?;
             w.copy_blob(digest, *size, model, |buf| f.write_all(buf))?;
-            f.sync_all().map_err(io_at(&path))?;
+            f.finish().map_err(io_at(&path))?;
         }
         sync_tree(&tmp)?;
         vec![tmp.clone()]
@@ -287,7 +287,8 @@ fn remove_stale_partials(parent: &Path, file_name: &str) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let alive = pid == std::process::id() || (cfg!(target_os = "linux") && Path::new(&format!("/proc/{pid}")).exists()) || !cfg!(target_os = "linux");
+        // Without a cheap liveness check elsewhere, only Linux cleans up after others.
+        let alive = !cfg!(target_os = "linux") || pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
             let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
         }

@@ -482,3 +482,16 @@ fn cli_split_export_and_fat32_flag() {
     assert!(ok, "{out}{err}");
     assert!(volume_path(&fat, 1).is_file() && !volume_path(&fat, 2).exists());
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn leftovers_of_a_killed_export_are_removed_by_the_next_one() {
+    let (_a, store) = store_with(&["alpha:1b"]);
+    let out = tempfile::tempdir().unwrap();
+    // A pid that cannot be running (above the kernel's pid_max).
+    let stale = out.path().join("b.zip.partial-4194305");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join("b.zip"), b"half a zip").unwrap();
+    export(&store, &names(&["alpha:1b"]), &out.path().join("b.zip"), &ExportOptions::default(), &NoProgress).unwrap();
+    assert_eq!(entries_starting(out.path(), "b.zip"), vec!["b.zip".to_string()]);
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Verified import of the test model vs `cp` of the same file and vs `cp` then `sha256sum`
+# (the two-pass way). Warm page cache, best of N runs each, ratios from this one run.
+#   bench/import.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-5}"
+cargo build --release --no-default-features --bin airlock >&2
+bin="${CARGO_TARGET_DIR:-target}/release/airlock"
+model="$(tests/fixtures/fetch-test-model.sh)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+cat "$model" >/dev/null # warm the cache
+
+now() { date +%s.%N; }
+best() { # best wall time of $runs runs of "$@", with a clean target each time
+  local best=999999 t0 t1 d
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/dst" && mkdir -p "$work/dst"
+    sync
+    t0=$(now); "$@" >/dev/null 2>&1; t1=$(now)
+    best=$(awk -v a="$t0" -v b="$t1" -v m="$best" 'BEGIN { d = b - a; print (d < m ? d : m) }')
+  done
+  echo "$best"
+}
+
+cp_only=$(best cp "$model" "$work/dst/model.gguf")
+cp_hash=$(best sh -c "cp '$model' '$work/dst/model.gguf' && sha256sum '$work/dst/model.gguf'")
+import=$(best env AIRLOCK_MODELS="$work/dst" "$bin" import "$model" --name bench:latest)
+# The floor: the same import hard-linking instead of copying, i.e. SHA-256 of the file alone.
+cp "$model" "$work/model.gguf"
+hash_only=$(best env AIRLOCK_MODELS="$work/dst" "$bin" import "$work/model.gguf" --name bench:latest --link)
+
+size=$(stat -c %s "$model")
+awk -v size="$size" -v runs="$runs" -v name="$(basename "$model")" -v cp="$cp_only" -v cph="$cp_hash" -v imp="$import" -v floor="$hash_only" 'BEGIN {
+  printf "test model: %s (%d bytes), best of %d runs, warm cache\n", name, size, runs
+  printf "%-28s %8.3f s  %7.0f MB/s\n", "cp", cp, size / cp / 1e6
+  printf "%-28s %8.3f s  %7.0f MB/s\n", "cp + sha256sum", cph, size / cph / 1e6
+  printf "%-28s %8.3f s  %7.0f MB/s\n", "airlock import (verified)", imp, size / imp / 1e6
+  printf "%-28s %8.3f s  %7.0f MB/s\n", "airlock import --link", floor, size / floor / 1e6
+  printf "ratio import / cp:               %.2fx (goal <= 1.5x)\n", imp / cp
+  printf "ratio import / import --link:    %.2fx (--link hashes only: the SHA-256 floor)\n", imp / floor
+  printf "ratio import / (cp + sha256sum): %.2fx\n", imp / cph
+}'
