@@ -2,7 +2,7 @@
 # Export / split-volume benchmark (issue 6). Rerunnable; not a timed test.
 #  1. `airlock export MODEL --out x.zip` vs `cp` of the model file (goal: ≤ 1.5×)
 #  2. import from split volumes vs from the single zip (goal: ≈ 1×)
-# Best of 3 each, warm page cache, all on the same filesystem (a temp dir under $BENCH_TMP or
+# Best of 3 each (BENCH_REPS=N for more), warm page cache, all on the same filesystem (a temp dir under $BENCH_TMP or
 # target/). Prints the times and the ratios.
 set -euo pipefail
 
@@ -24,7 +24,7 @@ cat "$model" "$AIRLOCK_MODELS"/blobs/* >/dev/null # warm the cache
 # best_of CMD…: runs CMD 3 times after `fresh` and prints the fastest wall time in seconds.
 best_of() {
   local best=""
-  for _ in 1 2 3; do
+  for _ in $(seq "${BENCH_REPS:-3}"); do
     fresh
     local t0 t1
     t0=$(date +%s.%N)
@@ -56,7 +56,7 @@ python3 - "$size" "$t_cp" "$t_export" "$t_import_zip" "$t_import_vol" "$nvol" "$
 import sys
 size, cp, exp, iz, iv, nvol, cps = int(sys.argv[1]), *map(float, sys.argv[2:6]), int(sys.argv[6]), float(sys.argv[7])
 mb = size / 1e6
-print(f"model: {mb:.0f} MB, {nvol} volumes of 64 MiB for the split import (best of 3, warm cache)")
+print(f"model: {mb:.0f} MB, {nvol} volumes of 64 MiB for the split import (best of {__import__('os').environ.get('BENCH_REPS','3')}, warm cache)")
 print(f"cp of the model file            {cp:7.3f} s  ({mb/cp:6.0f} MB/s)")
 print(f"cp + fsync of the model file    {cps:7.3f} s  ({mb/cps:6.0f} MB/s)")
 print(f"airlock export --out x.zip      {exp:7.3f} s  ({mb/exp:6.0f} MB/s)  ratio export/cp = {exp/cp:.2f}x (goal <= 1.5x), export/(cp+fsync) = {exp/cps:.2f}x")

@@ -332,7 +332,7 @@ impl Write for VolumeWriter {
         let n = self.cur.write(&buf[..room])?;
         self.cur_len += n as u64;
         self.pos += n as u64;
-        if self.cur_len - self.flushed >= WRITEBACK_EVERY && std::env::var_os("AB_OFF").is_none() {
+        if self.cur_len - self.flushed >= WRITEBACK_EVERY {
             start_writeback(&self.cur, self.flushed, self.cur_len - self.flushed);
             self.flushed = self.cur_len;
         }

@@ -171,7 +171,7 @@ fn render_details(d: &ModelDetails) -> String {
     let layer_rows: Vec<Vec<String>> = d
         .layers
         .iter()
-        .map(|l| vec![format!("    {}", l.media_type.rsplit('.').next().unwrap_or(&l.media_type)), l.digest[7..19].to_string(), human_bytes(l.size)])
+        .map(|l| vec![format!("    {}", layer_label(&l.media_type)), l.digest[7..19].to_string(), human_bytes(l.size)])
         .collect();
     out.push_str(&table(&layer_rows));
     if let Some(license) = &d.license {
@@ -179,6 +179,14 @@ fn render_details(d: &ModelDetails) -> String {
         out.push_str(&format!("\n  License\n    {}\n", first.chars().take(100).collect::<String>()));
     }
     out
+}
+
+/// `application/vnd.ollama.image.model` → `model`; the config blob → `config`.
+fn layer_label(media_type: &str) -> &str {
+    if media_type == crate::store::manifest::CONFIG_MEDIA_TYPE {
+        return "config";
+    }
+    media_type.rsplit('.').next().unwrap_or(media_type)
 }
 
 fn verify(core: &Core, model: Option<&str>, json: bool) -> Result<ExitCode> {
