@@ -6,8 +6,10 @@
 //! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
 //! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files.
 //! - [`engine`]: prompts and inference.
+//! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
 //! - [`cli`]: the `airlock` command line.
 
+pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod core;

@@ -5,6 +5,7 @@
 mod bundle_cmds;
 mod format;
 mod progress;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Chat with a model: one answer to PROMPT (or piped stdin), else an interactive chat
+    Run {
+        model: String,
+        /// The prompt; without one (and no piped input) the chat is interactive
+        prompt: Vec<String>,
+        /// Print timings and token rates after each reply (like `ollama run --verbose`)
+        #[arg(long)]
+        verbose: bool,
+        /// How long the model stays loaded after a reply, e.g. 5m, 30s, 0 (Ollama's keep_alive)
+        #[arg(long = "keepalive", value_parser = parse_duration)]
+        keep_alive: Option<std::time::Duration>,
+    },
+    /// Serve the Ollama- and OpenAI-compatible API on 127.0.0.1:11434 (AIRLOCK_HOST / OLLAMA_HOST)
+    Serve,
     /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
     Import {
         path: PathBuf,
@@ -71,10 +86,17 @@ enum Command {
     },
     #[command(flatten)]
     Bundle(bundle_cmds::BundleCommand),
+    /// Serve one model over stdin/stdout for the engine's supervisor (internal)
+    #[command(hide = true)]
+    Runner(crate::engine::runner::RunnerArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The runner child serves one model and needs no store.
+    if let Command::Runner(args) = cli.command {
+        return crate::engine::runner::main(args);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -97,13 +119,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { model, prompt, verbose, keep_alive } => {
+            run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let cfg = crate::api::ServerConfig::from_env().map_err(anyhow::Error::msg)?;
+            crate::api::serve(std::sync::Arc::new(core), cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { model, json } => verify(&core, model.as_deref(), json),
         Command::Import { path, name, link, require_signature, signature, json } => {
             let signature = if require_signature { bundle::SignaturePolicy::Require } else { signature };
             import(&core, path, name, link, signature, json)
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
+        Command::Runner(_) => unreachable!("handled in main"),
     }
+}
+
+/// Ollama-style durations: `300`, `30s`, `5m`, `1h`, `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}; use e.g. 30s, 5m, 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn list(core: &Core, json: bool) -> Result<ExitCode> {

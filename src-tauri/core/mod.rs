@@ -3,20 +3,39 @@
 //! It also turns a store entry plus its GGUF metadata into the details users see.
 
 use std::fs;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
+use crate::engine::chat::{ChatError, Engine, PreparedModel};
+use crate::engine::supervisor::{EngineConfig, Supervisor};
 use crate::gguf::{self, GgufInfo};
 use crate::store::manifest::{self, Manifest};
 use crate::store::{ModelEntry, Store, StoreError};
 
 pub struct Core {
     pub store: Store,
+    engine_config: EngineConfig,
+    /// Started on first use: listing or importing models needs no engine.
+    engine: OnceLock<Engine>,
 }
 
 impl Core {
     pub fn from_env() -> Result<Self, StoreError> {
-        Ok(Core { store: Store::from_env()? })
+        Ok(Core::new(Store::from_env()?, EngineConfig::from_env()))
+    }
+
+    pub fn new(store: Store, engine: EngineConfig) -> Self {
+        Core { store, engine_config: engine, engine: OnceLock::new() }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.engine.get_or_init(|| Engine::new(Supervisor::new(self.engine_config.clone())))
+    }
+
+    /// Everything needed to prompt `name`.
+    pub fn prepare(&self, name: &str) -> Result<PreparedModel, ChatError> {
+        PreparedModel::from_store(&self.store, name)
     }
 
     pub fn details(&self, entry: &ModelEntry) -> ModelDetails {

@@ -1,3 +1,8 @@
-//! The inference engine: prompt rendering today; the runner supervisor arrives with the engine issue.
+//! The inference engine: the supervisor of runner processes, the protocol they speak, and prompt
+//! rendering.
 
+pub mod chat;
+pub mod protocol;
+pub mod runner;
+pub mod supervisor;
 pub mod template;

@@ -214,6 +214,21 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Copies a model under a new name (the manifest only: blobs are shared), like `ollama cp`.
+    pub fn copy(&self, source: &str, destination: &str) -> Result<ModelName, StoreError> {
+        let entry = self.resolve(source)?;
+        let dest = ModelName::parse(destination)?;
+        let target = self.manifests_dir().join(dest.manifest_rel_path());
+        let parent = target.parent().expect("manifest paths have four components");
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        // Write beside the target, then rename: a reader never sees half a manifest.
+        let tmp = parent.join(format!(".{}.tmp-{}", dest.tag, std::process::id()));
+        fs::write(&tmp, &entry.manifest_bytes).and_then(|_| File::open(&tmp)?.sync_all()).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        sync_dir(parent).map_err(io_err(parent))?;
+        Ok(dest)
+    }
+
     /// Re-hashes the blobs of one model (or of every model) and reports each missing, short or
     /// corrupt one. Blobs shared by several models are hashed once.
     pub fn verify(&self, name: Option<&str>, mut on_blob: impl FnMut(&Digest, u64)) -> Result<Vec<BlobProblem>, StoreError> {

@@ -4,3 +4,6 @@ mod common;
 mod import;
 mod store_cli;
 mod export;
+mod runner;
+mod engine;
+mod api;

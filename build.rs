@@ -1,0 +1,91 @@
+//! Build script: makes the llama.cpp shared libraries findable at run time. It only sets link
+//! arguments and copies files next to the binaries; it must never compile or download anything.
+//!
+//! `llama-cpp-sys-2` (features `dynamic-link` + `dynamic-backends`) builds shared `libllama.so` /
+//! `libggml*.so` and the CPU-variant modules (`libggml-cpu-<variant>.so`) into its own `OUT_DIR`.
+//! Its own copy step links only the unversioned `libX.so` *symlinks* into `target/<profile>/`,
+//! `deps/` and `examples/`, which dangle there (their `libX.so.0` targets are not copied), and a
+//! later build of it with another hash then fails on them ("File exists"). So we put the whole
+//! chain (`libX.so -> libX.so.0 -> libX.so.0.N.M`) and the CPU modules in those directories,
+//! which makes the dangling links valid and `target/<profile>/` self-contained for packaging,
+//! and give every linked artefact an rpath of its own directory (and its parent, for `deps/` and
+//! `examples/`), so no `LD_LIBRARY_PATH` is needed.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
+
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os == "linux" || target_os == "android" || target_os == "freebsd" {
+        // DT_RPATH, not DT_RUNPATH: only RPATH also serves the libraries' own dependencies
+        // (libggml.so needs libggml-base.so, which a binary may not name itself).
+        println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/..");
+    } else if target_os == "macos" {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,@executable_path");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,@executable_path/..");
+    }
+
+    let Ok(backends) = std::env::var("DEP_LLAMA_BACKENDS_DIR") else { return };
+    let backends = PathBuf::from(backends);
+    let libs = backends.parent().map(|p| p.join("lib")).unwrap_or_default();
+    println!("cargo:rerun-if-changed={}", backends.display());
+    println!("cargo:rerun-if-changed={}", libs.display());
+    // OUT_DIR is target/<profile>/build/airlock-<hash>/out.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else { return };
+    for (from, only_modules) in [(&backends, true), (&libs, false)] {
+        if let Err(e) = copy_libs(from, profile_dir, only_modules, None) {
+            println!("cargo:warning=could not copy llama.cpp libraries from {}: {e}", from.display());
+        }
+    }
+    // Tests and examples find the libraries through their `$ORIGIN/..` rpath; their directories
+    // only need the llama-cpp-sys-2 links to point somewhere real.
+    for sub in ["deps", "examples"] {
+        let dir = profile_dir.join(sub);
+        let _ = std::fs::create_dir_all(&dir);
+        if let Err(e) = copy_libs(&libs, &dir, false, Some(Path::new(".."))) {
+            println!("cargo:warning=could not link llama.cpp libraries into {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Copies `lib*.so*` files (symlinks as symlinks) from `from` into `to`; with `only_modules`,
+/// only ggml backend modules; with `link_to`, makes each a symlink to `link_to/<name>` instead.
+fn copy_libs(from: &Path, to: &Path, only_modules: bool, link_to: Option<&Path>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let wanted = if only_modules {
+            name.starts_with("libggml-") || name.starts_with("ggml-")
+        } else {
+            name.starts_with("lib") && (name.contains(".so") || name.ends_with(".dylib"))
+        };
+        if !wanted {
+            continue;
+        }
+        let dst = to.join(&name);
+        let tmp = to.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let meta = std::fs::symlink_metadata(&path)?;
+        if let Some(base) = link_to {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(base.join(&name), &tmp)?;
+            #[cfg(not(unix))]
+            continue;
+        } else if meta.file_type().is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&path)?, &tmp)?;
+            #[cfg(not(unix))]
+            continue;
+        } else {
+            // A fresh file, never a hard link: the next llama.cpp build rewrites its files in
+            // place, and a running runner must keep the module it mapped.
+            std::fs::copy(&path, &tmp)?;
+        }
+        // Rename over the old file or link, so a running binary never sees a half-written one.
+        std::fs::rename(&tmp, &dst)?;
+    }
+    Ok(())
+}

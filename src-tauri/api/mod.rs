@@ -1,0 +1,148 @@
+//! The local HTTP API: Ollama's `/api/*` and OpenAI's `/v1/*` on loopback, over the same
+//! [`Core`] as the CLI and the desktop app, so existing clients (Open WebUI, editors, LangChain,
+//! the official `ollama` and `openai` libraries) work unchanged.
+//!
+//! Safer than Ollama on loopback: requests whose `Host` is not a loopback name are refused (DNS
+//! rebinding), browser `Origin`s must be on the allowlist, POST bodies must be JSON (no
+//! preflight-free form posts from web pages), bodies are size-limited, an optional bearer token is
+//! required when bound to a non-loopback address, and no response carries a filesystem path.
+
+mod guard;
+mod ollama;
+mod openai;
+mod options;
+mod stream;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::core::Core;
+
+pub const DEFAULT_PORT: u16 = 11434;
+/// Requests are JSON; a conversation of a few MB is plenty.
+const BODY_LIMIT: usize = 32 << 20;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Bearer token required on every request when set.
+    pub api_key: Option<String>,
+    /// Extra browser origins allowed besides the app's own.
+    pub origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `AIRLOCK_HOST`, else `OLLAMA_HOST` (Ollama's syntax), `AIRLOCK_API_KEY`, `AIRLOCK_ORIGINS`.
+    pub fn from_env() -> Result<Self, String> {
+        let host = std::env::var("AIRLOCK_HOST").ok().filter(|s| !s.is_empty()).or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|s| !s.is_empty()));
+        let addr = match host {
+            Some(h) => parse_host(&h)?,
+            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        };
+        let api_key = std::env::var("AIRLOCK_API_KEY").ok().filter(|s| !s.is_empty());
+        let origins = std::env::var("AIRLOCK_ORIGINS").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        let cfg = ServerConfig { addr, api_key, origins };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// A server reachable from other machines must have a token.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.addr.ip().is_loopback() && self.api_key.is_none() {
+            return Err(format!("refusing to listen on {} without AIRLOCK_API_KEY: anyone on the network could use it; set AIRLOCK_API_KEY or bind to 127.0.0.1", self.addr));
+        }
+        Ok(())
+    }
+}
+
+/// Parses Ollama's host syntax: `host`, `host:port`, `:port`, `http://host:port`, `[::1]:port`.
+pub fn parse_host(s: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("invalid host {s:?}: expected e.g. 127.0.0.1:11434");
+    let rest = s.trim().trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| bad())?,
+        None => DEFAULT_PORT,
+    };
+    let ip = match host {
+        "" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        h => h.parse().map_err(|_| bad())?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
+    let guard = guard::Guard::new(cfg);
+    Router::new()
+        .route("/", get(|| async { "Airlock is running" }))
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embed))
+        .route("/api/delete", axum::routing::delete(ollama::delete))
+        .route("/api/copy", post(ollama::copy))
+        .route("/api/pull", post(ollama::pull))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(core)
+}
+
+/// Runs the server until Ctrl-C. A taken port is a clear error.
+pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!("{} is already in use (is Ollama or another Airlock running?); stop it or choose another port with AIRLOCK_HOST=127.0.0.1:PORT", cfg.addr)
+            } else {
+                anyhow::anyhow!("cannot listen on {}: {e}", cfg.addr)
+            }
+        })?;
+        eprintln!("Listening on {} (Airlock {})", listener.local_addr()?, env!("CARGO_PKG_VERSION"));
+        let app = router(core.clone(), &cfg);
+        axum::serve(listener, app).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+        core.engine().supervisor.unload_all();
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ollama_host_syntax() {
+        assert_eq!(parse_host("127.0.0.1").unwrap(), "127.0.0.1:11434".parse().unwrap());
+        assert_eq!(parse_host(":8080").unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(parse_host("http://0.0.0.0:11434").unwrap(), "0.0.0.0:11434".parse().unwrap());
+        assert_eq!(parse_host("[::1]:9000").unwrap(), "[::1]:9000".parse().unwrap());
+        assert!(parse_host("example.com:11434").is_err());
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, origins: vec![] };
+        assert!(cfg.check().unwrap_err().contains("AIRLOCK_API_KEY"));
+        assert!(ServerConfig { api_key: Some("k".into()), ..cfg }.check().is_ok());
+    }
+}

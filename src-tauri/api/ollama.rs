@@ -1,0 +1,315 @@
+//! Ollama's native routes, field for field as Ollama documents them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::options::settings;
+use super::stream::{self, now_rfc3339, ApiError};
+use crate::core::{Core, ModelDetails};
+use crate::engine::protocol::GenerationStats;
+use crate::engine::supervisor::StreamEvent;
+use crate::engine::template::ChatMessage;
+use crate::gguf::{self, MetaValue};
+use crate::store::manifest;
+
+type CoreState = State<Arc<Core>>;
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+pub async fn version() -> Json<Value> {
+    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+fn details_json(d: &ModelDetails) -> Value {
+    let family = d.architecture.clone().unwrap_or_default();
+    json!({
+        "parent_model": "",
+        "format": "gguf",
+        "family": family,
+        "families": [family],
+        "parameter_size": d.parameters.clone().unwrap_or_default(),
+        "quantization_level": d.quantization.clone().unwrap_or_default(),
+    })
+}
+
+pub async fn tags(State(core): CoreState) -> Result<Json<Value>, ApiError> {
+    let models = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+        let (entries, _) = core.store.list()?;
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let d = core.details(e);
+                let name = e.name.display_shortest();
+                json!({ "name": name, "model": name, "modified_at": rfc3339(e.modified), "size": e.size(), "digest": e.id.hex(), "details": details_json(&d) })
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!({ "models": models })))
+}
+
+pub async fn ps(State(core): CoreState) -> Json<Value> {
+    let now = Instant::now();
+    let models: Vec<Value> = core
+        .engine()
+        .supervisor
+        .loaded()
+        .iter()
+        .map(|m| {
+            let entry = core.store.resolve(&m.spec.name).ok();
+            let d = entry.as_ref().map(|e| core.details(e));
+            let expires = SystemTime::now() + m.expires_at().saturating_duration_since(now);
+            json!({
+                "name": m.spec.name, "model": m.spec.name,
+                "size": entry.as_ref().map_or(0, |e| e.size()),
+                "digest": entry.as_ref().map(|e| e.id.hex()).unwrap_or_default(),
+                "details": d.as_ref().map(details_json).unwrap_or(json!({})),
+                "expires_at": rfc3339(expires),
+                "size_vram": 0,
+                "context_length": m.info.n_ctx,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+#[derive(Deserialize)]
+pub struct ModelRef {
+    model: Option<String>,
+    name: Option<String>,
+}
+
+impl ModelRef {
+    fn get(&self) -> Result<String, ApiError> {
+        self.model.clone().or_else(|| self.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))
+    }
+}
+
+pub async fn show(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Json<Value>, ApiError> {
+    let name = req.get()?;
+    tokio::task::spawn_blocking(move || -> Result<Json<Value>, ApiError> {
+        let entry = core.store.resolve(&name)?;
+        let d = core.details(&entry);
+        let model = core.prepare(&name)?;
+        let mut model_info = serde_json::Map::new();
+        if let Some(layer) = entry.manifest.layer(manifest::MEDIA_MODEL) {
+            if let Ok(info) = gguf::read_file(&core.store.blob_path(&layer.digest)) {
+                for (k, v) in &info.metadata {
+                    // Ollama leaves out the huge tokenizer arrays unless asked; so do we.
+                    if matches!(v, MetaValue::Array(a) if a.values.is_none()) {
+                        model_info.insert(k.clone(), Value::Null);
+                    } else if !k.starts_with("tokenizer.chat_template") {
+                        model_info.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+                    }
+                }
+                model_info.insert("general.parameter_count".into(), json!(info.parameter_count()));
+            }
+        }
+        let template = model.ollama_template.clone().or(model.gguf_template.clone()).unwrap_or_default();
+        let mut parameters = String::new();
+        for s in &model.params.stop {
+            parameters.push_str(&format!("stop {}\n", serde_json::to_string(s).unwrap_or_default()));
+        }
+        for (k, v) in [("temperature", model.params.temperature.map(|v| v.to_string())), ("top_k", model.params.top_k.map(|v| v.to_string())), ("top_p", model.params.top_p.map(|v| v.to_string())), ("num_ctx", model.params_num_ctx.map(|v| v.to_string()))] {
+            if let Some(v) = v {
+                parameters.push_str(&format!("{k} {v}\n"));
+            }
+        }
+        let modelfile = format!("# Modelfile generated by Airlock\nFROM {}\nTEMPLATE {:?}\n{}", d.name, template, parameters.lines().map(|l| format!("PARAMETER {l}\n")).collect::<String>());
+        let mut capabilities = vec!["completion"];
+        if d.not_runnable_reason.is_some() {
+            capabilities.clear();
+        }
+        Ok(Json(json!({
+            "license": d.license.unwrap_or_default(),
+            "modelfile": modelfile,
+            "parameters": parameters.trim_end(),
+            "template": template,
+            "system": model.system.unwrap_or_default(),
+            "details": details_json(&core.details(&entry)),
+            "model_info": Value::Object(model_info),
+            "capabilities": capabilities,
+            "modified_at": rfc3339(entry.modified),
+        })))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+#[derive(Deserialize)]
+pub struct ChatBody {
+    model: String,
+    #[serde(default)]
+    messages: Option<Vec<ChatMessage>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    options: Option<Value>,
+    keep_alive: Option<Value>,
+    format: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub struct GenerateBody {
+    model: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    raw: bool,
+    #[serde(default)]
+    stream: Option<bool>,
+    options: Option<Value>,
+    keep_alive: Option<Value>,
+    format: Option<Value>,
+}
+
+/// Ollama's final statistics, nanoseconds.
+fn final_stats(stats: &GenerationStats, total: Duration, load: Duration) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("done_reason".into(), json!(if stats.done_reason == "cancel" { "stop" } else { stats.done_reason.as_str() }));
+    m.insert("done".into(), json!(true));
+    m.insert("total_duration".into(), json!(total.as_nanos() as u64));
+    m.insert("load_duration".into(), json!(load.as_nanos() as u64));
+    m.insert("prompt_eval_count".into(), json!(stats.prompt_tokens));
+    m.insert("prompt_eval_duration".into(), json!(stats.prompt_eval_ns));
+    m.insert("eval_count".into(), json!(stats.eval_tokens));
+    m.insert("eval_duration".into(), json!(stats.eval_ns));
+    m
+}
+
+/// An empty request loads (or with keep_alive 0 unloads) the model, as in Ollama.
+fn preload(core: &Arc<Core>, name: &str, settings: &crate::engine::chat::RequestSettings) -> Result<Duration, ApiError> {
+    let model = core.prepare(name)?;
+    if settings.keep_alive == Some(Duration::ZERO) {
+        core.engine().supervisor.unload(&model.name);
+        return Ok(Duration::ZERO);
+    }
+    Ok(core.engine().preload(&model, settings.num_ctx)?)
+}
+
+pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<Response, ApiError> {
+    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    let model_name = req.model.clone();
+    let messages = req.messages.unwrap_or_default();
+    if messages.is_empty() {
+        let c = core.clone();
+        let load = tokio::task::spawn_blocking(move || preload(&c, &model_name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let reason = if req.keep_alive.as_ref().is_some_and(|k| k == &json!(0)) { "unload" } else { "load" };
+        return Ok(Json(json!({ "model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 })).into_response());
+    }
+    let c = core.clone();
+    let (started, began) = stream::start(move || {
+        let model = c.prepare(&model_name)?;
+        c.engine().chat(&model, &messages, settings)
+    })
+    .await?;
+    let load = started.load_duration;
+    let name = req.model.clone();
+    if req.stream == Some(false) {
+        let (text, stats) = stream::collect(started).await?;
+        let mut out = serde_json::Map::new();
+        out.insert("model".into(), json!(name));
+        out.insert("created_at".into(), json!(now_rfc3339()));
+        out.insert("message".into(), json!({"role": "assistant", "content": text}));
+        out.extend(final_stats(&stats, began.elapsed(), load));
+        return Ok(Json(Value::Object(out)).into_response());
+    }
+    let rx = stream::events(started);
+    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, |text| json!({"role": "assistant", "content": text}), "message"), None))
+}
+
+/// One NDJSON line: a piece, the final statistics, or an error that ends the stream.
+fn ndjson(model: &str, ev: StreamEvent, began: Instant, load: Duration, content: impl Fn(&str) -> Value, field: &str) -> String {
+    let line = match ev {
+        StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), field: content(&text), "done": false }),
+        StreamEvent::Done(stats) => {
+            let mut out = serde_json::Map::new();
+            out.insert("model".into(), json!(model));
+            out.insert("created_at".into(), json!(now_rfc3339()));
+            out.insert(field.into(), content(""));
+            out.extend(final_stats(&stats, began.elapsed(), load));
+            Value::Object(out)
+        }
+        StreamEvent::Error(e) => json!({ "error": e.to_string() }),
+    };
+    format!("{line}\n")
+}
+
+pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> Result<Response, ApiError> {
+    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    let model_name = req.model.clone();
+    let prompt = req.prompt.clone().unwrap_or_default();
+    if prompt.is_empty() {
+        let c = core.clone();
+        let load = tokio::task::spawn_blocking(move || preload(&c, &model_name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let reason = if req.keep_alive.as_ref().is_some_and(|k| k == &json!(0)) { "unload" } else { "load" };
+        return Ok(Json(json!({ "model": req.model, "created_at": now_rfc3339(), "response": "", "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 })).into_response());
+    }
+    let c = core.clone();
+    let (system, raw) = (req.system.clone(), req.raw);
+    let (started, began) = stream::start(move || {
+        let model = c.prepare(&model_name)?;
+        c.engine().generate(&model, &prompt, system.as_deref(), raw, settings)
+    })
+    .await?;
+    let load = started.load_duration;
+    let name = req.model.clone();
+    if req.stream == Some(false) {
+        let (text, stats) = stream::collect(started).await?;
+        let mut out = serde_json::Map::new();
+        out.insert("model".into(), json!(name));
+        out.insert("created_at".into(), json!(now_rfc3339()));
+        out.insert("response".into(), json!(text));
+        out.extend(final_stats(&stats, began.elapsed(), load));
+        return Ok(Json(Value::Object(out)).into_response());
+    }
+    let rx = stream::events(started);
+    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, |text| json!(text), "response"), None))
+}
+
+pub async fn embed(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
+    let name = req.get()?;
+    core.store.resolve(&name)?;
+    Err(ApiError::bad_request(format!("model {name:?} does not support embeddings in this version of Airlock")))
+}
+
+pub async fn delete(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
+    let name = req.get()?;
+    let c = core.clone();
+    tokio::task::spawn_blocking(move || {
+        c.engine().supervisor.unload(&c.store.resolve(&name)?.name.display_shortest());
+        c.store.remove(&name)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CopyBody {
+    source: String,
+    destination: String,
+}
+
+pub async fn copy(State(core): CoreState, Json(req): Json<CopyBody>) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(move || core.store.copy(&req.source, &req.destination))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn pull(Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
+    let name = req.get().unwrap_or_default();
+    Err(ApiError::bad_request(format!("cannot pull {name:?}: Airlock works offline and has no registry; import a bundle with `airlock import` or the app's Import button")))
+}

@@ -1,0 +1,100 @@
+//! Bridges the engine's blocking generations to async responses: a blocking task forwards each
+//! event; when the client goes away its channel closes, the task drops the generation, and the
+//! runner stops within one token.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::engine::chat::{ChatError, ChatStream};
+use crate::engine::protocol::GenerationStats;
+use crate::engine::supervisor::{EngineError, StreamEvent};
+use crate::store::StoreError;
+
+/// An error response: Ollama's `{"error": "…"}` shape unless a route renders its own.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        let status = match &e {
+            ChatError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ChatError::Store(StoreError::InvalidName(_)) | ChatError::NotRunnable { .. } | ChatError::TooLong { .. } | ChatError::Template(_) => StatusCode::BAD_REQUEST,
+            ChatError::Engine(EngineError::Request { .. }) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(ChatError::Store(e))
+    }
+}
+
+/// Starts `start` (which loads the model and begins generating) on a blocking thread.
+pub async fn start(start: impl FnOnce() -> Result<ChatStream, ChatError> + Send + 'static) -> Result<(ChatStream, Instant), ApiError> {
+    let began = Instant::now();
+    let stream = tokio::task::spawn_blocking(start).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((stream, began))
+}
+
+/// Forwards the generation's events; dropping the receiver cancels it.
+pub fn events(stream: ChatStream) -> mpsc::Receiver<StreamEvent> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::task::spawn_blocking(move || {
+        for ev in stream.generation {
+            if tx.blocking_send(ev).is_err() {
+                return; // the client went away: dropping the generation cancels it
+            }
+        }
+    });
+    rx
+}
+
+/// Collects a whole reply (for `stream: false`).
+pub async fn collect(stream: ChatStream) -> Result<(String, GenerationStats), ApiError> {
+    let mut rx = events(stream);
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            StreamEvent::Piece(p) => text.push_str(&p),
+            StreamEvent::Done(stats) => return Ok((text, stats)),
+            StreamEvent::Error(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        }
+    }
+    Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the generation ended without a result".into()))
+}
+
+/// A streaming body made of one line per event, rendered by `render`.
+pub fn body(rx: mpsc::Receiver<StreamEvent>, content_type: &'static str, mut render: impl FnMut(StreamEvent) -> String + Send + 'static, trailer: Option<String>) -> Response {
+    let lines = ReceiverStream::new(rx).map(move |ev| Ok::<_, std::convert::Infallible>(render(ev)));
+    let body = match trailer {
+        Some(t) => Body::from_stream(lines.chain(tokio_stream::once(Ok(t)))),
+        None => Body::from_stream(lines),
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

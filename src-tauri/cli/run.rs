@@ -1,0 +1,204 @@
+//! `airlock run MODEL [PROMPT]`: a one-shot answer when a prompt is given or stdin is piped,
+//! otherwise an interactive chat like `ollama run` (`"""` for multi-line input, `/bye`, `/clear`,
+//! `/set parameter NAME VALUE`, `/show info`; Ctrl-C stops the reply, not the program).
+//! The reply goes to stdout; `--verbose` statistics and notes go to stderr.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::core::Core;
+use crate::engine::chat::{PreparedModel, RequestSettings};
+use crate::engine::protocol::GenerationStats;
+use crate::engine::supervisor::StreamEvent;
+use crate::engine::template::ChatMessage;
+
+pub struct RunArgs {
+    pub model: String,
+    pub prompt: Vec<String>,
+    pub verbose: bool,
+    pub keep_alive: Option<Duration>,
+}
+
+pub fn run(core: &Core, args: RunArgs) -> Result<()> {
+    let model = core.prepare(&args.model)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    // Ctrl-C stops the reply in progress; the chat goes on.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let mut session = Session { core, model, messages: Vec::new(), settings: RequestSettings { keep_alive: args.keep_alive, ..Default::default() }, verbose: args.verbose, interrupted };
+
+    let stdin = io::stdin();
+    let mut prompt = args.prompt.join(" ");
+    if !stdin.is_terminal() {
+        let mut piped = String::new();
+        stdin.lock().read_to_string(&mut piped)?;
+        prompt = [prompt, piped].iter().filter(|s| !s.trim().is_empty()).cloned().collect::<Vec<_>>().join("\n");
+    }
+    if !prompt.trim().is_empty() || !stdin.is_terminal() {
+        return session.reply(prompt);
+    }
+    session.interactive()
+}
+
+struct Session<'a> {
+    core: &'a Core,
+    model: PreparedModel,
+    messages: Vec<ChatMessage>,
+    settings: RequestSettings,
+    verbose: bool,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Session<'_> {
+    fn interactive(&mut self) -> Result<()> {
+        // Load before the first prompt, so the first answer starts at once.
+        self.core.engine().preload(&self.model, self.settings.num_ctx)?;
+        let stdin = io::stdin();
+        let mut lines = stdin.lock().lines();
+        loop {
+            eprint!(">>> ");
+            io::stderr().flush()?;
+            let Some(line) = lines.next() else { eprintln!(); return Ok(()) };
+            let line = line?;
+            let mut text = line.trim().to_string();
+            if let Some(rest) = text.strip_prefix("\"\"\"") {
+                // Multi-line input until a line ending with """.
+                let mut buf = rest.to_string();
+                while !buf.trim_end().ends_with("\"\"\"") {
+                    eprint!("... ");
+                    io::stderr().flush()?;
+                    let Some(next) = lines.next() else { break };
+                    buf.push('\n');
+                    buf.push_str(&next?);
+                }
+                text = buf.trim_end().trim_end_matches("\"\"\"").trim().to_string();
+            }
+            match text.as_str() {
+                "" => continue,
+                "/bye" | "/exit" => return Ok(()),
+                "/clear" => {
+                    self.messages.clear();
+                    eprintln!("Cleared session context");
+                }
+                "/?" | "/help" => eprintln!("{}", HELP),
+                "/show info" => print!("{}", super::render_details(&self.core.details(&self.core.store.resolve(&self.model.name)?))),
+                cmd if cmd.starts_with("/set parameter ") => match self.set_parameter(&cmd["/set parameter ".len()..]) {
+                    Ok(msg) => eprintln!("{msg}"),
+                    Err(e) => eprintln!("Error: {e}"),
+                },
+                cmd if cmd.starts_with("/set system ") => {
+                    self.messages.retain(|m| m.role != "system");
+                    self.messages.insert(0, ChatMessage::new("system", cmd["/set system ".len()..].trim()));
+                    eprintln!("Set system message.");
+                }
+                cmd if cmd.starts_with('/') => eprintln!("Unknown command '{cmd}'. Type /? for help"),
+                _ => {
+                    if let Err(e) = self.reply(text) {
+                        eprintln!("Error: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_parameter(&mut self, args: &str) -> Result<String> {
+        let (name, value) = args.trim().split_once(' ').map(|(n, v)| (n, v.trim())).unwrap_or((args.trim(), ""));
+        let o = &mut self.settings.options;
+        let bad = || anyhow::anyhow!("invalid value {value:?} for {name}");
+        match name {
+            "temperature" => o.temperature = Some(value.parse().map_err(|_| bad())?),
+            "top_k" => o.top_k = Some(value.parse().map_err(|_| bad())?),
+            "top_p" => o.top_p = Some(value.parse().map_err(|_| bad())?),
+            "min_p" => o.min_p = Some(value.parse().map_err(|_| bad())?),
+            "repeat_penalty" => o.repeat_penalty = Some(value.parse().map_err(|_| bad())?),
+            "repeat_last_n" => o.repeat_last_n = Some(value.parse().map_err(|_| bad())?),
+            "presence_penalty" => o.presence_penalty = Some(value.parse().map_err(|_| bad())?),
+            "frequency_penalty" => o.frequency_penalty = Some(value.parse().map_err(|_| bad())?),
+            "seed" => o.seed = Some(value.parse().map_err(|_| bad())?),
+            "num_predict" => o.num_predict = Some(value.parse().map_err(|_| bad())?),
+            "num_ctx" => self.settings.num_ctx = Some(value.parse().map_err(|_| bad())?),
+            "stop" => o.stop.extend(value.split_whitespace().map(str::to_string)),
+            _ => bail!("unknown parameter '{name}'"),
+        }
+        Ok(format!("Set parameter '{name}' to '{value}'"))
+    }
+
+    /// Sends `text` as the next user message and streams the reply to stdout.
+    fn reply(&mut self, text: String) -> Result<()> {
+        let started = Instant::now();
+        self.messages.push(ChatMessage::new("user", text));
+        self.interrupted.store(false, Ordering::SeqCst);
+        let stream = match self.core.engine().chat(&self.model, &self.messages, self.settings.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.messages.pop();
+                return Err(e.into());
+            }
+        };
+        if stream.dropped_messages > 0 {
+            eprintln!("(the {} oldest messages no longer fit in the context and were left out)", stream.dropped_messages);
+        }
+        let load = stream.load_duration;
+        let mut generation = stream.generation;
+        let mut answer = String::new();
+        let mut out = io::stdout().lock();
+        let mut cancelled = false;
+        let stats = loop {
+            if !cancelled && self.interrupted.load(Ordering::SeqCst) {
+                generation.cancel();
+                cancelled = true;
+            }
+            match generation.next_event_timeout(Duration::from_millis(50)) {
+                None => continue,
+                Some(StreamEvent::Piece(p)) => {
+                    out.write_all(p.as_bytes())?;
+                    out.flush()?;
+                    answer.push_str(&p);
+                }
+                Some(StreamEvent::Done(stats)) => break stats,
+                Some(StreamEvent::Error(e)) => {
+                    writeln!(out)?;
+                    self.messages.pop();
+                    return Err(e.into());
+                }
+            }
+        };
+        writeln!(out)?;
+        self.messages.push(ChatMessage::new("assistant", answer));
+        if self.verbose {
+            eprint!("{}", verbose_stats(started.elapsed(), load, &stats));
+        }
+        Ok(())
+    }
+}
+
+/// Ollama's `--verbose` lines.
+pub fn verbose_stats(total: Duration, load: Duration, s: &GenerationStats) -> String {
+    let rate = |n: u32, ns: u64| if ns == 0 { 0.0 } else { n as f64 / (ns as f64 / 1e9) };
+    format!(
+        "total duration:       {:?}\nload duration:        {:?}\nprompt eval count:    {} token(s)\nprompt eval duration: {:?}\nprompt eval rate:     {:.2} tokens/s\neval count:           {} token(s)\neval duration:        {:?}\neval rate:            {:.2} tokens/s\n",
+        total,
+        load,
+        s.prompt_tokens,
+        Duration::from_nanos(s.prompt_eval_ns),
+        rate(s.prompt_tokens - s.prompt_cached_tokens, s.prompt_eval_ns),
+        s.eval_tokens,
+        Duration::from_nanos(s.eval_ns),
+        rate(s.eval_tokens, s.eval_ns),
+    )
+}
+
+const HELP: &str = "Available Commands:
+  /set parameter NAME VALUE   Set a parameter (temperature, top_k, top_p, min_p, repeat_penalty,
+                              repeat_last_n, seed, num_predict, num_ctx, stop)
+  /set system TEXT            Set the system message
+  /show info                  Show details for this model
+  /clear                      Clear the session context
+  /bye                        Exit
+  /?, /help                   Help for a command
+
+Use \"\"\" to begin a multi-line message; Ctrl-C stops a reply.";

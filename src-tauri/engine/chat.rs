@@ -1,0 +1,259 @@
+//! Chat and completion requests on top of the supervisor: finds the model in the store, renders
+//! its prompt (GGUF Jinja template, Ollama template layer, or the plain format), applies the
+//! model's `params` defaults under the request's options, fits the conversation into the context
+//! by dropping the oldest turns (never the system prompt nor the newest message), and starts the
+//! generation on a runner.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::protocol::SamplingOptions;
+use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, Supervisor};
+use super::template::{render_chat, render_generate, ChatMessage, PromptFormat, RenderedPrompt, TemplateSpec};
+use crate::gguf;
+use crate::store::manifest::{self, Manifest};
+use crate::store::{Store, StoreError};
+
+/// Ollama's default context when neither the request nor the model's params set one.
+pub const DEFAULT_NUM_CTX: u32 = 4096;
+/// Text layers are small; anything bigger is not read.
+const MAX_TEXT_LAYER: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("model {model} cannot run here: {reason}")]
+    NotRunnable { model: String, reason: String },
+    #[error(transparent)]
+    Template(#[from] super::template::TemplateError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the conversation does not fit in the context ({tokens} tokens for the newest message and system prompt, num_ctx {n_ctx}); raise num_ctx or shorten the message")]
+    TooLong { tokens: u32, n_ctx: u32 },
+}
+
+/// A model ready to be prompted: where its weights are and what shapes its prompts.
+#[derive(Clone, Debug)]
+pub struct PreparedModel {
+    pub name: String,
+    pub model_path: PathBuf,
+    pub gguf_template: Option<String>,
+    pub ollama_template: Option<String>,
+    /// The model's default system prompt (Ollama `system` layer).
+    pub system: Option<String>,
+    /// Defaults from the Ollama `params` layer.
+    pub params: SamplingOptions,
+    pub params_num_ctx: Option<u32>,
+    pub n_ctx_train: Option<u32>,
+}
+
+impl PreparedModel {
+    pub fn from_store(store: &Store, name: &str) -> Result<Self, ChatError> {
+        let entry = store.resolve(name)?;
+        let display = entry.name.display_shortest();
+        let m = &entry.manifest;
+        let not_runnable = |reason: String| ChatError::NotRunnable { model: display.clone(), reason };
+        let layer = m.layer(manifest::MEDIA_MODEL).ok_or_else(|| not_runnable("it has no GGUF weights layer".into()))?;
+        let model_path = store.blob_path(&layer.digest);
+        let info = gguf::read_file(&model_path).map_err(|e| not_runnable(format!("its weights are not a valid GGUF file ({e})")))?;
+        let (params, params_num_ctx) = text_layer(store, m, manifest::MEDIA_PARAMS).map(|t| parse_params(&t)).unwrap_or_default();
+        Ok(PreparedModel {
+            name: display,
+            gguf_template: info.chat_template().map(str::to_string),
+            ollama_template: text_layer(store, m, manifest::MEDIA_TEMPLATE),
+            system: text_layer(store, m, manifest::MEDIA_SYSTEM),
+            params,
+            params_num_ctx,
+            n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
+            model_path,
+        })
+    }
+
+    fn spec<'a>(&'a self, runner: &'a LoadedModel) -> TemplateSpec<'a> {
+        TemplateSpec {
+            gguf_chat_template: self.gguf_template.as_deref(),
+            ollama_template: self.ollama_template.as_deref(),
+            bos_token: Some(runner.info.bos_token.as_str()),
+            eos_token: Some(runner.info.eos_token.as_str()),
+        }
+    }
+}
+
+fn text_layer(store: &Store, m: &Manifest, media_type: &str) -> Option<String> {
+    let layer = m.layer(media_type).filter(|l| l.size <= MAX_TEXT_LAYER)?;
+    fs::read(store.blob_path(&layer.digest)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Reads an Ollama `params` layer (`{"stop": [...], "temperature": 0.7, "num_ctx": 8192, …}`).
+pub fn parse_params(text: &str) -> (SamplingOptions, Option<u32>) {
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text) else { return Default::default() };
+    let num_ctx = map.get("num_ctx").and_then(|v| v.as_u64()).map(|n| n as u32);
+    let stop = map.get("stop").cloned();
+    // Field by field, so one odd value does not lose the others.
+    let mut opts = SamplingOptions::default();
+    for (key, value) in map {
+        let one = serde_json::json!({ key: value });
+        if let Ok(o) = serde_json::from_value::<SamplingOptions>(one) {
+            opts = merge_options(&opts, &o);
+        }
+    }
+    // `stop` may be one string or a list.
+    opts.stop = match stop {
+        Some(serde_json::Value::String(s)) => vec![s],
+        Some(serde_json::Value::Array(a)) => a.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    (opts, num_ctx)
+}
+
+/// Request options over model defaults: each field the request sets wins; stops add up.
+pub fn merge_options(defaults: &SamplingOptions, request: &SamplingOptions) -> SamplingOptions {
+    let mut out = request.clone();
+    macro_rules! default_to {
+        ($($f:ident),*) => { $( if out.$f.is_none() { out.$f = defaults.$f; } )* };
+    }
+    default_to!(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, num_predict);
+    if out.stop.is_empty() {
+        out.stop = defaults.stop.clone();
+    }
+    out
+}
+
+/// Per-request settings beyond sampling.
+#[derive(Clone, Debug, Default)]
+pub struct RequestSettings {
+    pub options: SamplingOptions,
+    pub num_ctx: Option<u32>,
+    pub keep_alive: Option<Duration>,
+    /// GBNF grammar for constrained output.
+    pub grammar: Option<String>,
+}
+
+/// A generation plus what was done to the request to run it.
+pub struct ChatStream {
+    pub generation: Generation,
+    pub format: PromptFormat,
+    /// Oldest messages dropped so the conversation fits the context.
+    pub dropped_messages: usize,
+    pub load_duration: Duration,
+}
+
+pub struct Engine {
+    pub supervisor: Arc<Supervisor>,
+}
+
+impl Engine {
+    pub fn new(supervisor: Arc<Supervisor>) -> Self {
+        Engine { supervisor }
+    }
+
+    fn load(&self, model: &PreparedModel, num_ctx: Option<u32>) -> Result<(Arc<LoadedModel>, Duration), ChatError> {
+        let wanted = num_ctx.or(model.params_num_ctx).unwrap_or(DEFAULT_NUM_CTX).max(256);
+        let num_ctx = model.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
+        let started = std::time::Instant::now();
+        let spec = LoadSpec { name: model.name.clone(), model_path: model.model_path.clone(), num_ctx };
+        let runner = self.supervisor.load(&spec)?;
+        Ok((runner, started.elapsed()))
+    }
+
+    /// Loads the model without generating (Ollama's empty request preloads).
+    pub fn preload(&self, model: &PreparedModel, num_ctx: Option<u32>) -> Result<Duration, ChatError> {
+        Ok(self.load(model, num_ctx)?.1)
+    }
+
+    /// Starts a chat reply to `messages`.
+    pub fn chat(&self, model: &PreparedModel, messages: &[ChatMessage], req: RequestSettings) -> Result<ChatStream, ChatError> {
+        let (runner, load_duration) = self.load(model, req.num_ctx)?;
+        let mut messages = messages.to_vec();
+        if let Some(system) = &model.system {
+            if !messages.iter().any(|m| m.role == "system") {
+                messages.insert(0, ChatMessage::new("system", system.clone()));
+            }
+        }
+        let options = merge_options(&model.params, &req.options);
+        let (rendered, dropped) = self.fit(model, &runner, messages, &options)?;
+        self.start(runner, rendered, options, req, dropped, load_duration)
+    }
+
+    /// Starts a completion of `prompt` (Ollama `/api/generate`): through the template unless `raw`.
+    pub fn generate(&self, model: &PreparedModel, prompt: &str, system: Option<&str>, raw: bool, req: RequestSettings) -> Result<ChatStream, ChatError> {
+        let (runner, load_duration) = self.load(model, req.num_ctx)?;
+        let rendered = if raw {
+            RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
+        } else {
+            render_generate(&model.spec(&runner), system.or(model.system.as_deref()), prompt)?
+        };
+        let options = merge_options(&model.params, &req.options);
+        self.start(runner, rendered, options, req, 0, load_duration)
+    }
+
+    fn start(&self, runner: Arc<LoadedModel>, rendered: RenderedPrompt, mut options: SamplingOptions, req: RequestSettings, dropped: usize, load_duration: Duration) -> Result<ChatStream, ChatError> {
+        for s in rendered.stop {
+            if !options.stop.contains(&s) {
+                options.stop.push(s);
+            }
+        }
+        let generation = self.supervisor.generate(&runner, rendered.text, options, req.grammar, req.keep_alive)?;
+        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration })
+    }
+
+    /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.
+    fn fit(&self, model: &PreparedModel, runner: &Arc<LoadedModel>, mut messages: Vec<ChatMessage>, options: &SamplingOptions) -> Result<(RenderedPrompt, usize), ChatError> {
+        let n_ctx = runner.info.n_ctx;
+        let reply_room = options.num_predict.filter(|n| *n > 0).map_or(n_ctx / 8, |n| n as u32).min(n_ctx / 2);
+        let budget = n_ctx.saturating_sub(reply_room);
+        let mut dropped = 0;
+        loop {
+            let rendered = render_chat(&model.spec(runner), &messages, true)?;
+            // A token is at least one byte, so a short prompt fits without asking the runner.
+            if rendered.text.len() as u32 <= budget {
+                return Ok((rendered, dropped));
+            }
+            let tokens = self.supervisor.count_tokens(runner, &rendered.text)?;
+            if tokens <= budget {
+                return Ok((rendered, dropped));
+            }
+            let first_droppable = messages.iter().position(|m| m.role != "system");
+            match first_droppable {
+                Some(i) if i + 1 < messages.len() => {
+                    messages.remove(i);
+                    dropped += 1;
+                }
+                _ => return Err(ChatError::TooLong { tokens, n_ctx }),
+            }
+        }
+    }
+}
+
+/// A GBNF grammar for any JSON value (llama.cpp's `grammars/json.gbnf`), for `format: "json"`.
+pub const JSON_GRAMMAR: &str = r#"root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws ::= | " " | "\n" [ \t]{0,20}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_layer_defaults_yield_to_request_options() {
+        let (defaults, num_ctx) = parse_params(r#"{"stop":["<|im_end|>"],"temperature":0.7,"num_ctx":8192,"unknown":1}"#);
+        assert_eq!((defaults.temperature, num_ctx, defaults.stop.as_slice()), (Some(0.7), Some(8192), &["<|im_end|>".to_string()][..]));
+        let req = SamplingOptions { temperature: Some(0.0), top_k: Some(5), ..Default::default() };
+        let merged = merge_options(&defaults, &req);
+        assert_eq!((merged.temperature, merged.top_k, merged.stop.len()), (Some(0.0), Some(5), 1));
+    }
+
+    #[test]
+    fn single_stop_string_in_params_is_accepted() {
+        assert_eq!(parse_params(r#"{"stop":"</s>"}"#).0.stop, vec!["</s>".to_string()]);
+    }
+}

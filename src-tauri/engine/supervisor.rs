@@ -1,0 +1,496 @@
+//! The supervisor: which models are loaded, each in its own runner child process (`airlock
+//! runner`, the same executable), so that a llama.cpp abort costs that model only — never the app
+//! or the server. It routes requests to runners, streams their events back, fails in-flight
+//! requests with "model process exited: …" when a runner dies (the next request loads it again),
+//! and unloads models when their keep-alive runs out.
+//!
+//! It never links llama.cpp itself and never blocks on a runner while holding its model table.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufRead, BufReader, Lines, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::protocol::{encode, Event, GenerationStats, Request, SamplingOptions};
+
+/// Ollama's default keep-alive.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
+const STDERR_LINES_KEPT: usize = 30;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("model process exited: {0}")]
+    RunnerExited(String),
+    #[error("cannot load model {model}: {message}")]
+    Load { model: String, message: String },
+    #[error("cannot start the model process {exe}: {message}")]
+    Spawn { exe: String, message: String },
+    /// The runner refused the request (`code` says why: "context_overflow", "grammar", …).
+    #[error("{message}")]
+    Request { code: String, message: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The executable that has the `runner` subcommand (normally this one).
+    pub runner_exe: PathBuf,
+    /// Threads per runner; `None` lets the runner use the physical core count.
+    pub threads: Option<u32>,
+    /// At most this many models loaded at once; the least recently used idle one goes first.
+    pub max_loaded: usize,
+    pub default_keep_alive: Duration,
+}
+
+impl EngineConfig {
+    pub fn from_env() -> Self {
+        EngineConfig {
+            runner_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("airlock")),
+            threads: std::env::var("AIRLOCK_THREADS").ok().and_then(|v| v.parse().ok()),
+            max_loaded: std::env::var("AIRLOCK_MAX_LOADED_MODELS").ok().and_then(|v| v.parse().ok()).unwrap_or(3),
+            default_keep_alive: DEFAULT_KEEP_ALIVE,
+        }
+    }
+}
+
+/// What to load: a model's weights and the context to give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadSpec {
+    /// The name users know it by (for `ps` and messages).
+    pub name: String,
+    pub model_path: PathBuf,
+    pub num_ctx: u32,
+}
+
+/// What the runner said about itself when it came up.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunnerInfo {
+    pub n_ctx: u32,
+    pub n_ctx_train: u32,
+    pub n_parallel: u32,
+    pub threads: u32,
+    pub bos_token: String,
+    pub eos_token: String,
+    pub load_ms: u64,
+}
+
+/// One event of a generation, as the caller sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    Piece(String),
+    Done(GenerationStats),
+    Error(EngineError),
+}
+
+enum Reply {
+    Stream(Sender<StreamEvent>),
+    Tokens(Sender<Result<u32, EngineError>>),
+}
+
+/// A loaded model: its runner process and the requests in flight on it.
+pub struct LoadedModel {
+    pub spec: LoadSpec,
+    pub info: RunnerInfo,
+    pub loaded_at: SystemTime,
+    stdin: Mutex<Option<ChildStdin>>,
+    /// The runner's events after its handshake, until the router thread takes them.
+    events: Mutex<Option<Lines<BufReader<ChildStdout>>>>,
+    child: Mutex<Child>,
+    pending: Mutex<HashMap<u64, Reply>>,
+    in_flight: AtomicUsize,
+    expires: Mutex<Instant>,
+    keep_alive: Mutex<Duration>,
+    exited: Mutex<Option<String>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl LoadedModel {
+    fn send(&self, req: &Request) -> Result<(), EngineError> {
+        let mut stdin = self.stdin.lock().unwrap();
+        let Some(pipe) = stdin.as_mut() else { return Err(self.exit_error()) };
+        pipe.write_all(encode(req).as_bytes()).and_then(|_| pipe.flush()).map_err(|_| self.exit_error())
+    }
+
+    fn exit_error(&self) -> EngineError {
+        EngineError::RunnerExited(self.exited.lock().unwrap().clone().unwrap_or_else(|| "the pipe to it is closed".into()))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.exited.lock().unwrap().is_none()
+    }
+
+    pub fn expires_at(&self) -> Instant {
+        *self.expires.lock().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    fn touch(&self, keep_alive: Option<Duration>) {
+        let mut ka = self.keep_alive.lock().unwrap();
+        if let Some(k) = keep_alive {
+            *ka = k;
+        }
+        *self.expires.lock().unwrap() = Instant::now() + *ka;
+    }
+
+    /// Ends the runner: closing stdin asks it to exit; a kill makes sure.
+    fn shut_down(&self) {
+        self.stdin.lock().unwrap().take();
+        let mut child = self.child.lock().unwrap();
+        for _ in 0..20 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+pub struct Supervisor {
+    cfg: EngineConfig,
+    models: Mutex<Vec<Arc<LoadedModel>>>,
+    /// Serialises loads so two requests for one model start one runner.
+    loading: Mutex<()>,
+    next_id: AtomicU64,
+}
+
+impl Supervisor {
+    pub fn new(cfg: EngineConfig) -> Arc<Self> {
+        let sup = Arc::new(Supervisor { cfg, models: Mutex::new(Vec::new()), loading: Mutex::new(()), next_id: AtomicU64::new(1) });
+        let weak = Arc::downgrade(&sup);
+        thread::Builder::new().name("keep-alive".into()).spawn(move || reap_expired(weak)).expect("spawn keep-alive thread");
+        sup
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The models loaded now (for `ps`).
+    pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
+        self.models.lock().unwrap().iter().filter(|m| m.is_alive()).cloned().collect()
+    }
+
+    /// Returns the loaded runner for `spec`, starting one if needed (a different context size
+    /// means a different runner, as in Ollama).
+    pub fn load(&self, spec: &LoadSpec) -> Result<Arc<LoadedModel>, EngineError> {
+        let _one_at_a_time = self.loading.lock().unwrap();
+        {
+            let mut models = self.models.lock().unwrap();
+            models.retain(|m| m.is_alive());
+            if let Some(m) = models.iter().find(|m| m.spec == *spec) {
+                return Ok(m.clone());
+            }
+        }
+        // Same model with other settings, or too many models: make room first.
+        let to_stop: Vec<Arc<LoadedModel>> = {
+            let mut models = self.models.lock().unwrap();
+            let mut out: Vec<_> = models.iter().filter(|m| m.spec.model_path == spec.model_path && m.in_flight.load(Ordering::SeqCst) == 0).cloned().collect();
+            models.retain(|m| !out.iter().any(|o| Arc::ptr_eq(o, m)));
+            while models.len() >= self.cfg.max_loaded.max(1) {
+                let idle = models.iter().enumerate().filter(|(_, m)| m.in_flight.load(Ordering::SeqCst) == 0).min_by_key(|(_, m)| m.expires_at()).map(|(i, _)| i);
+                match idle {
+                    Some(i) => out.push(models.remove(i)),
+                    None => break,
+                }
+            }
+            out
+        };
+        for m in to_stop {
+            m.shut_down();
+        }
+        let model = Arc::new(self.spawn(spec)?);
+        start_router(&model);
+        self.models.lock().unwrap().push(model.clone());
+        Ok(model)
+    }
+
+    fn spawn(&self, spec: &LoadSpec) -> Result<LoadedModel, EngineError> {
+        let mut cmd = Command::new(&self.cfg.runner_exe);
+        cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string());
+        if let Some(t) = self.cfg.threads {
+            cmd.arg("--threads").arg(t.to_string());
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| EngineError::Spawn { exe: self.cfg.runner_exe.display().to_string(), message: e.to_string() })?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = stderr_tail.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut t = tail.lock().unwrap();
+                if t.len() == STDERR_LINES_KEPT {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        let mut lines = stdout.lines();
+        let load_error = |message: String| EngineError::Load { model: spec.name.clone(), message };
+        let info = loop {
+            match lines.next() {
+                Some(Ok(line)) => match serde_json::from_str::<Event>(&line) {
+                    Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms }) => {
+                        break RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms }
+                    }
+                    Ok(Event::Error { message, .. }) => {
+                        let _ = child.wait();
+                        return Err(load_error(message));
+                    }
+                    _ => continue,
+                },
+                _ => {
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
+                    return Err(load_error(describe_exit(&status, &stderr_tail)));
+                }
+            }
+        };
+        let model = LoadedModel {
+            spec: spec.clone(),
+            info,
+            loaded_at: SystemTime::now(),
+            stdin: Mutex::new(stdin),
+            events: Mutex::new(Some(lines)),
+            child: Mutex::new(child),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            expires: Mutex::new(Instant::now() + self.cfg.default_keep_alive),
+            keep_alive: Mutex::new(self.cfg.default_keep_alive),
+            exited: Mutex::new(None),
+            stderr_tail,
+        };
+        Ok(model)
+    }
+
+    /// Starts generating on `model`. Dropping the returned [`Generation`] before it is done
+    /// cancels it (a client that went away frees the runner within one token).
+    pub fn generate(
+        self: &Arc<Self>,
+        model: &Arc<LoadedModel>,
+        prompt: String,
+        options: SamplingOptions,
+        grammar: Option<String>,
+        keep_alive: Option<Duration>,
+    ) -> Result<Generation, EngineError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        model.pending.lock().unwrap().insert(id, Reply::Stream(tx));
+        model.in_flight.fetch_add(1, Ordering::SeqCst);
+        model.touch(keep_alive);
+        if let Err(e) = model.send(&Request::Generate { id, prompt, options, grammar }) {
+            model.pending.lock().unwrap().remove(&id);
+            model.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(Generation { id, model: model.clone(), rx, finished: false, keep_alive })
+    }
+
+    /// How many tokens `text` takes as a prompt for `model`.
+    pub fn count_tokens(&self, model: &Arc<LoadedModel>, text: &str) -> Result<u32, EngineError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        model.pending.lock().unwrap().insert(id, Reply::Tokens(tx));
+        model.send(&Request::Tokenize { id, text: text.to_string() })?;
+        rx.recv().unwrap_or_else(|_| Err(model.exit_error()))
+    }
+
+    /// Unloads every loaded model named `name`; returns whether one was loaded.
+    pub fn unload(&self, name: &str) -> bool {
+        let stopped: Vec<_> = {
+            let mut models = self.models.lock().unwrap();
+            let (gone, keep): (Vec<_>, Vec<_>) = models.drain(..).partition(|m| m.spec.name == name);
+            *models = keep;
+            gone
+        };
+        for m in &stopped {
+            m.shut_down();
+        }
+        !stopped.is_empty()
+    }
+
+    pub fn unload_all(&self) {
+        let all: Vec<_> = self.models.lock().unwrap().drain(..).collect();
+        for m in all {
+            m.shut_down();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.unload_all();
+    }
+}
+
+/// A generation in progress.
+pub struct Generation {
+    id: u64,
+    model: Arc<LoadedModel>,
+    rx: Receiver<StreamEvent>,
+    finished: bool,
+    keep_alive: Option<Duration>,
+}
+
+impl Generation {
+    /// The next event; `None` after `Done` or `Error`.
+    pub fn next_event(&mut self) -> Option<StreamEvent> {
+        if self.finished {
+            return None;
+        }
+        let ev = self.rx.recv().unwrap_or_else(|_| StreamEvent::Error(self.model.exit_error()));
+        if !matches!(ev, StreamEvent::Piece(_)) {
+            self.finish();
+        }
+        Some(ev)
+    }
+
+    /// Like [`Self::next_event`] but gives up after `timeout` (returns `None` then too).
+    pub fn next_event_timeout(&mut self, timeout: Duration) -> Option<StreamEvent> {
+        if self.finished {
+            return None;
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(ev) => {
+                if !matches!(ev, StreamEvent::Piece(_)) {
+                    self.finish();
+                }
+                Some(ev)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.finish();
+                Some(StreamEvent::Error(self.model.exit_error()))
+            }
+        }
+    }
+
+    /// Asks the runner to stop; the stream then ends with `Done` (reason "cancel").
+    pub fn cancel(&self) {
+        let _ = self.model.send(&Request::Cancel { id: self.id });
+    }
+
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.model.pending.lock().unwrap().remove(&self.id);
+        self.model.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.model.touch(self.keep_alive);
+    }
+}
+
+impl Iterator for Generation {
+    type Item = StreamEvent;
+    fn next(&mut self) -> Option<StreamEvent> {
+        self.next_event()
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel();
+            self.finish();
+        }
+    }
+}
+
+/// Starts the thread that reads a runner's events and routes them to their requests.
+fn start_router(model: &Arc<LoadedModel>) {
+    let Some(lines) = model.events.lock().unwrap().take() else { return };
+    let weak = Arc::downgrade(model);
+    thread::Builder::new().name("runner-events".into()).spawn(move || route_events(lines, weak)).expect("spawn event router");
+}
+
+fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<LoadedModel>) {
+    for line in lines {
+        let Ok(line) = line else { break };
+        let Ok(ev) = serde_json::from_str::<Event>(&line) else { continue };
+        let Some(m) = model.upgrade() else { return };
+        let pending = m.pending.lock().unwrap();
+        match ev {
+            Event::Piece { id, text } => {
+                if let Some(Reply::Stream(tx)) = pending.get(&id) {
+                    let _ = tx.send(StreamEvent::Piece(text));
+                }
+            }
+            Event::Done { id, stats } => {
+                if let Some(Reply::Stream(tx)) = pending.get(&id) {
+                    let _ = tx.send(StreamEvent::Done(stats));
+                }
+            }
+            Event::Tokens { id, count } => {
+                if let Some(Reply::Tokens(tx)) = pending.get(&id) {
+                    let _ = tx.send(Ok(count));
+                }
+            }
+            Event::Error { id: Some(id), code, message } => {
+                let err = EngineError::Request { code, message };
+                match pending.get(&id) {
+                    Some(Reply::Stream(tx)) => drop(tx.send(StreamEvent::Error(err))),
+                    Some(Reply::Tokens(tx)) => drop(tx.send(Err(err))),
+                    None => {}
+                }
+            }
+            Event::Error { id: None, .. } | Event::Ready { .. } => {}
+        }
+    }
+    // The runner is gone: say why to everyone waiting on it.
+    let Some(m) = model.upgrade() else { return };
+    let status = m.child.lock().unwrap().wait().map(|s| s.to_string()).unwrap_or_default();
+    thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
+    let why = describe_exit(&status, &m.stderr_tail);
+    *m.exited.lock().unwrap() = Some(why.clone());
+    for (_, reply) in m.pending.lock().unwrap().drain() {
+        match reply {
+            Reply::Stream(tx) => drop(tx.send(StreamEvent::Error(EngineError::RunnerExited(why.clone())))),
+            Reply::Tokens(tx) => drop(tx.send(Err(EngineError::RunnerExited(why.clone())))),
+        }
+    }
+}
+
+/// "signal: 6 (SIGABRT) (core dumped): GGML_ASSERT(…) failed" — the status and the last
+/// meaningful line llama.cpp wrote.
+fn describe_exit(status: &str, tail: &Mutex<VecDeque<String>>) -> String {
+    let tail = tail.lock().unwrap();
+    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect::<String>());
+    match last {
+        Some(l) => format!("{status}: {l}"),
+        None => status.to_string(),
+    }
+}
+
+/// Unloads models whose keep-alive ran out; stops when the supervisor is gone.
+fn reap_expired(sup: Weak<Supervisor>) {
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let Some(sup) = sup.upgrade() else { return };
+        let now = Instant::now();
+        let expired: Vec<_> = {
+            let mut models = sup.models.lock().unwrap();
+            let (gone, keep): (Vec<_>, Vec<_>) = models
+                .drain(..)
+                .partition(|m| !m.is_alive() || (m.in_flight.load(Ordering::SeqCst) == 0 && m.expires_at() <= now));
+            *models = keep;
+            gone
+        };
+        for m in expired {
+            m.shut_down();
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The engine through the supervisor and the CLI, on the real test model: chat, the crash
+//! boundary, keep-alive, context fitting and `airlock run`.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use airlock::bundle::{import, ImportOptions};
+use airlock::core::Core;
+use airlock::engine::chat::{ChatError, RequestSettings};
+use airlock::engine::protocol::SamplingOptions;
+use airlock::engine::supervisor::{EngineConfig, EngineError, StreamEvent};
+use airlock::engine::template::ChatMessage;
+use airlock::gguf::writer::GgufBuilder;
+use airlock::progress::NoProgress;
+use airlock::store::manifest::{CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PARAMS};
+use airlock::store::{Digest, Store};
+use tempfile::TempDir;
+
+use crate::common::*;
+
+fn config() -> EngineConfig {
+    EngineConfig { runner_exe: env!("CARGO_BIN_EXE_airlock").into(), threads: Some(2), max_loaded: 2, default_keep_alive: Duration::from_secs(300) }
+}
+
+/// A store holding the real model as `gemma3:270m`, plus a variant whose params layer limits
+/// replies to 24 tokens (`gemma3:short`).
+fn store_with_real_model() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let opts = ImportOptions { name: Some("gemma3:270m".into()), link: true, ..Default::default() };
+    import(&Store::at(dir.path()), &real_model(), &opts, &NoProgress).unwrap();
+    let store = Store::at(dir.path());
+    let entry = store.resolve("gemma3:270m").unwrap();
+    let params = br#"{"num_predict":24,"temperature":0}"#.to_vec();
+    let params_digest = Digest::of_bytes(&params);
+    fs::write(store.blobs_dir().join(params_digest.file_name()), &params).unwrap();
+    let model = entry.manifest.layer(MEDIA_MODEL).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"{CONFIG_MEDIA_TYPE}","digest":"{}","size":{}}},"layers":[{{"mediaType":"{MEDIA_MODEL}","digest":"{}","size":{}}},{{"mediaType":"{MEDIA_PARAMS}","digest":"{params_digest}","size":{}}}]}}"#,
+        entry.manifest.config.digest, entry.manifest.config.size, model.digest, model.size, params.len()
+    );
+    let path = store.manifests_dir().join("registry.ollama.ai/library/gemma3/short");
+    fs::write(path, manifest).unwrap();
+    dir
+}
+
+fn greedy(n: i32) -> RequestSettings {
+    RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(n), ..Default::default() }, num_ctx: Some(1024), ..Default::default() }
+}
+
+fn collect(stream: impl Iterator<Item = StreamEvent>) -> (String, Option<StreamEvent>) {
+    let mut text = String::new();
+    for ev in stream {
+        match ev {
+            StreamEvent::Piece(p) => text.push_str(&p),
+            other => return (text, Some(other)),
+        }
+    }
+    (text, None)
+}
+
+#[test]
+fn chat_streams_a_greedy_reply_and_counts_tokens() {
+    let dir = store_with_real_model();
+    let core = Core::new(Store::at(dir.path()), config());
+    let model = core.prepare("gemma3:270m").unwrap();
+    let messages = [ChatMessage::new("user", "Name three colours.")];
+    let first = core.engine().chat(&model, &messages, greedy(12)).unwrap();
+    let (text, end) = collect(first.generation);
+    let Some(StreamEvent::Done(stats)) = end else { panic!("no Done: {end:?}") };
+    assert!(!text.is_empty() && stats.eval_tokens <= 12 && stats.prompt_tokens > 0, "{text:?} {stats:?}");
+    // Greedy decoding is deterministic, and the second run reuses the whole prompt's KV cache.
+    let (again, end) = collect(core.engine().chat(&model, &messages, greedy(12)).unwrap().generation);
+    assert_eq!(again, text);
+    let Some(StreamEvent::Done(stats2)) = end else { panic!() };
+    assert!(stats2.prompt_cached_tokens > 0, "{stats2:?}");
+}
+
+#[test]
+fn killed_runner_fails_the_stream_and_the_next_request_loads_it_again() {
+    let dir = store_with_real_model();
+    let core = Core::new(Store::at(dir.path()), config());
+    let model = core.prepare("gemma3:270m").unwrap();
+    let messages = [ChatMessage::new("user", "Write a long story about a lighthouse keeper.")];
+    let mut gen = core.engine().chat(&model, &messages, greedy(400)).unwrap().generation;
+    assert!(matches!(gen.next_event(), Some(StreamEvent::Piece(_))));
+    let pid = gen.model().pid();
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let (_, end) = collect(&mut gen);
+    match end {
+        Some(StreamEvent::Error(EngineError::RunnerExited(why))) => assert!(why.contains("signal") || why.contains("9"), "{why}"),
+        other => panic!("expected the runner's exit, got {other:?}"),
+    }
+    assert!(EngineError::RunnerExited("x".into()).to_string().starts_with("model process exited: "));
+    let (text, end) = collect(core.engine().chat(&model, &messages, greedy(4)).unwrap().generation);
+    assert!(matches!(end, Some(StreamEvent::Done(_))) && !text.is_empty(), "{end:?}");
+    assert_ne!(core.engine().supervisor.loaded()[0].pid(), pid);
+}
+
+#[test]
+fn a_model_llama_cpp_cannot_load_is_an_error_not_a_crash() {
+    let dir = store_with_real_model();
+    // Passes the GGUF validator (well-formed), but llama.cpp finds no tensors for a llama model.
+    let bogus = dir.path().join("bogus.gguf");
+    GgufBuilder::new()
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.context_length", 512)
+        .kv_u32("llama.block_count", 1)
+        .kv_u32("llama.embedding_length", 8)
+        .kv_u32("llama.attention.head_count", 1)
+        .write_to(&bogus)
+        .unwrap();
+    import(&Store::at(dir.path()), &bogus, &ImportOptions { name: Some("bogus".into()), ..Default::default() }, &NoProgress).unwrap();
+    let core = Core::new(Store::at(dir.path()), config());
+    let bogus = core.prepare("bogus").unwrap();
+    let err = core.engine().chat(&bogus, &[ChatMessage::new("user", "hi")], greedy(4)).err().expect("loading must fail");
+    assert!(matches!(err, ChatError::Engine(EngineError::Load { .. })), "{err}");
+    let good = core.prepare("gemma3:270m").unwrap();
+    let (_, end) = collect(core.engine().chat(&good, &[ChatMessage::new("user", "hi")], greedy(4)).unwrap().generation);
+    assert!(matches!(end, Some(StreamEvent::Done(_))), "{end:?}");
+}
+
+#[test]
+fn keep_alive_zero_unloads_the_model_after_its_reply() {
+    let dir = store_with_real_model();
+    let core = Core::new(Store::at(dir.path()), config());
+    let model = core.prepare("gemma3:270m").unwrap();
+    let settings = RequestSettings { keep_alive: Some(Duration::ZERO), ..greedy(2) };
+    collect(core.engine().chat(&model, &[ChatMessage::new("user", "hi")], settings).unwrap().generation);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !core.engine().supervisor.loaded().is_empty() {
+        assert!(Instant::now() < deadline, "model still loaded after keep_alive 0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn oldest_turns_are_dropped_when_the_conversation_outgrows_the_context() {
+    let dir = store_with_real_model();
+    let core = Core::new(Store::at(dir.path()), config());
+    let model = core.prepare("gemma3:270m").unwrap();
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(12);
+    let mut messages = vec![ChatMessage::new("system", "You are terse.")];
+    for i in 0..6 {
+        messages.push(ChatMessage::new("user", format!("{i}: {filler}")));
+        messages.push(ChatMessage::new("assistant", format!("{i}: {filler}")));
+    }
+    messages.push(ChatMessage::new("user", "Say yes."));
+    let settings = RequestSettings { num_ctx: Some(512), ..greedy(4) };
+    let stream = core.engine().chat(&model, &messages, settings).unwrap();
+    assert!(stream.dropped_messages > 0 && stream.dropped_messages < messages.len() - 1, "dropped {}", stream.dropped_messages);
+    let (_, end) = collect(stream.generation);
+    let Some(StreamEvent::Done(stats)) = end else { panic!("{end:?}") };
+    assert!(stats.prompt_tokens <= 512, "{stats:?}");
+}
+
+#[test]
+fn run_answers_a_prompt_with_ollama_verbose_statistics() {
+    let dir = store_with_real_model();
+    let out = airlock(dir.path(), &["run", "gemma3:short", "Name three colours.", "--verbose"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+    let err = stderr(&out);
+    for line in ["total duration:", "load duration:", "prompt eval count:", "prompt eval duration:", "prompt eval rate:", "eval count:", "eval duration:", "eval rate:"] {
+        assert!(err.contains(line), "missing {line:?} in\n{err}");
+    }
+    assert!(err.contains("eval count:           24 token(s)") || err.contains("eval count:           2"), "params layer's num_predict not applied:\n{err}");
+    // Piped stdin is a one-shot prompt too; an unknown model is a clear error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["run", "nope"])
+        .env("AIRLOCK_MODELS", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let _ = Path::new("");
+}

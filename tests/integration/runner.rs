@@ -1,0 +1,329 @@
+//! The runner process (`airlock runner`) on the real test model, through its JSON-lines protocol:
+//! Ready, greedy output identical to the independent thin loop (`bench/thin_loop.rs`), stop
+//! sequences, cancel, UTF-8 pieces, prefix reuse, context overflow, grammar, and a broken model
+//! file ending in an error rather than a hang. Generations are kept short (≈ 85 tokens/s here).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use airlock::engine::protocol::{encode, Event, GenerationStats, Request, SamplingOptions};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn test_model() -> PathBuf {
+    let path = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        dirs::home_dir().unwrap().join(".cache/airlock-test/gemma-3-270m-q4_k_m.gguf")
+    });
+    assert!(
+        path.is_file(),
+        "test model missing at {}: run tests/fixtures/fetch-test-model.sh (or set AIRLOCK_TEST_MODEL)",
+        path.display()
+    );
+    path
+}
+
+/// The thin loop example, built by `cargo test` next to the test binaries.
+fn thin_loop() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_airlock"));
+    let path = bin.parent().unwrap().join("examples").join("thin_loop");
+    assert!(
+        path.is_file(),
+        "{} missing: `cargo test` builds it (or `cargo build --example thin_loop`)",
+        path.display()
+    );
+    path
+}
+
+/// Greedy reference text from the thin loop (its raw bytes, decoded once at the end).
+fn thin_greedy(prompt: &str, n: u32) -> String {
+    let out = Command::new(thin_loop())
+        .arg("--model")
+        .arg(test_model())
+        .args(["--prompt", prompt, "-n", &n.to_string(), "--threads", "2", "--ctx", "1024"])
+        .output()
+        .expect("run thin_loop");
+    assert!(out.status.success(), "thin_loop failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Runner {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Result<Event, String>>,
+    next_id: u64,
+}
+
+impl Runner {
+    fn spawn(model: &std::path::Path, extra: &[&str]) -> Runner {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["runner", "--model"])
+            .arg(model)
+            .args(["--threads", "2"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn airlock runner");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let ev = serde_json::from_str::<Event>(&line).map_err(|e| format!("{line}: {e}"));
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Runner { child, stdin, events, next_id: 0 }
+    }
+
+    fn start(extra: &[&str]) -> (Runner, Event) {
+        let mut r = Runner::spawn(&test_model(), extra);
+        let ready = r.event();
+        assert!(matches!(ready, Event::Ready { .. }), "expected Ready, got {ready:?}");
+        (r, ready)
+    }
+
+    fn event(&mut self) -> Event {
+        match self.events.recv_timeout(TIMEOUT) {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(bad)) => panic!("runner wrote a line that is not an event: {bad}"),
+            Err(_) => panic!("no event from the runner within {TIMEOUT:?}"),
+        }
+    }
+
+    fn send(&mut self, r: &Request) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(encode(r).as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn generate(&mut self, prompt: &str, options: SamplingOptions, grammar: Option<&str>) -> u64 {
+        let id = self.id();
+        self.send(&Request::Generate { id, prompt: prompt.into(), options, grammar: grammar.map(Into::into) });
+        id
+    }
+
+    /// Pieces and the final stats of request `id`; `Err` with the error event's code and message.
+    fn collect(&mut self, id: u64) -> Result<(Vec<String>, GenerationStats), (String, String)> {
+        let mut pieces = Vec::new();
+        loop {
+            match self.event() {
+                Event::Piece { id: i, text } if i == id => pieces.push(text),
+                Event::Done { id: i, stats } if i == id => return Ok((pieces, stats)),
+                Event::Error { id: Some(i), code, message } if i == id => return Err((code, message)),
+                other => panic!("unexpected event for request {id}: {other:?}"),
+            }
+        }
+    }
+
+    fn complete(&mut self, prompt: &str, options: SamplingOptions) -> (String, GenerationStats) {
+        let id = self.generate(prompt, options, None);
+        let (pieces, stats) = self.collect(id).unwrap_or_else(|e| panic!("generation failed: {e:?}"));
+        (pieces.concat(), stats)
+    }
+
+    fn count(&mut self, text: &str) -> u32 {
+        let id = self.id();
+        self.send(&Request::Tokenize { id, text: text.into() });
+        match self.event() {
+            Event::Tokens { id: i, count } if i == id => count,
+            other => panic!("expected Tokens, got {other:?}"),
+        }
+    }
+
+    /// Closes stdin and waits for the exit (the runner exits when its stdin closes).
+    fn close(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        wait_with_timeout(&mut self.child, TIMEOUT)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(t0.elapsed() < timeout, "runner did not exit within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn greedy(n: i32) -> SamplingOptions {
+    SamplingOptions { temperature: Some(0.0), num_predict: Some(n), ..Default::default() }
+}
+
+#[test]
+fn runner_ready_then_greedy_output_matches_thin_loop() {
+    let (mut r, ready) = Runner::start(&["--ctx", "1024"]);
+    let Event::Ready { n_ctx, n_ctx_train, threads, bos_token, eos_token, n_parallel, .. } = ready else { unreachable!() };
+    assert_eq!(n_ctx, 1024);
+    assert!(n_ctx <= n_ctx_train);
+    assert_eq!((threads, n_parallel), (2, 1));
+    assert_eq!(bos_token, "<bos>");
+    assert!(!eos_token.is_empty());
+
+    let prompt = "The three primary colours are";
+    let (text, stats) = r.complete(prompt, greedy(24));
+    assert_eq!(text, thin_greedy(prompt, 24), "runner and thin loop disagree on greedy output");
+    if stats.done_reason == "length" {
+        assert_eq!(stats.eval_tokens, 24);
+    } else {
+        assert_eq!(stats.done_reason, "stop");
+    }
+    assert_eq!(stats.prompt_tokens, r.count(prompt));
+    assert!(stats.prompt_eval_ns > 0 && stats.eval_ns > 0);
+    assert!(r.close().success());
+}
+
+#[test]
+fn runner_stop_sequences_cut_output_and_are_never_emitted() {
+    let (mut r, _) = Runner::start(&["--ctx", "512"]);
+    let prompt = "Here is a list of fruits: apple, banana,";
+    let (full, _) = r.complete(prompt, greedy(40));
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() > 20, "the model said too little to test stops: {full:?}");
+    // A stop from the middle of the greedy text (six characters likely span a token boundary).
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 6].iter().collect();
+    let expected = &full[..full.find(&stop).unwrap()];
+
+    let id = r.generate(prompt, SamplingOptions { stop: vec!["\u{0}never".into(), stop.clone()], ..greedy(40) }, None);
+    let (pieces, stats) = r.collect(id).unwrap();
+    let text = pieces.concat();
+    assert_eq!(text, expected, "stop {stop:?}");
+    assert!(!text.contains(&stop));
+    assert!(pieces.iter().all(|p| !p.contains(&stop)));
+    assert_eq!(stats.done_reason, "stop");
+}
+
+#[test]
+fn runner_cancel_ends_a_long_generation_promptly() {
+    let (mut r, _) = Runner::start(&["--ctx", "1024"]);
+    let id = r.generate("Chapter 1\n\nOnce upon a time, in a kingdom far away,", greedy(-1), None);
+    match r.event() {
+        Event::Piece { id: i, .. } if i == id => {}
+        other => panic!("expected a piece, got {other:?}"),
+    }
+    let t0 = Instant::now();
+    r.send(&Request::Cancel { id });
+    let (_, stats) = r.collect(id).unwrap();
+    assert_eq!(stats.done_reason, "cancel");
+    assert!(t0.elapsed() < Duration::from_secs(2), "cancel took {:?}", t0.elapsed());
+    assert!(stats.eval_tokens < 200, "{} tokens generated after the cancel", stats.eval_tokens);
+    // Still serving afterwards, with a malformed line answered, not fatal.
+    r.stdin.as_mut().unwrap().write_all(b"{not json}\n").unwrap();
+    match r.event() {
+        Event::Error { id: None, code, .. } => assert_eq!(code, "protocol"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert!(r.count("hello") > 0);
+}
+
+#[test]
+fn runner_utf8_pieces_are_whole_characters() {
+    let (mut r, _) = Runner::start(&["--ctx", "1024"]);
+    let prompt = "🦀🚀🎉😀 日本語の文章。中文字符测试。한국어 😃😄😁🤖 Ελληνικά 🌍🌏 漢字かな交じり文 🍣🍜🍙";
+    let id = r.generate(prompt, greedy(48), None);
+    let (pieces, _) = r.collect(id).unwrap();
+    let text = pieces.concat();
+    // Pieces are JSON strings and so valid UTF-8 by construction; none may be a broken
+    // character (U+FFFD) except a last one cut by num_predict.
+    for p in &pieces[..pieces.len().saturating_sub(1)] {
+        assert!(!p.contains('\u{FFFD}'), "piece with a broken character: {p:?} in {pieces:?}");
+    }
+    assert!(text.chars().any(|c| c.len_utf8() > 1), "the model wrote no multi-byte character: {text:?}");
+    assert_eq!(text, thin_greedy(prompt, 48), "streamed pieces differ from the whole text");
+}
+
+#[test]
+fn runner_reuses_the_kv_cache_of_a_common_prefix() {
+    let (mut r, _) = Runner::start(&["--ctx", "1024"]);
+    let first = "User: Name three rivers in Europe and say one thing about each of them.\nAssistant:";
+    let (reply, s1) = r.complete(first, greedy(8));
+    assert_eq!(s1.prompt_cached_tokens, 0);
+    let second = format!("{first}{reply}\nUser: And in Asia?\nAssistant:");
+    let (_, s2) = r.complete(&second, greedy(4));
+    assert!(
+        s2.prompt_cached_tokens + 2 >= s1.prompt_tokens,
+        "second turn reused {} of the first turn's {} prompt tokens",
+        s2.prompt_cached_tokens,
+        s1.prompt_tokens
+    );
+    assert!(s2.prompt_cached_tokens < s2.prompt_tokens);
+    // The same prompt again reuses all but the last token (its logits are needed).
+    let (_, s3) = r.complete(&second, greedy(1));
+    assert_eq!(s3.prompt_cached_tokens + 1, s3.prompt_tokens);
+}
+
+#[test]
+fn runner_rejects_a_prompt_larger_than_the_context() {
+    let (mut r, ready) = Runner::start(&["--ctx", "64"]);
+    assert!(matches!(ready, Event::Ready { n_ctx: 64, .. }));
+    let prompt = "word ".repeat(200);
+    let n = r.count(&prompt);
+    let id = r.generate(&prompt, greedy(4), None);
+    let (code, message) = r.collect(id).unwrap_err();
+    assert_eq!(code, "context_overflow");
+    assert!(message.contains(&n.to_string()), "message {message:?} lacks the token count {n}");
+    // A prompt that fits still works, and generation stops at the full context with "length".
+    let (_, stats) = r.complete("Once upon a time", greedy(-1));
+    assert_eq!(stats.done_reason, "length");
+    assert!(stats.prompt_tokens + stats.eval_tokens <= 64);
+}
+
+#[test]
+fn runner_grammar_constrains_output_and_bad_grammar_is_an_error() {
+    let (mut r, _) = Runner::start(&["--ctx", "512"]);
+    let id = r.generate("Is the sky blue? Answer:", greedy(8), Some(r#"root ::= " yes" | " no""#));
+    let (pieces, stats) = r.collect(id).unwrap();
+    let text = pieces.concat();
+    assert!(text == " yes" || text == " no", "grammar ignored: {text:?}");
+    assert_eq!(stats.done_reason, "stop");
+
+    let id = r.generate("x", greedy(4), Some("root ::= ( unclosed"));
+    let (code, _) = r.collect(id).unwrap_err();
+    assert_eq!(code, "grammar");
+    assert!(r.count("still alive") > 0);
+}
+
+#[test]
+fn runner_with_a_broken_model_exits_with_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Passes airlock's validator (a known architecture, well-formed GGUF) but has no tensors
+    // llama.cpp needs: the runner must report it and exit, not hang or take the caller down.
+    let path = dir.path().join("broken.gguf");
+    std::fs::write(&path, crate::common::tiny_gguf(1)).unwrap();
+    let mut r = Runner::spawn(&path, &[]);
+    match r.event() {
+        Event::Error { id: None, code, message } => {
+            assert_eq!(code, "load");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+    let status = wait_with_timeout(&mut r.child, TIMEOUT);
+    assert!(!status.success());
+
+    let mut r = Runner::spawn(&dir.path().join("absent.gguf"), &[]);
+    assert!(matches!(r.event(), Event::Error { code, .. } if code == "load"));
+    assert_eq!(wait_with_timeout(&mut r.child, TIMEOUT).code(), Some(1));
+}
