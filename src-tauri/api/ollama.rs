@@ -174,9 +174,13 @@ pub struct GenerateBody {
     format: Option<Value>,
 }
 
-/// Ollama's final statistics, nanoseconds.
-fn final_stats(stats: &GenerationStats, total: Duration, load: Duration) -> serde_json::Map<String, Value> {
+/// Ollama's final statistics, nanoseconds, plus how many of the oldest messages were left out to
+/// fit the context (only when some were).
+fn final_stats(stats: &GenerationStats, total: Duration, load: Duration, dropped: usize) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
+    if dropped > 0 {
+        m.insert("truncated_messages".into(), json!(dropped));
+    }
     m.insert("done_reason".into(), json!(if stats.done_reason == "cancel" { "stop" } else { stats.done_reason.as_str() }));
     m.insert("done".into(), json!(true));
     m.insert("total_duration".into(), json!(total.as_nanos() as u64));
@@ -214,7 +218,7 @@ pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<R
         c.engine().chat(&model, &messages, settings)
     })
     .await?;
-    let load = started.load_duration;
+    let (load, dropped) = (started.load_duration, started.dropped_messages);
     let name = req.model.clone();
     if req.stream == Some(false) {
         let (text, stats) = stream::collect(started).await?;
@@ -222,15 +226,15 @@ pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<R
         out.insert("model".into(), json!(name));
         out.insert("created_at".into(), json!(now_rfc3339()));
         out.insert("message".into(), json!({"role": "assistant", "content": text}));
-        out.extend(final_stats(&stats, began.elapsed(), load));
+        out.extend(final_stats(&stats, began.elapsed(), load, dropped));
         return Ok(Json(Value::Object(out)).into_response());
     }
     let rx = stream::events(started);
-    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, |text| json!({"role": "assistant", "content": text}), "message"), None))
+    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, dropped, |text| json!({"role": "assistant", "content": text}), "message"), None))
 }
 
 /// One NDJSON line: a piece, the final statistics, or an error that ends the stream.
-fn ndjson(model: &str, ev: StreamEvent, began: Instant, load: Duration, content: impl Fn(&str) -> Value, field: &str) -> String {
+fn ndjson(model: &str, ev: StreamEvent, began: Instant, load: Duration, dropped: usize, content: impl Fn(&str) -> Value, field: &str) -> String {
     let line = match ev {
         StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), field: content(&text), "done": false }),
         StreamEvent::Done(stats) => {
@@ -238,7 +242,7 @@ fn ndjson(model: &str, ev: StreamEvent, began: Instant, load: Duration, content:
             out.insert("model".into(), json!(model));
             out.insert("created_at".into(), json!(now_rfc3339()));
             out.insert(field.into(), content(""));
-            out.extend(final_stats(&stats, began.elapsed(), load));
+            out.extend(final_stats(&stats, began.elapsed(), load, dropped));
             Value::Object(out)
         }
         StreamEvent::Error(e) => json!({ "error": e.to_string() }),
@@ -271,11 +275,11 @@ pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> 
         out.insert("model".into(), json!(name));
         out.insert("created_at".into(), json!(now_rfc3339()));
         out.insert("response".into(), json!(text));
-        out.extend(final_stats(&stats, began.elapsed(), load));
+        out.extend(final_stats(&stats, began.elapsed(), load, 0));
         return Ok(Json(Value::Object(out)).into_response());
     }
     let rx = stream::events(started);
-    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, |text| json!(text), "response"), None))
+    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, 0, |text| json!(text), "response"), None))
 }
 
 pub async fn embed(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {

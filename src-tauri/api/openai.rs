@@ -121,7 +121,11 @@ impl Common {
         };
         if let Some(fmt) = &self.response_format {
             match fmt.get("type").and_then(Value::as_str) {
-                Some("json_object") | Some("json_schema") => s.grammar = Some(JSON_GRAMMAR.to_string()),
+                Some("json_object") => s.grammar = Some(JSON_GRAMMAR.to_string()),
+                Some("json_schema") => {
+                    let schema = fmt.pointer("/json_schema/schema").ok_or_else(|| ApiError::bad_request("response_format json_schema needs json_schema.schema"))?;
+                    s.grammar = Some(super::options::schema_grammar(schema).map_err(ApiError::bad_request)?);
+                }
                 Some("text") | None => {}
                 Some(other) => return Err(ApiError::bad_request(format!("unsupported response_format type {other:?}"))),
             }

@@ -107,16 +107,21 @@ fn parse_go_duration(s: &str) -> Option<f64> {
     Some(if neg { -total } else { total })
 }
 
-/// `"json"` → any JSON value; a JSON schema object → JSON too (the schema itself is not yet
-/// enforced beyond being JSON); `""`/null → unconstrained.
+/// `"json"` → any JSON value; a JSON schema object → a grammar for exactly that schema
+/// (llama.cpp's converter); `""`/null → unconstrained.
 pub fn grammar_for(format: &Value) -> Result<Option<String>, String> {
     match format {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
         Value::String(s) if s == "json" => Ok(Some(JSON_GRAMMAR.to_string())),
-        Value::Object(_) => Ok(Some(JSON_GRAMMAR.to_string())),
+        Value::Object(_) => schema_grammar(format).map(Some),
         _ => Err("format must be \"json\" or a JSON schema object".into()),
     }
+}
+
+/// A GBNF grammar accepting exactly the JSON documents `schema` describes.
+pub fn schema_grammar(schema: &Value) -> Result<String, String> {
+    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| format!("unsupported JSON schema in format: {e}"))
 }
 
 #[cfg(test)]
@@ -140,5 +145,13 @@ mod tests {
         assert_eq!(parse_keep_alive(&json!("1h30m")).unwrap(), Duration::from_secs(5400));
         assert!(parse_keep_alive(&json!(-1)).unwrap() > Duration::from_secs(1 << 20));
         assert!(parse_keep_alive(&json!("soon")).is_err());
+    }
+
+    #[test]
+    fn json_schemas_become_grammars() {
+        let g = grammar_for(&json!({"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]})).unwrap().unwrap();
+        assert!(g.contains("root") && g.contains("age"), "{g}");
+        assert_eq!(grammar_for(&json!("json")).unwrap().as_deref(), Some(JSON_GRAMMAR));
+        assert!(grammar_for(&json!(42)).is_err());
     }
 }

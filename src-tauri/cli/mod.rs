@@ -3,6 +3,7 @@
 //! errors go to stderr. Exit codes: 0 success, 1 failure, 2 usage error.
 
 mod bundle_cmds;
+mod client;
 mod format;
 mod progress;
 mod run;
@@ -64,6 +65,13 @@ enum Command {
         #[arg(long = "keepalive", value_parser = parse_duration)]
         keep_alive: Option<std::time::Duration>,
     },
+    /// List the models the running server has loaded (like `ollama ps`)
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unload a model from the running server now
+    Stop { model: String },
     /// Serve the Ollama- and OpenAI-compatible API on 127.0.0.1:11434 (AIRLOCK_HOST / OLLAMA_HOST)
     Serve,
     /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
@@ -121,6 +129,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { model, prompt, verbose, keep_alive } => {
             run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ps { json } => {
+            client::ps(json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { model } => {
+            client::stop(&model)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

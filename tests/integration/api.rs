@@ -182,3 +182,47 @@ fn runner_pid(parent: u32) -> Option<u32> {
     })
 }
 
+
+#[test]
+fn ps_and_stop_talk_to_the_running_server_and_schemas_constrain_output() {
+    let s = serve(&[], true);
+    // A boolean keeps the reply short enough for a tiny base model to finish it.
+    let schema = r#"{"type":"object","properties":{"sunny":{"type":"boolean"}},"required":["sunny"]}"#;
+    let body = format!(r#"{{"model":"gemma3:270m","prompt":"Is the sky blue? Reply in JSON.","stream":false,"format":{schema},"options":{{"temperature":0,"num_predict":40}}}}"#);
+    let (status, resp) = post(s.port, "/api/generate", &body, "");
+    assert_eq!(status, 200, "{resp}");
+    let text = serde_json::from_str::<serde_json::Value>(&resp).unwrap()["response"].as_str().unwrap().to_string();
+    let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    assert!(parsed["sunny"].is_boolean() && parsed.as_object().unwrap().len() == 1, "{parsed}");
+
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).env("AIRLOCK_HOST", format!("127.0.0.1:{}", s.port)).output().unwrap()
+    };
+    let ps = cli(&["ps"]);
+    assert!(ps.status.success(), "{}", stderr(&ps));
+    let listing = stdout(&ps);
+    assert!(listing.starts_with("NAME") && listing.contains("gemma3:270m") && listing.contains("100% CPU"), "{listing}");
+    assert!(cli(&["stop", "gemma3:270m"]).status.success());
+    assert!(!stdout(&cli(&["ps"])).contains("gemma3:270m"), "still loaded after stop");
+    let none = Command::new(env!("CARGO_BIN_EXE_airlock")).arg("ps").env("AIRLOCK_HOST", format!("127.0.0.1:{}", free_port())).output().unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no Airlock server is running"), "{}", stderr(&none));
+}
+
+#[test]
+fn a_chat_that_outgrows_the_context_reports_the_messages_left_out() {
+    let s = serve(&[], true);
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(12);
+    let mut messages = vec![serde_json::json!({"role": "system", "content": "Be terse."})];
+    for i in 0..6 {
+        messages.push(serde_json::json!({"role": "user", "content": format!("{i}: {filler}")}));
+        messages.push(serde_json::json!({"role": "assistant", "content": format!("{i}: {filler}")}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": "Say yes."}));
+    let body = serde_json::json!({"model": "gemma3:270m", "messages": messages, "stream": false, "options": {"num_ctx": 512, "num_predict": 4, "temperature": 0}});
+    let (status, resp) = post(s.port, "/api/chat", &body.to_string(), "");
+    assert_eq!(status, 200, "{resp}");
+    let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert!(v["truncated_messages"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(v["prompt_eval_count"].as_u64().unwrap() <= 512, "{v}");
+}
