@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::options::settings;
 use super::stream::{self, now_rfc3339, ApiError};
 use crate::core::{Core, ModelDetails};
+use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
@@ -193,7 +194,7 @@ fn final_stats(stats: &GenerationStats, total: Duration, load: Duration, dropped
 }
 
 /// An empty request loads (or with keep_alive 0 unloads) the model, as in Ollama.
-fn preload(core: &Arc<Core>, name: &str, settings: &crate::engine::chat::RequestSettings) -> Result<Duration, ApiError> {
+fn preload(core: &Arc<Core>, name: &str, settings: &RequestSettings) -> Result<Duration, ApiError> {
     let model = core.prepare(name)?;
     if settings.keep_alive == Some(Duration::ZERO) {
         core.engine().supervisor.unload(&model.name);
@@ -202,84 +203,88 @@ fn preload(core: &Arc<Core>, name: &str, settings: &crate::engine::chat::Request
     Ok(core.engine().preload(&model, settings.num_ctx)?)
 }
 
-pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<Response, ApiError> {
-    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
-    let model_name = req.model.clone();
-    let messages = req.messages.unwrap_or_default();
-    if messages.is_empty() {
-        let c = core.clone();
-        let load = tokio::task::spawn_blocking(move || preload(&c, &model_name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-        let reason = if req.keep_alive.as_ref().is_some_and(|k| k == &json!(0)) { "unload" } else { "load" };
-        return Ok(Json(json!({ "model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 })).into_response());
-    }
-    let c = core.clone();
-    let (started, began) = stream::start(move || {
-        let model = c.prepare(&model_name)?;
-        c.engine().chat(&model, &messages, settings)
-    })
-    .await?;
-    let (load, dropped) = (started.load_duration, started.dropped_messages);
-    let name = req.model.clone();
-    if req.stream == Some(false) {
-        let (text, stats) = stream::collect(started).await?;
-        let mut out = serde_json::Map::new();
-        out.insert("model".into(), json!(name));
-        out.insert("created_at".into(), json!(now_rfc3339()));
-        out.insert("message".into(), json!({"role": "assistant", "content": text}));
-        out.extend(final_stats(&stats, began.elapsed(), load, dropped));
-        return Ok(Json(Value::Object(out)).into_response());
-    }
-    let rx = stream::events(started);
-    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, dropped, |text| json!({"role": "assistant", "content": text}), "message"), None))
+/// How a route's reply looks: chat replies carry a `message`, generate replies a `response`.
+#[derive(Clone, Copy)]
+enum Shape {
+    Chat,
+    Generate,
 }
 
-/// One NDJSON line: a piece, the final statistics, or an error that ends the stream.
-fn ndjson(model: &str, ev: StreamEvent, began: Instant, load: Duration, dropped: usize, content: impl Fn(&str) -> Value, field: &str) -> String {
-    let line = match ev {
-        StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), field: content(&text), "done": false }),
-        StreamEvent::Done(stats) => {
-            let mut out = serde_json::Map::new();
-            out.insert("model".into(), json!(model));
-            out.insert("created_at".into(), json!(now_rfc3339()));
-            out.insert(field.into(), content(""));
-            out.extend(final_stats(&stats, began.elapsed(), load, dropped));
-            Value::Object(out)
+impl Shape {
+    fn field(self) -> &'static str {
+        match self {
+            Shape::Chat => "message",
+            Shape::Generate => "response",
         }
-        StreamEvent::Error(e) => json!({ "error": e.to_string() }),
+    }
+    fn content(self, text: &str) -> Value {
+        match self {
+            Shape::Chat => json!({ "role": "assistant", "content": text }),
+            Shape::Generate => json!(text),
+        }
+    }
+}
+
+/// The final object (for `stream: false`, or the stream's last line).
+fn final_object(shape: Shape, model: &str, text: &str, stats: &GenerationStats, began: Instant, load: Duration, dropped: usize) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("model".into(), json!(model));
+    out.insert("created_at".into(), json!(now_rfc3339()));
+    out.insert(shape.field().into(), shape.content(text));
+    out.extend(final_stats(stats, began.elapsed(), load, dropped));
+    Value::Object(out)
+}
+
+/// An empty request loads (or, with `keep_alive: 0`, unloads) the model and says so.
+async fn load_only(core: Arc<Core>, shape: Shape, model: String, settings: RequestSettings) -> Result<Response, ApiError> {
+    let unload = settings.keep_alive == Some(Duration::ZERO);
+    let name = model.clone();
+    let load = tokio::task::spawn_blocking(move || preload(&core, &name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let reason = if unload { "unload" } else { "load" };
+    let mut out = json!({ "model": model, "created_at": now_rfc3339(), "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 });
+    out[shape.field()] = shape.content("");
+    Ok(Json(out).into_response())
+}
+
+/// Streams the reply as NDJSON, or collects it for `stream: false`.
+async fn reply(shape: Shape, model: String, started: crate::engine::chat::ChatStream, began: Instant, stream_it: bool) -> Result<Response, ApiError> {
+    let (load, dropped) = (started.load_duration, started.dropped_messages);
+    if !stream_it {
+        let (text, stats) = stream::collect(started).await?;
+        return Ok(Json(final_object(shape, &model, &text, &stats, began, load, dropped)).into_response());
+    }
+    let rx = stream::events(started);
+    let line = move |ev| {
+        let v = match ev {
+            StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), shape.field(): shape.content(&text), "done": false }),
+            StreamEvent::Done(stats) => final_object(shape, &model, "", &stats, began, load, dropped),
+            StreamEvent::Error(e) => json!({ "error": e.to_string() }),
+        };
+        format!("{v}\n")
     };
-    format!("{line}\n")
+    Ok(stream::body(rx, "application/x-ndjson", line, None))
+}
+
+pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<Response, ApiError> {
+    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    let messages = req.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return load_only(core, Shape::Chat, req.model, settings).await;
+    }
+    let (c, name) = (core.clone(), req.model.clone());
+    let (started, began) = stream::start(move || c.engine().chat(&c.prepare(&name)?, &messages, settings)).await?;
+    reply(Shape::Chat, req.model, started, began, req.stream != Some(false)).await
 }
 
 pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> Result<Response, ApiError> {
     let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
-    let model_name = req.model.clone();
-    let prompt = req.prompt.clone().unwrap_or_default();
+    let prompt = req.prompt.unwrap_or_default();
     if prompt.is_empty() {
-        let c = core.clone();
-        let load = tokio::task::spawn_blocking(move || preload(&c, &model_name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-        let reason = if req.keep_alive.as_ref().is_some_and(|k| k == &json!(0)) { "unload" } else { "load" };
-        return Ok(Json(json!({ "model": req.model, "created_at": now_rfc3339(), "response": "", "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 })).into_response());
+        return load_only(core, Shape::Generate, req.model, settings).await;
     }
-    let c = core.clone();
-    let (system, raw) = (req.system.clone(), req.raw);
-    let (started, began) = stream::start(move || {
-        let model = c.prepare(&model_name)?;
-        c.engine().generate(&model, &prompt, system.as_deref(), raw, settings)
-    })
-    .await?;
-    let load = started.load_duration;
-    let name = req.model.clone();
-    if req.stream == Some(false) {
-        let (text, stats) = stream::collect(started).await?;
-        let mut out = serde_json::Map::new();
-        out.insert("model".into(), json!(name));
-        out.insert("created_at".into(), json!(now_rfc3339()));
-        out.insert("response".into(), json!(text));
-        out.extend(final_stats(&stats, began.elapsed(), load, 0));
-        return Ok(Json(Value::Object(out)).into_response());
-    }
-    let rx = stream::events(started);
-    Ok(stream::body(rx, "application/x-ndjson", move |ev| ndjson(&name, ev, began, load, 0, |text| json!(text), "response"), None))
+    let (c, name, system, raw) = (core.clone(), req.model.clone(), req.system, req.raw);
+    let (started, began) = stream::start(move || c.engine().generate(&c.prepare(&name)?, &prompt, system.as_deref(), raw, settings)).await?;
+    reply(Shape::Generate, req.model, started, began, req.stream != Some(false)).await
 }
 
 pub async fn embed(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {

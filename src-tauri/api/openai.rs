@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::stream::{self, ApiError};
 use crate::core::Core;
-use crate::engine::chat::{RequestSettings, JSON_GRAMMAR};
+use crate::engine::chat::{ChatStream, RequestSettings, JSON_GRAMMAR};
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
@@ -152,55 +152,87 @@ fn finish_reason(stats: &GenerationStats) -> &'static str {
     if stats.done_reason == "length" { "length" } else { "stop" }
 }
 
-pub async fn chat(State(core): CoreState, Json(req): Json<ChatRequest>) -> Result<Response, OpenAiError> {
-    let settings = req.common.settings()?;
-    let messages: Vec<ChatMessage> = req.messages.iter().map(|m| Ok(ChatMessage::new(m.role.clone(), content_text(&m.content)?))).collect::<Result<_, ApiError>>()?;
-    let (c, name) = (core.clone(), req.model.clone());
-    let (started, _) = stream::start(move || {
-        let model = c.prepare(&name)?;
-        c.engine().chat(&model, &messages, settings)
-    })
-    .await?;
-    let id = format!("chatcmpl-{}", unix_now_nanos());
-    let (model, created) = (req.model.clone(), unix_now());
-    if !req.common.stream {
+/// Chat completions and text completions differ only in how a choice carries text.
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+impl Kind {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Kind::Chat => "chatcmpl",
+            Kind::Text => "cmpl",
+        }
+    }
+    fn object(self, streaming: bool) -> &'static str {
+        match (self, streaming) {
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+            (Kind::Text, _) => "text_completion",
+        }
+    }
+    /// A whole choice (`stream: false`).
+    fn choice(self, text: &str, finish: &str) -> Value {
+        match self {
+            Kind::Chat => json!({ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }),
+            Kind::Text => json!({ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish }),
+        }
+    }
+    /// A streamed choice; the first chat delta names the role.
+    fn delta(self, text: &str, first: bool, finish: Option<&str>) -> Value {
+        match self {
+            Kind::Chat if finish.is_some() => json!({ "index": 0, "delta": {}, "finish_reason": finish }),
+            Kind::Chat if first => json!({ "index": 0, "delta": { "role": "assistant", "content": text }, "finish_reason": Value::Null }),
+            Kind::Chat => json!({ "index": 0, "delta": { "content": text }, "finish_reason": Value::Null }),
+            Kind::Text => json!({ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish }),
+        }
+    }
+}
+
+/// The response: one object, or SSE chunks (with a usage chunk when asked) then `[DONE]`.
+async fn respond(kind: Kind, model: String, common: &Common, started: ChatStream) -> Result<Response, OpenAiError> {
+    let id = format!("{}-{}", kind.id_prefix(), unix_now_nanos());
+    let created = unix_now();
+    if !common.stream {
         let (text, stats) = stream::collect(started).await?;
         return Ok(Json(json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": "fp_airlock",
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish_reason(&stats) }],
+            "id": id, "object": kind.object(false), "created": created, "model": model, "system_fingerprint": "fp_airlock",
+            "choices": [kind.choice(&text, finish_reason(&stats))],
             "usage": usage(&stats),
         }))
         .into_response());
     }
-    let include_usage = req.common.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let rx = stream::events(started);
-    let mut first = true;
+    let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let chunk = move |choices: Value, usage: Value| {
-        let mut c = json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
+        let mut c = json!({ "id": id, "object": kind.object(true), "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
         if include_usage {
             c["usage"] = usage;
         }
         format!("data: {c}\n\n")
     };
-    Ok(stream::body(
-        rx,
-        "text/event-stream",
-        move |ev| match ev {
-            StreamEvent::Piece(text) => {
-                let delta = if std::mem::take(&mut first) { json!({ "role": "assistant", "content": text }) } else { json!({ "content": text }) };
-                chunk(json!([{ "index": 0, "delta": delta, "finish_reason": Value::Null }]), Value::Null)
+    let mut first = true;
+    let line = move |ev| match ev {
+        StreamEvent::Piece(text) => chunk(json!([kind.delta(&text, std::mem::take(&mut first), None)]), Value::Null),
+        StreamEvent::Done(stats) => {
+            let mut out = chunk(json!([kind.delta("", false, Some(finish_reason(&stats)))]), Value::Null);
+            if include_usage {
+                out.push_str(&chunk(json!([]), usage(&stats)));
             }
-            StreamEvent::Done(stats) => {
-                let mut out = chunk(json!([{ "index": 0, "delta": {}, "finish_reason": finish_reason(&stats) }]), Value::Null);
-                if include_usage {
-                    out.push_str(&chunk(json!([]), usage(&stats)));
-                }
-                out
-            }
-            StreamEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": e.to_string(), "type": "api_error" } })),
-        },
-        Some("data: [DONE]\n\n".into()),
-    ))
+            out
+        }
+        StreamEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": e.to_string(), "type": "api_error" } })),
+    };
+    Ok(stream::body(stream::events(started), "text/event-stream", line, Some("data: [DONE]\n\n".into())))
+}
+
+pub async fn chat(State(core): CoreState, Json(req): Json<ChatRequest>) -> Result<Response, OpenAiError> {
+    let settings = req.common.settings()?;
+    let messages: Vec<ChatMessage> = req.messages.iter().map(|m| Ok(ChatMessage::new(m.role.clone(), content_text(&m.content)?))).collect::<Result<_, ApiError>>()?;
+    let (c, name) = (core.clone(), req.model.clone());
+    let (started, _) = stream::start(move || c.engine().chat(&c.prepare(&name)?, &messages, settings)).await?;
+    respond(Kind::Chat, req.model, &req.common, started).await
 }
 
 fn unix_now_nanos() -> u128 {
@@ -215,47 +247,8 @@ pub async fn completions(State(core): CoreState, Json(req): Json<CompletionReque
         _ => return Err(ApiError::bad_request("prompt must be a string (one prompt per request)").into()),
     };
     let (c, name) = (core.clone(), req.model.clone());
-    let (started, _) = stream::start(move || {
-        let model = c.prepare(&name)?;
-        c.engine().generate(&model, &prompt, None, true, settings)
-    })
-    .await?;
-    let id = format!("cmpl-{}", unix_now_nanos());
-    let (model, created) = (req.model.clone(), unix_now());
-    if !req.common.stream {
-        let (text, stats) = stream::collect(started).await?;
-        return Ok(Json(json!({
-            "id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "fp_airlock",
-            "choices": [{ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish_reason(&stats) }],
-            "usage": usage(&stats),
-        }))
-        .into_response());
-    }
-    let include_usage = req.common.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let rx = stream::events(started);
-    let chunk = move |choices: Value, usage: Value| {
-        let mut c = json!({ "id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
-        if include_usage {
-            c["usage"] = usage;
-        }
-        format!("data: {c}\n\n")
-    };
-    Ok(stream::body(
-        rx,
-        "text/event-stream",
-        move |ev| match ev {
-            StreamEvent::Piece(text) => chunk(json!([{ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": Value::Null }]), Value::Null),
-            StreamEvent::Done(stats) => {
-                let mut out = chunk(json!([{ "index": 0, "text": "", "logprobs": Value::Null, "finish_reason": finish_reason(&stats) }]), Value::Null);
-                if include_usage {
-                    out.push_str(&chunk(json!([]), usage(&stats)));
-                }
-                out
-            }
-            StreamEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": e.to_string(), "type": "api_error" } })),
-        },
-        Some("data: [DONE]\n\n".into()),
-    ))
+    let (started, _) = stream::start(move || c.engine().generate(&c.prepare(&name)?, &prompt, None, true, settings)).await?;
+    respond(Kind::Text, req.model, &req.common, started).await
 }
 
 pub async fn embeddings(State(core): CoreState, Json(req): Json<Value>) -> Result<Response, OpenAiError> {
