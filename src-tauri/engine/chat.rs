@@ -49,6 +49,9 @@ pub struct PreparedModel {
     pub params: SamplingOptions,
     pub params_num_ctx: Option<u32>,
     pub n_ctx_train: Option<u32>,
+    /// KV-cache bytes one token of context takes (f16 K and V), for sizing parallel slots.
+    pub kv_bytes_per_token: u64,
+    pub weights_bytes: u64,
 }
 
 impl PreparedModel {
@@ -69,6 +72,8 @@ impl PreparedModel {
             params,
             params_num_ctx,
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
+            kv_bytes_per_token: kv_bytes_per_token(&info),
+            weights_bytes: info.file_len,
             model_path,
         })
     }
@@ -81,6 +86,36 @@ impl PreparedModel {
             eos_token: Some(runner.info.eos_token.as_str()),
         }
     }
+}
+
+/// 2 (K and V) × layers × KV width × 2 bytes (f16), from the GGUF's attention metadata.
+fn kv_bytes_per_token(info: &gguf::GgufInfo) -> u64 {
+    let arch = info.architecture().unwrap_or_default();
+    let key = |k: &str| info.get_u64(&format!("{arch}.{k}"));
+    let layers = info.block_count().unwrap_or(32);
+    let embd = info.embedding_length().unwrap_or(4096);
+    let heads = key("attention.head_count").unwrap_or(1).max(1);
+    let kv_heads = key("attention.head_count_kv").unwrap_or(heads);
+    let head_dim = key("attention.key_length").unwrap_or(embd / heads);
+    2 * layers * kv_heads * head_dim * 2
+}
+
+/// Parallel slots for a model: `AIRLOCK_NUM_PARALLEL`, else up to 4 while the weights plus every
+/// slot's KV cache stay within half the memory available now.
+pub fn choose_parallel(model: &PreparedModel, num_ctx: u32) -> u32 {
+    if let Some(n) = std::env::var("AIRLOCK_NUM_PARALLEL").ok().and_then(|v| v.parse::<u32>().ok()) {
+        return n.clamp(1, 64);
+    }
+    let budget = available_memory().unwrap_or(8 << 30) / 2;
+    let per_slot = model.kv_bytes_per_token.saturating_mul(num_ctx as u64).max(1);
+    let fits = budget.saturating_sub(model.weights_bytes) / per_slot;
+    fits.clamp(1, 4) as u32
+}
+
+fn available_memory() -> Option<u64> {
+    let info = fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn text_layer(store: &Store, m: &Manifest, media_type: &str) -> Option<String> {
@@ -155,7 +190,7 @@ impl Engine {
         let wanted = num_ctx.or(model.params_num_ctx).unwrap_or(DEFAULT_NUM_CTX).max(256);
         let num_ctx = model.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
         let started = std::time::Instant::now();
-        let spec = LoadSpec { name: model.name.clone(), model_path: model.model_path.clone(), num_ctx };
+        let spec = LoadSpec { name: model.name.clone(), model_path: model.model_path.clone(), num_ctx, parallel: choose_parallel(model, num_ctx) };
         let runner = self.supervisor.load(&spec)?;
         Ok((runner, started.elapsed()))
     }

@@ -32,6 +32,9 @@ pub enum EngineError {
     Load { model: String, message: String },
     #[error("cannot start the model process {exe}: {message}")]
     Spawn { exe: String, message: String },
+    /// Every slot of the model is busy and its queue is full; try again shortly.
+    #[error("model {model} is busy ({waiting} requests running or waiting); try again shortly")]
+    Busy { model: String, waiting: usize },
     /// The runner refused the request (`code` says why: "context_overflow", "grammar", …).
     #[error("{message}")]
     Request { code: String, message: String },
@@ -46,6 +49,8 @@ pub struct EngineConfig {
     /// At most this many models loaded at once; the least recently used idle one goes first.
     pub max_loaded: usize,
     pub default_keep_alive: Duration,
+    /// Requests allowed to wait per model beyond its parallel slots; more are refused as busy.
+    pub max_queue: usize,
 }
 
 impl EngineConfig {
@@ -55,6 +60,7 @@ impl EngineConfig {
             threads: std::env::var("AIRLOCK_THREADS").ok().and_then(|v| v.parse().ok()),
             max_loaded: std::env::var("AIRLOCK_MAX_LOADED_MODELS").ok().and_then(|v| v.parse().ok()).unwrap_or(3),
             default_keep_alive: DEFAULT_KEEP_ALIVE,
+            max_queue: std::env::var("AIRLOCK_MAX_QUEUE").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
         }
     }
 }
@@ -65,7 +71,10 @@ pub struct LoadSpec {
     /// The name users know it by (for `ps` and messages).
     pub name: String,
     pub model_path: PathBuf,
+    /// Context per sequence.
     pub num_ctx: u32,
+    /// Sequences decoded together in one context (continuous batching).
+    pub parallel: u32,
 }
 
 /// What the runner said about itself when it came up.
@@ -217,7 +226,7 @@ impl Supervisor {
 
     fn spawn(&self, spec: &LoadSpec) -> Result<LoadedModel, EngineError> {
         let mut cmd = Command::new(&self.cfg.runner_exe);
-        cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string());
+        cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
         if let Some(t) = self.cfg.threads {
             cmd.arg("--threads").arg(t.to_string());
         }
@@ -285,10 +294,14 @@ impl Supervisor {
         grammar: Option<String>,
         keep_alive: Option<Duration>,
     ) -> Result<Generation, EngineError> {
+        let waiting = model.in_flight.fetch_add(1, Ordering::SeqCst);
+        if waiting >= model.info.n_parallel.max(1) as usize + self.cfg.max_queue {
+            model.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Busy { model: model.spec.name.clone(), waiting });
+        }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         model.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        model.in_flight.fetch_add(1, Ordering::SeqCst);
         model.touch(keep_alive);
         if let Err(e) = model.send(&Request::Generate { id, prompt, options, grammar }) {
             model.pending.lock().unwrap().remove(&id);

@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use crate::common::*;
 
 fn config() -> EngineConfig {
-    EngineConfig { runner_exe: env!("CARGO_BIN_EXE_airlock").into(), threads: Some(2), max_loaded: 2, default_keep_alive: Duration::from_secs(300) }
+    EngineConfig { runner_exe: env!("CARGO_BIN_EXE_airlock").into(), threads: Some(2), max_loaded: 2, default_keep_alive: Duration::from_secs(300), max_queue: 16 }
 }
 
 /// A store holding the real model as `gemma3:270m`, plus a variant whose params layer limits
@@ -174,4 +174,25 @@ fn run_answers_a_prompt_with_ollama_verbose_statistics() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
     let _ = Path::new("");
+}
+
+#[test]
+fn requests_beyond_the_slots_and_queue_are_refused_as_busy() {
+    let dir = store_with_real_model();
+    let core = Core::new(Store::at(dir.path()), EngineConfig { max_queue: 0, ..config() });
+    let model = core.prepare("gemma3:270m").unwrap();
+    let messages = [ChatMessage::new("user", "Count to one hundred.")];
+    let mut running = Vec::new();
+    let slots = loop {
+        match core.engine().chat(&model, &messages, greedy(200)) {
+            Ok(stream) => running.push(stream.generation),
+            Err(ChatError::Engine(EngineError::Busy { .. })) => break running.len(),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(running.len() <= 64, "never refused");
+    };
+    assert_eq!(slots as u32, running[0].model().info.n_parallel, "refused exactly when every slot was taken");
+    drop(running); // cancels them all
+    let (_, end) = collect(core.engine().chat(&model, &messages, greedy(2)).unwrap().generation);
+    assert!(matches!(end, Some(StreamEvent::Done(_))), "{end:?}");
 }

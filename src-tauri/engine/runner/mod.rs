@@ -4,8 +4,9 @@
 //! model's requests fail; the supervisor restarts it.
 //!
 //! Files: `mod.rs` owns the command line, the process's I/O (a reader thread feeding a channel so
-//! a `Cancel` is seen between decode steps) and the request loop; [`session`] owns everything
-//! that touches llama.cpp (context, KV-cache reuse, sampling, the decode loop); [`text`] owns the
+//! requests and `Cancel`s are seen between decode steps) and the request loop; [`session`] owns
+//! everything that touches llama.cpp (context, slots with per-sequence KV-cache reuse, the queue,
+//! sampling, the batched decode step); [`text`] owns the
 //! pure UTF-8 and stop-sequence plumbing; [`platform`] finds the CPU-variant modules and counts
 //! cores. Nothing here may write to stdout except whole protocol lines (stdout *is* the
 //! protocol; llama.cpp's log goes to stderr), and nothing here may panic on a client's input:
@@ -15,13 +16,12 @@ mod platform;
 mod session;
 pub mod text;
 
-use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
-use crate::engine::protocol::{encode, Event, GenerationStats, Request};
+use crate::engine::protocol::{encode, Event, Request};
 
 pub use platform::{backend_dir, physical_cores, LIB_DIR_ENV};
 
@@ -41,7 +41,8 @@ pub struct RunnerArgs {
     /// Prompt tokens per decode call (and per micro-batch).
     #[arg(long, default_value_t = 512)]
     pub batch: u32,
-    /// Parallel sequences the context holds (continuous batching; one is served at a time today).
+    /// Parallel sequences the context holds: up to this many requests decode together in one
+    /// batch (continuous batching); more wait in arrival order.
     #[arg(long, default_value_t = 1)]
     pub parallel: u32,
     /// Layers to offload to a GPU (default: llama.cpp's choice; no effect without a GPU backend).
@@ -69,22 +70,32 @@ pub fn main(args: RunnerArgs) -> ExitCode {
     out.send(&session.ready_event(started.elapsed().as_millis() as u64));
 
     let mut input = Input::spawn();
-    while let Some(request) = input.next() {
-        match request {
-            Request::Generate { id, prompt, options, grammar } => {
-                let event = match session.generate(id, &prompt, &options, grammar.as_deref(), &mut input, &out) {
-                    Ok(stats) => Event::Done { id, stats },
-                    Err(e) => Event::Error { id: Some(id), code: e.code.into(), message: e.message },
-                };
-                out.send(&event);
+    loop {
+        // Idle: wait for a request. Busy: take whatever arrived since the last decode step, so
+        // a `Cancel` lands within one token and new requests join the next batch.
+        let lines = if session.busy() { input.drain() } else { input.wait() };
+        for line in lines {
+            match line {
+                Line::Request(Request::Generate { id, prompt, options, grammar }) => {
+                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref()) {
+                        out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
+                    }
+                }
+                Line::Request(Request::Tokenize { id, text }) => {
+                    let count = session.count_tokens(&text);
+                    out.send(&Event::Tokens { id, count });
+                }
+                // A cancel that arrives after its request finished is moot.
+                Line::Request(Request::Cancel { id }) => session.cancel(id, &out),
+                Line::Bad(message) => out.send(&Event::Error { id: None, code: "protocol".into(), message }),
             }
-            Request::Tokenize { id, text } => {
-                let count = session.count_tokens(&text);
-                out.send(&Event::Tokens { id, count });
-            }
-            // Nothing is running: a cancel that arrives after its request finished is moot.
-            Request::Cancel { .. } => {}
         }
+        if input.closed {
+            // Nobody is listening any more: stop everything and exit.
+            session.cancel_all(&out);
+            break;
+        }
+        session.step(&out);
     }
     ExitCode::SUCCESS
 }
@@ -121,10 +132,9 @@ enum Line {
 }
 
 /// Requests from stdin. A reader thread parses lines into a channel so the decode loop can poll
-/// for a `Cancel` without blocking; requests that arrive during a generation wait in `queue`.
+/// for new requests and `Cancel`s between decode steps without blocking.
 pub struct Input {
     rx: Receiver<Line>,
-    queue: VecDeque<Request>,
     closed: bool,
 }
 
@@ -148,56 +158,37 @@ impl Input {
             }
             // Dropping `tx` tells the loop that stdin closed.
         });
-        Self { rx, queue: VecDeque::new(), closed: false }
+        Self { rx, closed: false }
     }
 
-    /// The next request, waiting for one; `None` once stdin has closed and nothing is queued.
-    fn next(&mut self) -> Option<Request> {
-        loop {
-            if let Some(r) = self.queue.pop_front() {
-                return Some(r);
+    /// Waits for at least one line (none once stdin has closed), then takes all that arrived.
+    fn wait(&mut self) -> Vec<Line> {
+        match self.rx.recv() {
+            Ok(first) => {
+                let mut lines = vec![first];
+                lines.extend(self.drain());
+                lines
             }
-            if self.closed {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(Line::Request(r)) => return Some(r),
-                Ok(Line::Bad(message)) => {
-                    Output.send(&Event::Error { id: None, code: "protocol".into(), message });
-                }
-                Err(_) => self.closed = true,
+            Err(_) => {
+                self.closed = true;
+                Vec::new()
             }
         }
     }
 
-    /// Between decode steps: should request `id` stop now? True on its `Cancel` or when stdin
-    /// closed (nobody is listening). Other requests are queued; a `Cancel` of a queued
-    /// `Generate` removes it and answers its `Done` at once.
-    pub fn should_stop(&mut self, id: u64, out: &Output) -> bool {
-        let mut stop = self.closed;
+    /// The lines that arrived since the last call, without waiting.
+    fn drain(&mut self) -> Vec<Line> {
+        let mut lines = Vec::new();
         loop {
             match self.rx.try_recv() {
-                Ok(Line::Request(Request::Cancel { id: c })) if c == id => stop = true,
-                Ok(Line::Request(Request::Cancel { id: c })) => {
-                    let before = self.queue.len();
-                    self.queue.retain(|r| !matches!(r, Request::Generate { id, .. } if *id == c));
-                    if self.queue.len() != before {
-                        let stats = GenerationStats { done_reason: "cancel".into(), ..Default::default() };
-                        out.send(&Event::Done { id: c, stats });
-                    }
-                }
-                Ok(Line::Request(r)) => self.queue.push_back(r),
-                Ok(Line::Bad(m)) => {
-                    out.send(&Event::Error { id: None, code: "protocol".into(), message: m });
-                }
+                Ok(l) => lines.push(l),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.closed = true;
-                    stop = true;
                     break;
                 }
             }
         }
-        stop
+        lines
     }
 }

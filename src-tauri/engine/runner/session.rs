@@ -1,8 +1,11 @@
-//! Everything that touches llama.cpp: loading (CPU-variant modules, mmap), the one context, the
-//! KV-cache prefix reuse, the sampler chain and the decode loop. It must never write to stdout
+//! Everything that touches llama.cpp: loading (CPU-variant modules, mmap), the one context with
+//! its `--parallel` sequences (slots), the queue of requests waiting for a slot, per-slot
+//! KV-cache prefix reuse, the sampler chains and the batched decode step (continuous batching:
+//! every running request advances by one token per step, new prompts join the same batch). It must never write to stdout
 //! except through [`Output`], never decode a batch larger than `n_batch`, and never let a
 //! client's input (prompt, options, grammar) reach a llama.cpp call that aborts the process.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::time::Instant;
 
@@ -18,12 +21,8 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use super::text::{StopMatcher, Utf8Buffer};
-use super::{platform, Input, Output, RequestError, RunnerArgs};
+use super::{platform, Output, RequestError, RunnerArgs};
 use crate::engine::protocol::{Event, GenerationStats, SamplingOptions};
-
-/// The sequence this runner serves today; continuous batching (several requests in one context)
-/// would give each request its own sequence id and its own cached tokens.
-const SEQ: i32 = 0;
 
 /// llama.cpp's "pick a random seed" value.
 const RANDOM_SEED: u32 = 0xFFFF_FFFF;
@@ -97,7 +96,10 @@ impl Loaded {
             n_ctx_train,
             parallel,
             threads,
-            cached: Vec::new(),
+            slots: (0..parallel).map(|_| Slot { cached: Vec::new(), job: None, last_used: 0 }).collect(),
+            waiting: VecDeque::new(),
+            clock: 0,
+            piece: Vec::with_capacity(32),
         })
     }
 }
@@ -107,12 +109,60 @@ pub struct Session<'m> {
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
+    /// Per sequence: a sequence's prompt and generation together never exceed it.
     n_ctx: u32,
     n_ctx_train: u32,
     parallel: u32,
     threads: u32,
-    /// The tokens whose keys and values the KV cache of [`SEQ`] holds, in order.
+    /// One per parallel sequence; slot `i` is llama.cpp sequence id `i`.
+    slots: Vec<Slot>,
+    /// Accepted requests waiting for a free slot, in arrival order.
+    waiting: VecDeque<Pending>,
+    /// Admission counter, for preferring the least recently used slot.
+    clock: u64,
+    piece: Vec<u8>,
+}
+
+/// One sequence of the context: the tokens its KV cache holds, and the request it serves.
+struct Slot {
+    /// The tokens whose keys and values this sequence's KV cache holds, in order.
     cached: Vec<LlamaToken>,
+    job: Option<Job>,
+    last_used: u64,
+}
+
+/// A validated request waiting for a slot.
+struct Pending {
+    id: u64,
+    tokens: Vec<LlamaToken>,
+    sampler: Sampler,
+    limit: Option<u32>,
+    stop: Vec<String>,
+}
+
+/// A request being served by a slot.
+struct Job {
+    id: u64,
+    /// The prompt's tokens; `next` of them are in the slot's cache.
+    tokens: Vec<LlamaToken>,
+    next: usize,
+    sampler: Sampler,
+    limit: Option<u32>,
+    utf8: Utf8Buffer,
+    stops: StopMatcher,
+    stats: GenerationStats,
+    t_prompt: Instant,
+    t_eval: Option<Instant>,
+    /// The last sampled token, to be decoded in the next step.
+    pending: Option<LlamaToken>,
+    /// This step's batch row holding the job's logits.
+    logits: Option<i32>,
+}
+
+impl Job {
+    fn prefilling(&self) -> bool {
+        self.pending.is_none() && self.next < self.tokens.len()
+    }
 }
 
 impl Session<'_> {
@@ -152,15 +202,20 @@ impl Session<'_> {
         self.tokenize(text).len() as u32
     }
 
-    pub fn generate(
+    /// True while any request is being served or waits for a slot.
+    pub fn busy(&self) -> bool {
+        !self.waiting.is_empty() || self.slots.iter().any(|s| s.job.is_some())
+    }
+
+    /// Accepts a generation: validated now (an error is answered at once), served when a slot
+    /// is free, in arrival order.
+    pub fn submit(
         &mut self,
         id: u64,
         prompt: &str,
         options: &SamplingOptions,
         grammar: Option<&str>,
-        input: &mut Input,
-        out: &Output,
-    ) -> Result<GenerationStats, RequestError> {
+    ) -> Result<(), RequestError> {
         let tokens = self.tokenize(prompt);
         if tokens.is_empty() {
             return Err(RequestError::new("empty_prompt", "the prompt has no tokens"));
@@ -175,128 +230,261 @@ impl Session<'_> {
                 ),
             ));
         }
-        let mut sampler = Sampler::new(self.model, options, grammar, self.n_ctx)?;
-
-        // Prefill: only the tokens after the longest prefix the KV cache still holds.
-        let t_prompt = Instant::now();
-        let cached = self.reuse_prefix(&tokens);
-        let mut stats = GenerationStats {
-            prompt_tokens: tokens.len() as u32,
-            prompt_cached_tokens: cached as u32,
-            ..Default::default()
-        };
-        let chunks: Vec<&[LlamaToken]> = tokens[cached..].chunks(self.n_batch).collect();
-        let last_chunk = chunks.len() - 1;
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            if input.should_stop(id, out) {
-                stats.prompt_eval_ns = t_prompt.elapsed().as_nanos() as u64;
-                stats.done_reason = "cancel".into();
-                return Ok(stats);
-            }
-            self.decode(chunk, i == last_chunk)?;
-        }
-        self.ctx.synchronize();
-        stats.prompt_eval_ns = t_prompt.elapsed().as_nanos() as u64;
-
-        // Generation: sample, emit, decode the sampled token, until a stop.
-        let t_eval = Instant::now();
+        let sampler = Sampler::new(self.model, options, grammar, self.n_ctx)?;
         let limit = options.num_predict.filter(|n| *n >= 0).map(|n| n as u32);
-        let mut utf8 = Utf8Buffer::new();
-        let mut stops = StopMatcher::new(&options.stop);
-        let mut piece = Vec::with_capacity(32);
-        let mut logits_at = self.batch.n_tokens() - 1;
-        let mut hit_stop = false;
-        let reason = loop {
-            if limit.is_some_and(|n| stats.eval_tokens >= n) {
-                break "length";
-            }
-            let token = sampler.sample(&self.ctx, logits_at)?;
-            if self.model.vocab().is_eog(token) {
-                break "stop";
-            }
-            stats.eval_tokens += 1;
-            piece.clear();
-            self.model.vocab().token_to_piece_into(token, &mut piece, false, None);
-            let text = utf8.push(&piece);
-            let o = stops.push(&text);
-            if !o.emit.is_empty() {
-                out.send(&Event::Piece { id, text: o.emit });
-            }
-            if o.stopped {
-                hit_stop = true;
-                break "stop";
-            }
-            if limit.is_some_and(|n| stats.eval_tokens >= n) {
-                break "length";
-            }
-            // The sampled token must go into the cache for the next one: no room, no next token.
-            if self.cached.len() + 1 >= self.n_ctx as usize {
-                break "length";
-            }
-            if input.should_stop(id, out) {
-                break "cancel";
-            }
-            self.decode(&[token], true)?;
-            logits_at = 0;
-        };
-        // Text held back at EOS or length is the reply's end; after a stop sequence or a cancel
-        // it is not (it follows the stop, or nobody waits for it).
-        if reason != "cancel" && !hit_stop {
-            let mut tail = stops.push(&utf8.finish()).emit;
-            tail.push_str(&stops.finish());
-            if !tail.is_empty() {
-                out.send(&Event::Piece { id, text: tail });
-            }
-        }
-        stats.eval_ns = t_eval.elapsed().as_nanos() as u64;
-        stats.done_reason = reason.into();
-        Ok(stats)
+        self.waiting.push_back(Pending { id, tokens, sampler, limit, stop: options.stop.clone() });
+        Ok(())
     }
 
-    /// Keeps the KV cache of the longest common prefix of `tokens` and the cached tokens, drops
-    /// the rest, and returns how many tokens are reused. At least the last prompt token is
-    /// always decoded again, since its logits are needed to sample.
-    fn reuse_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
-        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+    /// Stops request `id` (running or waiting) with its `Done` (reason "cancel"); an unknown id
+    /// (already finished) is moot.
+    pub fn cancel(&mut self, id: u64, out: &Output) {
+        if let Some(at) = self.waiting.iter().position(|p| p.id == id) {
+            self.waiting.remove(at);
+            let stats = GenerationStats { done_reason: "cancel".into(), ..Default::default() };
+            out.send(&Event::Done { id, stats });
+            return;
+        }
+        if let Some(s) = self.slots.iter().position(|s| s.job.as_ref().is_some_and(|j| j.id == id)) {
+            self.finish(s, "cancel", false, out);
+        }
+    }
+
+    /// Cancels everything (stdin closed: nobody is listening).
+    pub fn cancel_all(&mut self, out: &Output) {
+        let ids: Vec<u64> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.job.as_ref().map(|j| j.id))
+            .chain(self.waiting.iter().map(|p| p.id))
+            .collect();
+        for id in ids {
+            self.cancel(id, out);
+        }
+    }
+
+    /// Moves waiting requests into free slots, each into the free slot whose cache shares the
+    /// longest prefix with its prompt (ties: the least recently used).
+    fn admit(&mut self) {
+        while !self.waiting.is_empty() {
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.job.is_none())
+                .map(|(i, s)| {
+                    let p = &self.waiting[0].tokens;
+                    let common = s.cached.iter().zip(p).take_while(|(a, b)| a == b).count();
+                    (i, common, s.last_used)
+                })
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
+            let Some((s, _, _)) = best else { return };
+            let p = self.waiting.pop_front().unwrap();
+            let cached = self.reuse_prefix(s, &p.tokens);
+            self.clock += 1;
+            let slot = &mut self.slots[s];
+            slot.last_used = self.clock;
+            slot.job = Some(Job {
+                id: p.id,
+                stats: GenerationStats {
+                    prompt_tokens: p.tokens.len() as u32,
+                    prompt_cached_tokens: cached as u32,
+                    ..Default::default()
+                },
+                tokens: p.tokens,
+                next: cached,
+                sampler: p.sampler,
+                limit: p.limit,
+                utf8: Utf8Buffer::new(),
+                stops: StopMatcher::new(&p.stop),
+                t_prompt: Instant::now(),
+                t_eval: None,
+                pending: None,
+                logits: None,
+            });
+        }
+    }
+
+    /// One decode step for every running request: admits waiting ones, decodes one batch (each
+    /// generating sequence's last token, then prompt chunks of new ones, at most `n_batch`
+    /// tokens), samples each sequence that has logits, streams its piece and ends it on EOS,
+    /// a stop sequence or its length. Does nothing when idle.
+    pub fn step(&mut self, out: &Output) {
+        self.admit();
+        self.batch.clear();
+        // (slot, tokens added this step); sampled tokens first, so generation never waits on
+        // a prompt.
+        let mut added: Vec<(usize, usize)> = Vec::new();
+        let mut rows = 0usize;
+        let mut failed: Option<String> = None;
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(job) = slot.job.as_mut() else { continue };
+            job.logits = None;
+            if let Some(t) = job.pending {
+                if let Err(e) = self.batch.add(t, slot.cached.len() as i32, &[s as i32], true) {
+                    failed = Some(format!("batch: {e}"));
+                }
+                job.logits = Some(rows as i32);
+                rows += 1;
+                added.push((s, 1));
+            }
+        }
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(job) = slot.job.as_mut() else { continue };
+            if !job.prefilling() || rows >= self.n_batch {
+                continue;
+            }
+            let take = (self.n_batch - rows).min(job.tokens.len() - job.next);
+            let start = slot.cached.len();
+            let last = job.next + take == job.tokens.len();
+            for i in 0..take {
+                let t = job.tokens[job.next + i];
+                let logits = last && i == take - 1;
+                if let Err(e) = self.batch.add(t, (start + i) as i32, &[s as i32], logits) {
+                    failed = Some(format!("batch: {e}"));
+                }
+            }
+            if last {
+                job.logits = Some((rows + take - 1) as i32);
+            }
+            rows += take;
+            added.push((s, take));
+        }
+        if rows == 0 {
+            return;
+        }
+        if failed.is_none() {
+            if let Err(e) = self.ctx.decode(&mut self.batch) {
+                failed = Some(format!("llama.cpp decode failed: {e}"));
+            }
+        }
+        if let Some(message) = failed {
+            // The cache may hold part of the batch: forget it all rather than guess, and fail
+            // every request that was in it.
+            self.ctx.clear_kv_cache();
+            for s in 0..self.slots.len() {
+                self.slots[s].cached.clear();
+                if let Some(job) = self.slots[s].job.take() {
+                    out.send(&Event::Error { id: Some(job.id), code: "decode".into(), message: message.clone() });
+                }
+            }
+            return;
+        }
+        let mut synced = false;
+        for &(s, n) in &added {
+            let slot = &mut self.slots[s];
+            let job = slot.job.as_mut().unwrap();
+            match job.pending.take() {
+                Some(t) => slot.cached.push(t),
+                None => {
+                    slot.cached.extend_from_slice(&job.tokens[job.next..job.next + n]);
+                    job.next += n;
+                    if job.next == job.tokens.len() {
+                        if !synced {
+                            self.ctx.synchronize();
+                            synced = true;
+                        }
+                        job.stats.prompt_eval_ns = job.t_prompt.elapsed().as_nanos() as u64;
+                        job.t_eval = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        for s in 0..self.slots.len() {
+            if let Some(idx) = self.slots[s].job.as_ref().and_then(|j| j.logits) {
+                self.advance(s, idx, out);
+            }
+        }
+    }
+
+    /// Samples slot `s`'s next token from batch row `idx`, streams it, and either keeps the
+    /// token for the next step or ends the request.
+    fn advance(&mut self, s: usize, idx: i32, out: &Output) {
+        let n_ctx = self.n_ctx as usize;
+        let slot = &mut self.slots[s];
+        let job = slot.job.as_mut().unwrap();
+        if job.limit.is_some_and(|n| job.stats.eval_tokens >= n) {
+            return self.finish(s, "length", false, out);
+        }
+        let token = match job.sampler.sample(&self.ctx, idx) {
+            Ok(t) => t,
+            Err(e) => {
+                let job = slot.job.take().unwrap();
+                out.send(&Event::Error { id: Some(job.id), code: e.code.into(), message: e.message });
+                return;
+            }
+        };
+        let vocab = self.model.vocab();
+        if vocab.is_eog(token) {
+            return self.finish(s, "stop", false, out);
+        }
+        job.stats.eval_tokens += 1;
+        self.piece.clear();
+        vocab.token_to_piece_into(token, &mut self.piece, false, None);
+        let text = job.utf8.push(&self.piece);
+        let o = job.stops.push(&text);
+        if !o.emit.is_empty() {
+            out.send(&Event::Piece { id: job.id, text: o.emit });
+        }
+        if o.stopped {
+            return self.finish(s, "stop", true, out);
+        }
+        if job.limit.is_some_and(|n| job.stats.eval_tokens >= n) {
+            return self.finish(s, "length", false, out);
+        }
+        // The sampled token must go into the cache for the next one: no room, no next token.
+        if slot.cached.len() + 1 >= n_ctx {
+            return self.finish(s, "length", false, out);
+        }
+        job.pending = Some(token);
+    }
+
+    /// Ends slot `s`'s request with `reason`, streaming held-back text when it is the reply's
+    /// end (not after a stop sequence or a cancel). The slot keeps its cache for reuse.
+    fn finish(&mut self, s: usize, reason: &str, hit_stop: bool, out: &Output) {
+        let Some(mut job) = self.slots[s].job.take() else { return };
+        if reason != "cancel" && !hit_stop {
+            let mut tail = job.stops.push(&job.utf8.finish()).emit;
+            tail.push_str(&job.stops.finish());
+            if !tail.is_empty() {
+                out.send(&Event::Piece { id: job.id, text: tail });
+            }
+        }
+        match job.t_eval {
+            Some(t) => job.stats.eval_ns = t.elapsed().as_nanos() as u64,
+            None => job.stats.prompt_eval_ns = job.t_prompt.elapsed().as_nanos() as u64,
+        }
+        job.stats.done_reason = reason.into();
+        out.send(&Event::Done { id: job.id, stats: job.stats });
+    }
+
+    /// Keeps slot `s`'s KV cache of the longest common prefix of `tokens` and its cached
+    /// tokens, drops the rest, and returns how many tokens are reused. At least the last prompt
+    /// token is always decoded again, since its logits are needed to sample.
+    fn reuse_prefix(&mut self, s: usize, tokens: &[LlamaToken]) -> usize {
+        let slot = &mut self.slots[s];
+        let common = slot.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         let common = common.min(tokens.len() - 1);
         // Nothing worth keeping (at most a BOS): start from an empty cache, so that a new
         // conversation decodes exactly as in a fresh process (cell placement changes rounding).
         if common <= 1 {
-            self.ctx.clear_kv_cache();
-            self.cached.clear();
+            if self.parallel == 1 {
+                self.ctx.clear_kv_cache();
+            } else {
+                let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            }
+            slot.cached.clear();
             return 0;
         }
-        if self.ctx.clear_kv_cache_seq(Some(SEQ as u32), Some(common as u32), None).unwrap_or(false) {
-            self.cached.truncate(common);
+        if self.ctx.clear_kv_cache_seq(Some(s as u32), Some(common as u32), None).unwrap_or(false) {
+            slot.cached.truncate(common);
             common
         } else {
-            // Memory that cannot drop a tail (recurrent models): start over.
-            self.ctx.clear_kv_cache();
-            self.cached.clear();
+            // Memory that cannot drop a tail (recurrent models): start this sequence over.
+            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            slot.cached.clear();
             0
         }
-    }
-
-    /// Decodes `tokens` (at most `n_batch`) after the cached ones; logits for the last one only
-    /// when `want_logits`.
-    fn decode(&mut self, tokens: &[LlamaToken], want_logits: bool) -> Result<(), RequestError> {
-        debug_assert!(tokens.len() <= self.n_batch);
-        self.batch.clear();
-        let start = self.cached.len();
-        let last = tokens.len() - 1;
-        for (i, &t) in tokens.iter().enumerate() {
-            self.batch
-                .add(t, (start + i) as i32, &[SEQ], want_logits && i == last)
-                .map_err(|e| RequestError::new("decode", format!("batch: {e}")))?;
-        }
-        if let Err(e) = self.ctx.decode(&mut self.batch) {
-            // The cache may hold part of the batch: forget it all rather than guess.
-            self.ctx.clear_kv_cache();
-            self.cached.clear();
-            return Err(RequestError::new("decode", format!("llama.cpp decode failed: {e}")));
-        }
-        self.cached.extend_from_slice(tokens);
-        Ok(())
     }
 }
 
