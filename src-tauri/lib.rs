@@ -6,6 +6,7 @@
 //! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
 //! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files.
 //! - [`engine`]: prompts and inference.
+//! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
 //! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
 //! - [`cli`]: the `airlock` command line.
 
@@ -15,5 +16,6 @@ pub mod cli;
 pub mod core;
 pub mod engine;
 pub mod gguf;
+pub mod hardware;
 pub mod progress;
 pub mod store;

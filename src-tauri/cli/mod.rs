@@ -5,6 +5,7 @@
 mod bundle_cmds;
 mod client;
 mod format;
+mod hardware_cmd;
 mod progress;
 mod run;
 
@@ -94,6 +95,14 @@ enum Command {
     },
     #[command(flatten)]
     Bundle(bundle_cmds::BundleCommand),
+    /// Show CPU, memory, GPUs (or why there is none) and where each model would run
+    Hardware {
+        #[arg(long)]
+        json: bool,
+        /// List ggml devices as JSON (the child `airlock hardware` runs; internal)
+        #[arg(long, hide = true)]
+        probe_devices: bool,
+    },
     /// Serve one model over stdin/stdout for the engine's supervisor (internal)
     #[command(hide = true)]
     Runner(crate::engine::runner::RunnerArgs),
@@ -104,6 +113,10 @@ pub fn main() -> ExitCode {
     // The runner child serves one model and needs no store.
     if let Command::Runner(args) = cli.command {
         return crate::engine::runner::main(args);
+    }
+    // The device-probe child loads ggml backends and needs no store either.
+    if let Command::Hardware { probe_devices: true, .. } = cli.command {
+        return hardware_cmd::probe_devices_main();
     }
     match run(cli) {
         Ok(code) => code,
@@ -150,6 +163,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             import(&core, path, name, link, signature, json)
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
+        Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
         Command::Runner(_) => unreachable!("handled in main"),
     }
 }

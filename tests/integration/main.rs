@@ -7,3 +7,4 @@ mod export;
 mod runner;
 mod engine;
 mod api;
+mod hardware;

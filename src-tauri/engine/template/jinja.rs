@@ -16,7 +16,33 @@ use super::{Budget, ChatMessage, PromptFormat, TemplateError, TemplateSpec};
 const FORMAT: PromptFormat = PromptFormat::Jinja;
 const NAME: &str = "chat_template";
 
+/// Stack for rendering: minijinja recurses per nested block and macro call, and debug frames are
+/// large; a hostile template must hit the recursion limit, never the end of the stack (which
+/// would abort the whole process). Only touched pages are committed, so this costs nothing.
+const RENDER_STACK: usize = 64 << 20;
+/// Real chat templates nest a few levels; recursive macros are the only way to go deeper.
+const RECURSION_LIMIT: usize = 100;
+
 pub(crate) fn render(
+    source: &str,
+    spec: &TemplateSpec,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    now: OffsetDateTime,
+    budget: Budget,
+) -> Result<String, TemplateError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(RENDER_STACK)
+            .spawn_scoped(scope, || render_here(source, spec, messages, add_generation_prompt, now, budget))
+            .map_err(|e| TemplateError::Render { format: FORMAT, line: None, message: format!("cannot start the template renderer: {e}") })?
+            .join()
+            .unwrap_or_else(|_| Err(TemplateError::Render { format: FORMAT, line: None, message: "the template renderer failed".into() }))
+    })
+}
+
+fn render_here(
     source: &str,
     spec: &TemplateSpec,
     messages: &[ChatMessage],
@@ -77,6 +103,7 @@ fn environment(now: OffsetDateTime, budget: Budget) -> Environment<'static> {
     );
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(budget.fuel));
+    env.set_recursion_limit(RECURSION_LIMIT);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
 
     env.add_function(

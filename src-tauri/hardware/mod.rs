@@ -1,0 +1,251 @@
+//! What this machine can run: CPU (model, cores, the threads the runner uses, the CPU-variant
+//! module ggml picks), RAM, the ggml backend devices (GPUs, with NVML details for NVIDIA when
+//! `libnvidia-ml.so.1` is present), the GPU backends this build contains and, when no GPU is
+//! usable, why — plus the per-model fit estimate ([`estimate_fit`]).
+//!
+//! It owns probing and the fit arithmetic only; it must never load a model, change what the
+//! engine does, or load ggml backends into the calling process: the device part runs in a child
+//! (`airlock hardware --probe-devices`, [`devices`]), like the runner, because a GPU driver may
+//! hang or abort on initialisation, backends load only once per process (a Refresh would
+//! register them again), and the desktop app and the server must never hold llama.cpp or driver
+//! libraries themselves. CPU and RAM come from `/proc` in the calling process (cheap and safe).
+
+pub mod devices;
+mod fit;
+mod host;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use devices::DeviceProbe;
+pub use fit::{estimate_fit, human, overhead_bytes, FitEstimate, FitVerdict, FIXED_OVERHEAD_BYTES};
+pub use host::{parse_cpuinfo, parse_meminfo, probe_host, CpuInfoFields, HostInfo};
+
+/// Environment variable overriding the runner's thread count (read by the engine's supervisor).
+pub const THREADS_ENV: &str = "AIRLOCK_THREADS";
+/// How long the device probe child may take (GPU drivers can be slow to initialise).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardwareReport {
+    pub cpu: CpuInfo,
+    pub memory: MemoryInfo,
+    /// Usable GPUs (ggml GPU and integrated-GPU devices); empty on a CPU-only machine or build.
+    pub gpus: Vec<GpuDevice>,
+    /// GPU backends this build contains (ggml modules other than the CPU ones), e.g. `["Vulkan"]`.
+    pub gpu_backends_built: Vec<String>,
+    /// Why no GPU is usable, in words; `None` when `gpus` is not empty.
+    pub no_gpu_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub model: String,
+    pub physical_cores: u32,
+    pub logical_cores: u32,
+    /// Threads the runner decodes with: `AIRLOCK_THREADS`, else its physical-core count.
+    pub threads_used: u32,
+    /// The CPU-variant module ggml loads (`libggml-cpu-<variant>.so`), e.g. `zen4`.
+    pub cpu_variant: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryInfo {
+    pub total_bytes: u64,
+    /// What can be allocated without swapping (`MemAvailable`).
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuDevice {
+    /// What the device is, e.g. `NVIDIA H100 80GB HBM3` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// ggml's device name, e.g. `CUDA0`, `Vulkan0`.
+    #[serde(default)]
+    pub device: String,
+    /// ggml backend, e.g. `CUDA`, `Vulkan`, `Metal`.
+    pub backend: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+    /// Driver version (from NVML for NVIDIA GPUs), e.g. `NVIDIA 550.54.15`.
+    pub driver: Option<String>,
+}
+
+/// Probes this machine: CPU and RAM here, ggml devices in a child process (see the module doc).
+/// Never fails: what could not be found is said in `no_gpu_reason` / left empty.
+pub fn probe() -> HardwareReport {
+    let devices = match probe_exe() {
+        Some(exe) => run_device_probe(&exe),
+        None => DeviceProbe::failed("no airlock executable to run the device probe in"),
+    };
+    assemble(host::probe_host(), devices)
+}
+
+/// Combines the host facts with a device probe, deciding `no_gpu_reason`.
+pub fn assemble(host: HostInfo, d: DeviceProbe) -> HardwareReport {
+    let threads_used = std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(crate::engine::runner::physical_cores);
+    let no_gpu_reason = if d.gpus.is_empty() { Some(no_gpu_reason(&d)) } else { None };
+    HardwareReport {
+        cpu: CpuInfo {
+            model: host.cpu_model,
+            physical_cores: host.physical_cores,
+            logical_cores: host.logical_cores,
+            threads_used,
+            cpu_variant: d.cpu_variant.clone(),
+        },
+        memory: MemoryInfo { total_bytes: host.mem_total, available_bytes: host.mem_available },
+        gpus: d.gpus,
+        gpu_backends_built: d.gpu_backends_built,
+        no_gpu_reason,
+    }
+}
+
+/// Why `d` found no usable GPU, in words.
+fn no_gpu_reason(d: &DeviceProbe) -> String {
+    let mut reason = if let Some(e) = &d.error {
+        format!("could not probe GPU devices: {e}")
+    } else if d.gpu_backends_built.is_empty() {
+        "this build has no GPU backend (CPU only)".to_string()
+    } else {
+        d.gpu_backends_built.iter().map(|b| format!("no {b} device found")).collect::<Vec<_>>().join("; ")
+    };
+    if !d.nvidia.is_empty() {
+        let names: Vec<&str> = d.nvidia.iter().map(|g| g.name.as_str()).collect();
+        reason.push_str(&format!(" (NVML sees {}, which this build cannot use)", names.join(", ")));
+    }
+    reason
+}
+
+/// The executable that answers `hardware --probe-devices`: `$AIRLOCK_EXE` if set, else this one when it is `airlock` (or
+/// `airlock-desktop`), else an `airlock` next to it or one directory up (a test binary in
+/// `target/<profile>/deps/`). Never a test harness, which would take the arguments as filters.
+fn probe_exe() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_EXE") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let stem = exe.file_stem()?.to_string_lossy().into_owned();
+    if stem == "airlock" || stem == "airlock-desktop" {
+        return Some(exe);
+    }
+    let name = format!("airlock{}", std::env::consts::EXE_SUFFIX);
+    exe.ancestors().skip(1).take(2).map(|d| d.join(&name)).find(|p| p.is_file())
+}
+
+/// Runs `exe hardware --probe-devices` and reads its one JSON document; a crash, a hang past
+/// [`PROBE_TIMEOUT`] or bad output becomes [`DeviceProbe::error`].
+pub fn run_device_probe(exe: &Path) -> DeviceProbe {
+    let child = Command::new(exe)
+        .args(["hardware", "--probe-devices"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return DeviceProbe::failed(&format!("cannot start {}: {e}", exe.display())),
+    };
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    // ggml logs every module it loads: drained so the child never blocks, kept for errors.
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("the device probe did not finish within {} s (a GPU driver hanging?)", PROBE_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return DeviceProbe::failed(&e),
+    };
+    match serde_json::from_slice::<DeviceProbe>(&stdout) {
+        Ok(p) if status.success() => p,
+        _ => {
+            let tail: String = String::from_utf8_lossy(&stderr).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(300).collect();
+            DeviceProbe::failed(&format!("the device probe exited with {status}{}", if tail.is_empty() { String::new() } else { format!(": {tail}") }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devices::NvidiaGpu;
+
+    fn host() -> host::HostInfo {
+        host::HostInfo { cpu_model: "X".into(), physical_cores: 2, logical_cores: 4, mem_total: 8 << 30, mem_available: 4 << 30 }
+    }
+
+    #[test]
+    fn reason_without_gpu_backend() {
+        let r = assemble(host(), DeviceProbe::default());
+        assert_eq!(r.no_gpu_reason.as_deref(), Some("this build has no GPU backend (CPU only)"));
+        assert!(r.gpus.is_empty() && r.cpu.threads_used >= 1);
+        assert_eq!(r.memory.total_bytes, 8 << 30);
+    }
+
+    #[test]
+    fn reason_with_backend_but_no_device_and_nvml() {
+        let d = DeviceProbe {
+            gpu_backends_built: vec!["Vulkan".into(), "CUDA".into()],
+            nvidia: vec![NvidiaGpu { name: "NVIDIA T4".into(), memory_total_bytes: 1, memory_free_bytes: 1 }],
+            ..Default::default()
+        };
+        let r = assemble(host(), d);
+        assert_eq!(r.no_gpu_reason.as_deref(), Some("no Vulkan device found; no CUDA device found (NVML sees NVIDIA T4, which this build cannot use)"));
+    }
+
+    #[test]
+    fn no_reason_with_a_gpu_and_reason_on_probe_failure() {
+        let d = DeviceProbe {
+            gpus: vec![GpuDevice { name: "llvmpipe".into(), device: "Vulkan0".into(), backend: "Vulkan".into(), memory_total_bytes: 1, memory_free_bytes: 1, driver: None }],
+            gpu_backends_built: vec!["Vulkan".into()],
+            ..Default::default()
+        };
+        assert_eq!(assemble(host(), d).no_gpu_reason, None);
+        let r = assemble(host(), DeviceProbe::failed("boom"));
+        assert_eq!(r.no_gpu_reason.as_deref(), Some("could not probe GPU devices: boom"));
+    }
+
+    #[test]
+    fn probe_of_a_missing_executable_says_why() {
+        let p = run_device_probe(Path::new("/nonexistent/airlock"));
+        assert!(p.error.unwrap().contains("cannot start"));
+    }
+
+    #[test]
+    fn report_round_trips_through_json() {
+        let r = assemble(host(), DeviceProbe::default());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["cpu"]["physical_cores"], 2);
+        assert_eq!(v["gpus"], serde_json::json!([]));
+        assert_eq!(serde_json::from_value::<HardwareReport>(v).unwrap(), r);
+    }
+}
