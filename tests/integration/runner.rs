@@ -327,3 +327,137 @@ fn runner_with_a_broken_model_exits_with_a_load_error() {
     assert!(matches!(r.event(), Event::Error { code, .. } if code == "load"));
     assert_eq!(wait_with_timeout(&mut r.child, TIMEOUT).code(), Some(1));
 }
+
+/// Everything the runner says about `ids` until each has ended: per id its pieces and its end
+/// (`Done` stats or an error code), and the order of events (id, "piece" | "done") for checking
+/// interleaving and queueing.
+#[allow(clippy::type_complexity)]
+fn collect_many(
+    r: &mut Runner,
+    ids: &[u64],
+) -> (std::collections::HashMap<u64, (String, Result<GenerationStats, String>)>, Vec<(u64, &'static str)>) {
+    let mut out = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    let mut texts: std::collections::HashMap<u64, String> = ids.iter().map(|&i| (i, String::new())).collect();
+    while out.len() < ids.len() {
+        match r.event() {
+            Event::Piece { id, text } if ids.contains(&id) => {
+                order.push((id, "piece"));
+                texts.get_mut(&id).unwrap().push_str(&text);
+            }
+            Event::Done { id, stats } if ids.contains(&id) => {
+                order.push((id, "done"));
+                out.insert(id, (texts.remove(&id).unwrap(), Ok(stats)));
+            }
+            Event::Error { id: Some(id), code, .. } if ids.contains(&id) => {
+                order.push((id, "done"));
+                out.insert(id, (texts.remove(&id).unwrap(), Err(code)));
+            }
+            other => panic!("unexpected event: {other:?}"),
+        }
+    }
+    (out, order)
+}
+
+const PARALLEL_PROMPTS: [&str; 4] = [
+    "The three primary colours are",
+    "Here is a list of fruits: apple, banana,",
+    "Chapter 1\n\nOnce upon a time, in a kingdom far away,",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+];
+
+/// Four streams in one context: each sequence keeps its own KV cache and sampler, so requests
+/// served one after another on `--parallel 4` give exactly the text of `--parallel 1`; served
+/// together they decode in one batch (interleaved pieces) and identical prompts give identical
+/// texts. (Together vs alone is not byte-identical on CPU: ggml multiplies a one-token batch with
+/// vec_dot kernels and a larger one with tiled gemm kernels (llamafile tinyBLAS for q5_0/q8_0,
+/// repacked q4_K gemm), whose float sums round differently, so greedy picks between near-tied
+/// tokens may differ after a few tokens. llama.cpp's own server behaves the same.)
+#[test]
+fn runner_parallel_streams_decode_together_and_keep_their_sequences_apart() {
+    let (mut one, _) = Runner::start(&["--ctx", "1024", "--parallel", "1"]);
+    let alone: Vec<String> = PARALLEL_PROMPTS.iter().map(|p| one.complete(p, greedy(24)).0).collect();
+    drop(one);
+
+    let (mut r, ready) = Runner::start(&["--ctx", "1024", "--parallel", "4"]);
+    assert!(matches!(ready, Event::Ready { n_parallel: 4, n_ctx: 1024, .. }), "{ready:?}");
+    // One after another, each in the least recently used slot: exactly the --parallel 1 text.
+    for (i, p) in PARALLEL_PROMPTS.iter().enumerate() {
+        assert_eq!(r.complete(p, greedy(24)).0, alone[i], "prompt {i} alone on --parallel 4");
+    }
+    // Together: four copies of one prompt (fresh, unrelated to the cached ones) in one batch.
+    let prompt = "Write a short poem about the sea:\n";
+    let ids: Vec<u64> = (0..4).map(|_| r.generate(prompt, greedy(24), None)).collect();
+    let (results, order) = collect_many(&mut r, &ids);
+    let texts: Vec<&String> = ids.iter().map(|id| &results[id].0).collect();
+    for (id, (text, end)) in &results {
+        let stats = end.as_ref().unwrap_or_else(|e| panic!("request {id} failed: {e}"));
+        assert_ne!(stats.done_reason, "cancel");
+        assert!(!text.is_empty());
+        assert_eq!(stats.prompt_cached_tokens, 0, "request {id} reused another sequence's cache");
+    }
+    assert!(texts.iter().all(|t| *t == texts[0]), "identical prompts decoded together differ: {texts:?}");
+    // They ran together: every stream had a piece before the first one ended.
+    let first_done = order.iter().position(|(_, k)| *k == "done").unwrap();
+    for id in &ids {
+        assert!(
+            order[..first_done].iter().any(|(i, k)| i == id && *k == "piece"),
+            "request {id} started only after another ended: {order:?}"
+        );
+    }
+    // Four different prompts together (prefilled in one batch, reusing their slots' caches): all
+    // complete.
+    let ids: Vec<u64> = PARALLEL_PROMPTS.iter().map(|p| r.generate(p, greedy(16), None)).collect();
+    let (results, _) = collect_many(&mut r, &ids);
+    for id in &ids {
+        let stats = results[id].1.as_ref().unwrap();
+        assert!(stats.done_reason == "length" || stats.done_reason == "stop", "{stats:?}");
+    }
+    assert!(r.close().success());
+}
+
+#[test]
+fn runner_parallel_cancel_of_one_stream_spares_the_others_and_a_fifth_request_queues() {
+    let (mut r, _) = Runner::start(&["--ctx", "512", "--parallel", "4"]);
+    let n = 40;
+    let mut ids: Vec<u64> = PARALLEL_PROMPTS.iter().map(|p| r.generate(p, greedy(n), None)).collect();
+    // The fifth waits for a slot.
+    let fifth = r.generate("The capital of France is", greedy(8), None);
+    ids.push(fifth);
+    let victim = ids[2];
+    let mut order = Vec::new();
+    let mut texts: std::collections::HashMap<u64, String> = ids.iter().map(|&i| (i, String::new())).collect();
+    let mut ends: std::collections::HashMap<u64, GenerationStats> = std::collections::HashMap::new();
+    let mut cancelled = false;
+    while ends.len() < ids.len() {
+        match r.event() {
+            Event::Piece { id, text } => {
+                order.push((id, "piece"));
+                texts.get_mut(&id).unwrap().push_str(&text);
+                if id == victim && !cancelled {
+                    r.send(&Request::Cancel { id: victim });
+                    cancelled = true;
+                }
+            }
+            Event::Done { id, stats } => {
+                order.push((id, "done"));
+                ends.insert(id, stats);
+            }
+            other => panic!("unexpected event: {other:?}"),
+        }
+    }
+    assert_eq!(ends[&victim].done_reason, "cancel");
+    assert!(ends[&victim].eval_tokens < n as u32, "the cancelled stream ran to its end");
+    for &id in ids.iter().filter(|&&i| i != victim) {
+        assert_ne!(ends[&id].done_reason, "cancel", "request {id}");
+        assert!(!texts[&id].is_empty(), "request {id} said nothing");
+    }
+    // The fifth started only once a slot was free (the victim's, freed first).
+    let fifth_start = order.iter().position(|&(i, _)| i == fifth).unwrap();
+    let victim_done = order.iter().position(|&(i, k)| i == victim && k == "done").unwrap();
+    assert!(victim_done < fifth_start, "the fifth request ran before a slot was free: {order:?}");
+    // And it gave the same text as it would alone (a slot freed mid-stream is reused cleanly).
+    let (mut one, _) = Runner::start(&["--ctx", "512"]);
+    assert_eq!(texts[&fifth], one.complete("The capital of France is", greedy(8)).0);
+    assert!(r.close().success());
+}
