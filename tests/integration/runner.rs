@@ -368,8 +368,7 @@ const PARALLEL_PROMPTS: [&str; 4] = [
 
 /// Four streams in one context: each sequence keeps its own KV cache and sampler, so requests
 /// served one after another on `--parallel 4` give exactly the text of `--parallel 1`; served
-/// together they decode in one batch (interleaved pieces) and identical prompts give identical
-/// texts. (Together vs alone is not byte-identical on CPU: ggml multiplies a one-token batch with
+/// together they decode in one batch (interleaved pieces), each from its own fresh cache. (Together vs alone is not byte-identical on CPU: ggml multiplies a one-token batch with
 /// vec_dot kernels and a larger one with tiled gemm kernels (llamafile tinyBLAS for q5_0/q8_0,
 /// repacked q4_K gemm), whose float sums round differently, so greedy picks between near-tied
 /// tokens may differ after a few tokens. llama.cpp's own server behaves the same.)
@@ -396,7 +395,10 @@ fn runner_parallel_streams_decode_together_and_keep_their_sequences_apart() {
         assert!(!text.is_empty());
         assert_eq!(stats.prompt_cached_tokens, 0, "request {id} reused another sequence's cache");
     }
-    assert!(texts.iter().all(|t| *t == texts[0]), "identical prompts decoded together differ: {texts:?}");
+    // (Not asserted: that the four texts are equal. Requests join the batch as they arrive, so
+    // the first one's prompt may be prefilled in a different batch shape than the others', and
+    // batch shape changes float rounding — see above.)
+    assert_eq!(texts.len(), 4);
     // They ran together: every stream had a piece before the first one ended.
     let first_done = order.iter().position(|(_, k)| *k == "done").unwrap();
     for id in &ids {
@@ -456,8 +458,8 @@ fn runner_parallel_cancel_of_one_stream_spares_the_others_and_a_fifth_request_qu
     let fifth_start = order.iter().position(|&(i, _)| i == fifth).unwrap();
     let victim_done = order.iter().position(|&(i, k)| i == victim && k == "done").unwrap();
     assert!(victim_done < fifth_start, "the fifth request ran before a slot was free: {order:?}");
-    // And it gave the same text as it would alone (a slot freed mid-stream is reused cleanly).
-    let (mut one, _) = Runner::start(&["--ctx", "512"]);
-    assert_eq!(texts[&fifth], one.complete("The capital of France is", greedy(8)).0);
+    // It completed in the freed slot with none of the cancelled stream's cache (its text is not
+    // compared with a solo run: it decoded batched with three others, see above).
+    assert_eq!(ends[&fifth].prompt_cached_tokens, 0, "the fifth reused the cancelled stream's cache");
     assert!(r.close().success());
 }
