@@ -226,3 +226,34 @@ fn a_chat_that_outgrows_the_context_reports_the_messages_left_out() {
     assert!(v["truncated_messages"].as_u64().is_some_and(|n| n > 0), "{v}");
     assert!(v["prompt_eval_count"].as_u64().unwrap() <= 512, "{v}");
 }
+
+#[test]
+fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
+    // One slot, no queue: a second request is busy for as long as the first one runs.
+    let s = serve(&[("AIRLOCK_NUM_PARALLEL", "1"), ("AIRLOCK_MAX_QUEUE", "0")], true);
+    let long = r#"{"model":"gemma3:270m","prompt":"1, 2, 3, 4, 5,","raw":true,"options":{"temperature":0,"num_predict":3000}}"#;
+    let short = r#"{"model":"gemma3:270m","prompt":"Hi","stream":false,"options":{"num_predict":2}}"#;
+    let mut conn = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(conn, "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{long}", long.len()).unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    while !line.contains("\"done\":false") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let (status, body) = post(s.port, "/api/generate", short, "");
+    assert_eq!(status, 503, "the only slot is taken: {body}");
+    assert!(body.contains("busy"), "{body}");
+    drop(reader); // the client goes away mid-stream
+    // Cancelled within a token or two, the slot is free long before 3000 tokens could finish.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = post(s.port, "/api/generate", short, "");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "the disconnected client's generation kept its slot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
