@@ -85,6 +85,10 @@ pub fn parse_host(s: &str) -> Result<SocketAddr, String> {
 
 pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
     let guard = guard::Guard::new(cfg);
+    stream::hide_path(core.store.root());
+    if let Some(home) = dirs::home_dir() {
+        stream::hide_path(&home);
+    }
     Router::new()
         .route("/", get(|| async { "Airlock is running" }))
         .route("/api/version", get(ollama::version))

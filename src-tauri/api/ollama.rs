@@ -258,7 +258,7 @@ async fn reply(shape: Shape, model: String, started: crate::engine::chat::ChatSt
         let v = match ev {
             StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), shape.field(): shape.content(&text), "done": false }),
             StreamEvent::Done(stats) => final_object(shape, &model, "", &stats, began, load, dropped),
-            StreamEvent::Error(e) => json!({ "error": e.to_string() }),
+            StreamEvent::Error(e) => json!({ "error": stream::scrub(&e.to_string()) }),
         };
         format!("{v}\n")
     };

@@ -37,7 +37,7 @@ impl IntoResponse for OpenAiError {
             s if s.is_client_error() => ("invalid_request_error", Value::Null),
             _ => ("api_error", Value::Null),
         };
-        (status, Json(json!({ "error": { "message": message, "type": kind, "param": Value::Null, "code": code } }))).into_response()
+        (status, Json(json!({ "error": { "message": stream::scrub(&message), "type": kind, "param": Value::Null, "code": code } }))).into_response()
     }
 }
 
@@ -222,7 +222,7 @@ async fn respond(kind: Kind, model: String, common: &Common, started: ChatStream
             }
             out
         }
-        StreamEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": e.to_string(), "type": "api_error" } })),
+        StreamEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": stream::scrub(&e.to_string()), "type": "api_error" } })),
     };
     Ok(stream::body(stream::events(started), "text/event-stream", line, Some("data: [DONE]\n\n".into())))
 }

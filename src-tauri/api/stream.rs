@@ -23,8 +23,30 @@ pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(serde_json::json!({ "error": scrub(&self.1) }))).into_response()
     }
+}
+
+/// Folders whose paths never leave the server (the store, the home folder).
+static PRIVATE_PATHS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a folder whose path must not appear in any response.
+pub fn hide_path(path: &std::path::Path) {
+    let mut paths = PRIVATE_PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in [Some(path.to_path_buf()), path.canonicalize().ok()].into_iter().flatten() {
+        let s = p.display().to_string();
+        if s.len() > 1 && !paths.contains(&s) {
+            paths.push(s);
+        }
+    }
+    // Longest first, so a folder inside another is replaced whole.
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+}
+
+/// An error message fit for a client: no filesystem paths of this machine.
+pub fn scrub(message: &str) -> String {
+    let paths = PRIVATE_PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    paths.iter().fold(message.to_string(), |m, p| m.replace(p.as_str(), "…"))
 }
 
 impl ApiError {

@@ -6,6 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use airlock::store::Store;
 use tempfile::TempDir;
 
 use crate::common::*;
@@ -255,5 +256,21 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
         assert_eq!(status, 503, "{body}");
         assert!(Instant::now() < deadline, "the disconnected client's generation kept its slot");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn error_messages_carry_no_filesystem_paths() {
+    let s = serve(&[], false);
+    // A model whose weights are gone: the error names the problem, not where the store is.
+    let store = Store::at(s._store.path());
+    let m = FixtureModel::new("registry.ollama.ai/library/broken/latest", 1);
+    write_folder(store.root(), std::slice::from_ref(&m));
+    std::fs::remove_file(model_blob_path(store.root(), &m, 1)).unwrap();
+    for path in ["/api/chat", "/v1/chat/completions"] {
+        let (status, body) = post(s.port, path, r#"{"model":"broken","messages":[{"role":"user","content":"hi"}]}"#, "");
+        assert_eq!(status, 400, "{body}");
+        let root = store.root().display().to_string();
+        assert!(!body.contains(&root) && !body.contains("/tmp/"), "a path leaked: {body}");
     }
 }
