@@ -41,7 +41,7 @@ fn quickly<T>(f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
     let out = f();
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(30),
         "took {:?}",
         start.elapsed()
     );

@@ -250,13 +250,14 @@ fn hostile_go_templates_hit_the_limits() {
 
 #[test]
 fn big_templates_parse_in_linear_time() {
-    // 200k actions on 200k lines: a quadratic lexer would take minutes.
+    // 200k actions on 200k lines: a quadratic lexer would take many minutes (a hang guard, not a
+    // timing: linear takes well under a second).
     let template = "{{ .Response }}\n".repeat(200_000) + "{{ range .Messages }}{{ end }}";
     let start = std::time::Instant::now();
     let out = render_go(&template, &conversation()).unwrap();
     assert_eq!(out, "\n".repeat(200_000));
     assert!(
-        start.elapsed() < std::time::Duration::from_secs(20),
+        start.elapsed() < std::time::Duration::from_secs(90),
         "{:?}",
         start.elapsed()
     );
