@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::engine::chat::{ChatError, Engine, PreparedModel};
+use crate::engine::chat::{model_weights, ChatError, Engine, PreparedModel};
 use crate::engine::supervisor::{EngineConfig, Supervisor};
-use crate::gguf::{self, GgufInfo};
+use crate::gguf;
 use crate::store::manifest::{self, Manifest};
 use crate::store::{ModelEntry, Store, StoreError};
 
@@ -75,7 +75,7 @@ pub struct ModelDetails {
 impl ModelDetails {
     pub fn read(store: &Store, entry: &ModelEntry) -> Self {
         let m = &entry.manifest;
-        let gguf = model_gguf(store, m);
+        let gguf = model_weights(store, m).map(|(_, info)| info);
         let info = gguf.as_ref().ok();
         let license = small_text_layer(store, m, manifest::MEDIA_LICENSE).or_else(|| info.and_then(|i| i.license().map(str::to_string)));
         let has_template_layer = m.layer(manifest::MEDIA_TEMPLATE).is_some();
@@ -97,21 +97,6 @@ impl ModelDetails {
             not_runnable_reason: gguf.err(),
         }
     }
-}
-
-/// Reads the GGUF header of the model layer, or says why the model cannot run here.
-fn model_gguf(store: &Store, m: &Manifest) -> Result<GgufInfo, String> {
-    let Some(layer) = m.layer(manifest::MEDIA_MODEL) else {
-        if m.layer(manifest::MEDIA_TENSOR).is_some() {
-            return Err("stored as safetensors tensors for Ollama's MLX engine; Airlock runs GGUF models — import a GGUF build of this model".into());
-        }
-        return Err("the manifest has no model weights layer".into());
-    };
-    let path = store.blob_path(&layer.digest);
-    if !path.is_file() {
-        return Err(format!("its weights blob {} is missing; run `airlock verify` and import the model again", layer.digest));
-    }
-    gguf::read_file(&path).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))
 }
 
 /// A text layer (license, system prompt), capped so a hostile store cannot make us read gigabytes.

@@ -60,9 +60,7 @@ impl PreparedModel {
         let display = entry.name.display_shortest();
         let m = &entry.manifest;
         let not_runnable = |reason: String| ChatError::NotRunnable { model: display.clone(), reason };
-        let layer = m.layer(manifest::MEDIA_MODEL).ok_or_else(|| not_runnable("it has no GGUF weights layer".into()))?;
-        let model_path = store.blob_path(&layer.digest);
-        let info = gguf::read_file(&model_path).map_err(|e| not_runnable(format!("its weights are not a valid GGUF file ({e})")))?;
+        let (model_path, info) = model_weights(store, m).map_err(not_runnable)?;
         let (params, params_num_ctx) = text_layer(store, m, manifest::MEDIA_PARAMS).map(|t| parse_params(&t)).unwrap_or_default();
         Ok(PreparedModel {
             name: display,
@@ -86,6 +84,23 @@ impl PreparedModel {
             eos_token: Some(runner.info.eos_token.as_str()),
         }
     }
+}
+
+/// The model layer's blob and GGUF header, or why the model cannot run here (in words a user can
+/// act on).
+pub fn model_weights(store: &Store, m: &Manifest) -> Result<(PathBuf, gguf::GgufInfo), String> {
+    let Some(layer) = m.layer(manifest::MEDIA_MODEL) else {
+        if m.layer(manifest::MEDIA_TENSOR).is_some() {
+            return Err("stored as safetensors tensors for Ollama's MLX engine; Airlock runs GGUF models — import a GGUF build of this model".into());
+        }
+        return Err("the manifest has no model weights layer".into());
+    };
+    let path = store.blob_path(&layer.digest);
+    if !path.is_file() {
+        return Err(format!("its weights blob {} is missing; run `airlock verify` and import the model again", layer.digest));
+    }
+    let info = gguf::read_file(&path).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))?;
+    Ok((path, info))
 }
 
 /// 2 (K and V) × layers × KV width × 2 bytes (f16), from the GGUF's attention metadata.
