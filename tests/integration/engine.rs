@@ -2,7 +2,6 @@
 //! boundary, keep-alive, context fitting and `airlock run`.
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use airlock::bundle::{import, ImportOptions};
@@ -173,7 +172,6 @@ fn run_answers_a_prompt_with_ollama_verbose_statistics() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
-    let _ = Path::new("");
 }
 
 #[test]

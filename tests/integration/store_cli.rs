@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use airlock::store::manifest::{MEDIA_MODEL, MEDIA_TENSOR};
+use airlock::store::manifest::MEDIA_TENSOR;
 use tempfile::TempDir;
 
 use crate::common::*;
@@ -55,7 +55,7 @@ fn rm_deletes_the_manifest_then_only_unshared_blobs() {
     let mut b = FixtureModel::new("registry.ollama.ai/library/beta/latest", 2);
     b.blobs[1] = a.blobs[1].clone();
     let store = store_with(&[a, b]);
-    let shared = model_blob_path(store.path(), &store_files_model(), 1);
+    let shared = model_blob_path(store.path(), &FixtureModel::new("registry.ollama.ai/library/alpha/latest", 1), 1);
     let out = airlock(store.path(), &["rm", "alpha"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "deleted 'alpha:latest'\n");
@@ -65,10 +65,6 @@ fn rm_deletes_the_manifest_then_only_unshared_blobs() {
     assert!(airlock(store.path(), &["rm", "beta"]).status.success());
     assert_eq!(fs::read_dir(store.path().join("blobs")).unwrap().count(), 0, "every blob goes with the last model using it");
     assert_store_consistent(store.path());
-}
-
-fn store_files_model() -> FixtureModel {
-    FixtureModel::new("registry.ollama.ai/library/alpha/latest", 1)
 }
 
 #[test]
@@ -91,5 +87,4 @@ fn verify_names_every_corrupt_or_missing_blob() {
     assert!(err.contains(&corrupt.display().to_string()) && err.contains("corrupt"), "{err}");
     assert!(err.contains(&missing.display().to_string()) && err.contains("missing"), "{err}");
     assert!(airlock(store.path(), &["verify", "beta"]).status.code() == Some(1));
-    let _ = MEDIA_MODEL;
 }

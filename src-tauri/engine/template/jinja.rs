@@ -31,63 +31,66 @@ pub(crate) fn render(
     now: OffsetDateTime,
     budget: Budget,
 ) -> Result<String, TemplateError> {
+    on_large_stack(|| {
+        let env = environment(now, budget);
+        let source = strip_generation_tags(source);
+        let template = env
+            .template_from_named_str(NAME, &source)
+            .map_err(|e| compile_error(&e))?;
+
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+            .collect();
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => spec.bos_token.unwrap_or(""),
+            eos_token => spec.eos_token.unwrap_or(""),
+            tools => Value::from(()),
+            date_string => date_string(now),
+        };
+
+        let overflowed = Rc::new(Cell::new(false));
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap: budget.output_bytes,
+            overflowed: overflowed.clone(),
+        };
+        let result = template.render_captured_to(ctx, &mut out).map(drop);
+        match result {
+            Ok(()) => String::from_utf8(out.buf).map_err(|_| TemplateError::Render {
+                format: FORMAT,
+                line: None,
+                message: "rendered text is not valid UTF-8".into(),
+            }),
+            Err(_) if overflowed.get() => Err(TemplateError::OutputTooLarge {
+                format: FORMAT,
+                limit: budget.output_bytes,
+            }),
+            Err(e) => Err(render_error(&e, budget)),
+        }
+    })
+}
+
+/// Runs `render` on a thread with [`RENDER_STACK`] of stack.
+fn on_large_stack(
+    render: impl FnOnce() -> Result<String, TemplateError> + Send,
+) -> Result<String, TemplateError> {
+    let failed = |message: String| TemplateError::Render {
+        format: FORMAT,
+        line: None,
+        message,
+    };
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("chat-template".into())
             .stack_size(RENDER_STACK)
-            .spawn_scoped(scope, || render_here(source, spec, messages, add_generation_prompt, now, budget))
-            .map_err(|e| TemplateError::Render { format: FORMAT, line: None, message: format!("cannot start the template renderer: {e}") })?
+            .spawn_scoped(scope, render)
+            .map_err(|e| failed(format!("cannot start the template renderer: {e}")))?
             .join()
-            .unwrap_or_else(|_| Err(TemplateError::Render { format: FORMAT, line: None, message: "the template renderer failed".into() }))
+            .unwrap_or_else(|_| Err(failed("the template renderer failed".into())))
     })
-}
-
-fn render_here(
-    source: &str,
-    spec: &TemplateSpec,
-    messages: &[ChatMessage],
-    add_generation_prompt: bool,
-    now: OffsetDateTime,
-    budget: Budget,
-) -> Result<String, TemplateError> {
-    let env = environment(now, budget);
-    let source = strip_generation_tags(source);
-    let template = env
-        .template_from_named_str(NAME, &source)
-        .map_err(|e| compile_error(&e))?;
-
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
-        .collect();
-    let ctx = context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => spec.bos_token.unwrap_or(""),
-        eos_token => spec.eos_token.unwrap_or(""),
-        tools => Value::from(()),
-        date_string => date_string(now),
-    };
-
-    let overflowed = Rc::new(Cell::new(false));
-    let mut out = CappedWriter {
-        buf: Vec::new(),
-        cap: budget.output_bytes,
-        overflowed: overflowed.clone(),
-    };
-    let result = template.render_captured_to(ctx, &mut out).map(drop);
-    match result {
-        Ok(()) => String::from_utf8(out.buf).map_err(|_| TemplateError::Render {
-            format: FORMAT,
-            line: None,
-            message: "rendered text is not valid UTF-8".into(),
-        }),
-        Err(_) if overflowed.get() => Err(TemplateError::OutputTooLarge {
-            format: FORMAT,
-            limit: budget.output_bytes,
-        }),
-        Err(e) => Err(render_error(&e, budget)),
-    }
 }
 
 /// An HF-compatible environment: trim/lstrip blocks, no autoescape, Python string/dict methods,
