@@ -1,5 +1,6 @@
-//! Build script: makes the llama.cpp shared libraries findable at run time. It only sets link
-//! arguments and copies files next to the binaries; it must never compile or download anything.
+//! Build script: makes the llama.cpp shared libraries findable at run time, and (feature
+//! `desktop`) runs tauri-build. It only sets link arguments, copies files next to the binaries
+//! and generates Tauri's context; it must never compile or download anything.
 //!
 //! `llama-cpp-sys-2` (features `dynamic-link` + `dynamic-backends`) builds shared `libllama.so` /
 //! `libggml*.so` and the CPU-variant modules (`libggml-cpu-<variant>.so`) into its own `OUT_DIR`.
@@ -13,8 +14,39 @@
 
 use std::path::{Path, PathBuf};
 
+/// The desktop app's commands (src-tauri/desktop/commands.rs). Each gets an `allow-…`
+/// permission; capabilities/default.json grants exactly these, and nothing of Tauri's core or of
+/// a plugin, to the web view.
+#[cfg(feature = "desktop")]
+const APP_COMMANDS: &[&str] = &[
+    "list_models",
+    "model_details",
+    "delete_model",
+    "open_store_folder",
+    "pick_path",
+    "import_path",
+    "cancel_transfer",
+    "export_models",
+    "subscribe_drops",
+    "hardware",
+    "start_chat",
+    "stop_chat",
+    "list_conversations",
+    "save_conversation",
+    "delete_conversation",
+    "get_settings",
+    "set_api_server",
+    "set_signature_policy",
+    "set_theme",
+    "set_ui_state",
+    "trust_add",
+    "trust_remove",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "desktop")]
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(APP_COMMANDS))).expect("tauri-build failed (is ui/dist built? run `npm --prefix ui run build`)");
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
 
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Builds the `airlock` CLI, fetches the demo model (Gemma 3 270M, hash-checked) and imports it
-# into the store, then lists and shows it. The desktop app replaces this with a window.
+# Builds the desktop app (and the CLI), fetches the demo model (Gemma 3 270M, hash-checked),
+# imports it into the store, and opens the app ready to chat. Without a display it stops after
+# the import and says how to start the app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release --no-default-features --bin airlock
-bin="${CARGO_TARGET_DIR:-target}/release/airlock"
+scripts/ui.sh
+target="${CARGO_TARGET_DIR:-target}"
+if [ -d "$target" ]; then find "$target" -maxdepth 3 -xtype l -name "lib*.so*" -delete; fi
+cargo build --release --locked --bin airlock --bin airlock-desktop
 model="$(tests/fixtures/fetch-test-model.sh)"
-"$bin" import "$model" --name gemma3:270m
-"$bin" list
-"$bin" show gemma3:270m
+"$target/release/airlock" import "$model" --name gemma3:270m
+"$target/release/airlock" list
+if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "No display here: start the app on a desktop with $target/release/airlock-desktop"
+  exit 0
+fi
+exec "$target/release/airlock-desktop"

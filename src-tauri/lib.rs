@@ -9,6 +9,7 @@
 //! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
 //! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
 //! - [`cli`]: the `airlock` command line.
+//! - `desktop` (feature `desktop`): the Tauri app, `airlock-desktop`.
 
 pub mod api;
 pub mod bundle;
@@ -19,3 +20,5 @@ pub mod gguf;
 pub mod hardware;
 pub mod progress;
 pub mod store;
+#[cfg(feature = "desktop")]
+pub mod desktop;

@@ -113,21 +113,38 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
 
 /// Runs the server until Ctrl-C. A taken port is a clear error.
 pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
+    let listener = bind(cfg.addr).map_err(|e| anyhow::anyhow!("{e} (AIRLOCK_HOST=127.0.0.1:PORT)"))?;
+    eprintln!("Listening on {} (Airlock {})", listener.local_addr()?, env!("CARGO_PKG_VERSION"));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                anyhow::anyhow!("{} is already in use (is Ollama or another Airlock running?); stop it or choose another port with AIRLOCK_HOST=127.0.0.1:PORT", cfg.addr)
-            } else {
-                anyhow::anyhow!("cannot listen on {}: {e}", cfg.addr)
-            }
-        })?;
-        eprintln!("Listening on {} (Airlock {})", listener.local_addr()?, env!("CARGO_PKG_VERSION"));
-        let app = router(core.clone(), &cfg);
-        axum::serve(listener, app).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+        serve_on(listener, core.clone(), &cfg, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
         core.engine().supervisor.unload_all();
         Ok(())
     })
+}
+
+/// Binds the API's address (before any runtime exists, so the caller learns at once), with an
+/// error that says what to do about a taken port.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use (is Ollama or another Airlock running?); stop it or choose another port")
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        }
+    })?;
+    listener.set_nonblocking(true).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(listener)
+}
+
+/// Serves the API on `listener` until `shutdown` completes (the CLI's Ctrl-C, the app's toggle).
+/// Must run inside a tokio runtime.
+pub async fn serve_on(listener: std::net::TcpListener, core: Arc<Core>, cfg: &ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(core, cfg)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

@@ -12,19 +12,13 @@ use serde_json::{json, Value};
 
 use super::options::settings;
 use super::stream::{self, now_rfc3339, ApiError};
-use crate::core::{Core, ModelDetails};
+use crate::core::{rfc3339, Core, ModelDetails};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
-use crate::gguf::{self, MetaValue};
-use crate::store::manifest;
 
 type CoreState = State<Arc<Core>>;
-
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
 
 pub async fn version() -> Json<Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
@@ -102,20 +96,7 @@ pub async fn show(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<J
         let entry = core.store.resolve(&name)?;
         let d = core.details(&entry);
         let model = core.prepare(&name)?;
-        let mut model_info = serde_json::Map::new();
-        if let Some(layer) = entry.manifest.layer(manifest::MEDIA_MODEL) {
-            if let Ok(info) = gguf::read_file(&core.store.blob_path(&layer.digest)) {
-                for (k, v) in &info.metadata {
-                    // Ollama leaves out the huge tokenizer arrays unless asked; so do we.
-                    if matches!(v, MetaValue::Array(a) if a.values.is_none()) {
-                        model_info.insert(k.clone(), Value::Null);
-                    } else if !k.starts_with("tokenizer.chat_template") {
-                        model_info.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
-                    }
-                }
-                model_info.insert("general.parameter_count".into(), json!(info.parameter_count()));
-            }
-        }
+        let model_info = core.model_info(&entry);
         let template = model.ollama_template.clone().or(model.gguf_template.clone()).unwrap_or_default();
         let mut parameters = String::new();
         for s in &model.params.stop {

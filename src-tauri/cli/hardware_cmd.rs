@@ -6,12 +6,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::format::{human_bytes, table};
-use crate::core::Core;
-use crate::engine::chat::{choose_parallel, DEFAULT_NUM_CTX};
-use crate::hardware::{self, FitEstimate, FitVerdict, HardwareReport};
+use crate::core::{Core, ModelFit};
+use crate::hardware::{self, FitVerdict, HardwareReport};
 
 /// The child side of the device probe: JSON on stdout, nothing else.
 pub fn probe_devices_main() -> ExitCode {
@@ -28,62 +26,15 @@ pub fn probe_devices_main() -> ExitCode {
     }
 }
 
-/// One model's fit, or why it cannot be estimated (not runnable here, unreadable).
-#[derive(Debug, Serialize)]
-pub struct ModelFit {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_ctx: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parallel: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layers: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fit: Option<FitEstimate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Output<'a> {
-    #[serde(flatten)]
-    hardware: &'a HardwareReport,
-    models: Vec<ModelFit>,
-}
-
-/// The fit of every model in the store on `hw`, with the context and slots the engine would use.
-pub fn model_fits(core: &Core, hw: &HardwareReport) -> Result<Vec<ModelFit>> {
-    let (models, problems) = core.store.list()?;
-    for p in &problems {
+pub fn run(core: &Core, json: bool) -> Result<ExitCode> {
+    let overview = core.machine_overview()?;
+    for p in &overview.unreadable {
         eprintln!("warning: skipped an unreadable manifest: {p}");
     }
-    Ok(models
-        .iter()
-        .map(|entry| {
-            let name = entry.name.display_shortest();
-            let prepared = match core.prepare(&name) {
-                Ok(p) => p,
-                Err(e) => return ModelFit { name, num_ctx: None, parallel: None, layers: None, fit: None, error: Some(e.to_string()) },
-            };
-            // As the engine loads it: the model's num_ctx parameter or the default, capped at the
-            // trained context.
-            let wanted = prepared.params_num_ctx.unwrap_or(DEFAULT_NUM_CTX).max(256);
-            let num_ctx = prepared.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
-            let parallel = choose_parallel(&prepared, num_ctx);
-            let layers = core.details(entry).block_count.unwrap_or(0).min(u32::MAX as u64) as u32;
-            let fit = hardware::estimate_fit(hw, prepared.weights_bytes, prepared.kv_bytes_per_token, layers, num_ctx, parallel);
-            ModelFit { name, num_ctx: Some(num_ctx), parallel: Some(parallel), layers: Some(layers), fit: Some(fit), error: None }
-        })
-        .collect())
-}
-
-pub fn run(core: &Core, json: bool) -> Result<ExitCode> {
-    let hw = hardware::probe();
-    let models = model_fits(core, &hw)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&Output { hardware: &hw, models })?);
+        println!("{}", serde_json::to_string_pretty(&overview)?);
     } else {
-        print!("{}", render(&hw, &models));
+        print!("{}", render(&overview.hardware, &overview.models));
     }
     Ok(ExitCode::SUCCESS)
 }

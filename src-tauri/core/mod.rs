@@ -6,10 +6,12 @@ use std::fs;
 use std::sync::OnceLock;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::engine::chat::{model_weights, ChatError, Engine, PreparedModel};
+use crate::engine::chat::{choose_parallel, model_weights, ChatError, Engine, PreparedModel, DEFAULT_NUM_CTX};
 use crate::engine::supervisor::{EngineConfig, Supervisor};
-use crate::gguf;
+use crate::gguf::{self, MetaValue};
+use crate::hardware::{self, FitEstimate, HardwareReport};
 use crate::store::manifest::{self, Manifest};
 use crate::store::{ModelEntry, Store, StoreError};
 
@@ -41,6 +43,88 @@ impl Core {
     pub fn details(&self, entry: &ModelEntry) -> ModelDetails {
         ModelDetails::read(&self.store, entry)
     }
+
+    /// The model's GGUF metadata as JSON (Ollama's `model_info`): the huge tokenizer arrays are
+    /// `null`, the chat template is left out (it is shown on its own).
+    pub fn model_info(&self, entry: &ModelEntry) -> Map<String, Value> {
+        let mut model_info = Map::new();
+        let Some(layer) = entry.manifest.layer(manifest::MEDIA_MODEL) else { return model_info };
+        let Ok(info) = gguf::read_file(&self.store.blob_path(&layer.digest)) else { return model_info };
+        for (k, v) in &info.metadata {
+            if matches!(v, MetaValue::Array(a) if a.values.is_none()) {
+                model_info.insert(k.clone(), Value::Null);
+            } else if !k.starts_with("tokenizer.chat_template") {
+                model_info.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+            }
+        }
+        model_info.insert("general.parameter_count".into(), Value::from(info.parameter_count()));
+        model_info
+    }
+
+    /// Probes the machine (see [`hardware::probe`]) and estimates every model's fit on it.
+    pub fn machine_overview(&self) -> Result<MachineOverview, StoreError> {
+        let hardware = hardware::probe();
+        let (models, unreadable) = self.model_fits(&hardware)?;
+        Ok(MachineOverview { hardware, models, unreadable })
+    }
+
+    /// Where every model in the store would run on `hw`, with the context and slots the engine
+    /// would load it with. Unreadable manifests are skipped and returned apart.
+    pub fn model_fits(&self, hw: &HardwareReport) -> Result<(Vec<ModelFit>, Vec<StoreError>), StoreError> {
+        let (models, problems) = self.store.list()?;
+        let fits = models
+            .iter()
+            .map(|entry| {
+                let name = entry.name.display_shortest();
+                let prepared = match self.prepare(&name) {
+                    Ok(p) => p,
+                    Err(e) => return ModelFit { name, num_ctx: None, parallel: None, layers: None, fit: None, error: Some(e.to_string()) },
+                };
+                // As the engine loads it: the model's num_ctx parameter or the default, capped at
+                // the trained context.
+                let wanted = prepared.params_num_ctx.unwrap_or(DEFAULT_NUM_CTX).max(256);
+                let num_ctx = prepared.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
+                let parallel = choose_parallel(&prepared, num_ctx);
+                let layers = self.details(entry).block_count.unwrap_or(0).min(u32::MAX as u64) as u32;
+                let fit = hardware::estimate_fit(hw, prepared.weights_bytes, prepared.kv_bytes_per_token, layers, num_ctx, parallel);
+                ModelFit { name, num_ctx: Some(num_ctx), parallel: Some(parallel), layers: Some(layers), fit: Some(fit), error: None }
+            })
+            .collect();
+        Ok((fits, problems))
+    }
+}
+
+/// This machine and where each model in the store would run on it (`airlock hardware`, the
+/// Hardware page).
+#[derive(Debug, Serialize)]
+pub struct MachineOverview {
+    #[serde(flatten)]
+    pub hardware: HardwareReport,
+    pub models: Vec<ModelFit>,
+    /// Manifests that could not be read (their models are left out).
+    #[serde(skip)]
+    pub unreadable: Vec<StoreError>,
+}
+
+/// One model's fit, or why it cannot be estimated (not runnable here, unreadable).
+#[derive(Debug, Serialize)]
+pub struct ModelFit {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_ctx: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<FitEstimate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// RFC 3339 in UTC, as Ollama prints times.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -70,6 +154,8 @@ pub struct ModelDetails {
     pub runnable: bool,
     /// Why the model cannot run here, when it cannot.
     pub not_runnable_reason: Option<String>,
+    /// When the manifest was last written (RFC 3339).
+    pub modified: String,
 }
 
 impl ModelDetails {
@@ -95,6 +181,7 @@ impl ModelDetails {
             layers: m.blobs().map(|l| LayerInfo { media_type: l.media_type.clone(), digest: l.digest.to_string(), size: l.size }).collect(),
             runnable: gguf.is_ok(),
             not_runnable_reason: gguf.err(),
+            modified: rfc3339(entry.modified),
         }
     }
 }

@@ -1,0 +1,504 @@
+//! The commands the web view may call (ui/src/lib/api.ts is their other half). Each one checks
+//! its arguments, then calls the same modules as the CLI; long work runs off the main thread and
+//! reports through a Channel.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tauri::ipc::{Channel, Invoke};
+use tauri::{AppHandle, State};
+use tauri_plugin_opener::OpenerExt;
+
+use super::error::{CommandError, CommandResult};
+use super::pick::{self, PickKind};
+use super::server::ApiServerStatus;
+use super::settings::{ApiSettings, Theme};
+use super::AppState;
+use crate::bundle::export::{self, ExportOptions, ExportReport};
+use crate::bundle::sign::{self, SigningKey, TrustedKey};
+use crate::bundle::volumes::{parse_size, FAT32_MAX};
+use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
+use crate::core::{Core, MachineOverview, ModelDetails};
+use crate::engine::chat::RequestSettings;
+use crate::engine::protocol::{GenerationStats, SamplingOptions};
+use crate::engine::supervisor::StreamEvent;
+use crate::engine::template::ChatMessage;
+use crate::progress::{Progress, ProgressSink};
+use crate::store::RootSource;
+
+type AppStateRef<'a> = State<'a, AppState>;
+
+pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        list_models,
+        model_details,
+        delete_model,
+        open_store_folder,
+        pick_path,
+        import_path,
+        cancel_transfer,
+        export_models,
+        subscribe_drops,
+        hardware,
+        start_chat,
+        stop_chat,
+        list_conversations,
+        save_conversation,
+        delete_conversation,
+        get_settings,
+        set_api_server,
+        set_signature_policy,
+        set_theme,
+        set_ui_state,
+        trust_add,
+        trust_remove,
+    ]
+}
+
+/// Runs blocking work (disk, hashing, child processes) off the async runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
+    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| CommandError::new("app", e.to_string()))?
+}
+
+fn check_name(name: &str) -> CommandResult<()> {
+    if name.trim().is_empty() || name.len() > 512 {
+        return Err(CommandError::invalid("a model name must be 1 to 512 characters"));
+    }
+    Ok(())
+}
+
+/// A path from the web view: absolute, so nothing depends on the app's working directory.
+fn check_path(path: &str, what: &str) -> CommandResult<PathBuf> {
+    let p = PathBuf::from(path.trim());
+    if path.trim().is_empty() || path.len() > 4096 || !p.is_absolute() {
+        return Err(CommandError::invalid(format!("{what}: give a full path (starting with /), not {path:?}")));
+    }
+    Ok(p)
+}
+
+// ---- Models --------------------------------------------------------------------------------
+
+#[tauri::command]
+async fn list_models(state: AppStateRef<'_>) -> CommandResult<Vec<ModelDetails>> {
+    let core = state.core.clone();
+    blocking(move || {
+        let (models, problems) = core.store.list()?;
+        for p in problems {
+            eprintln!("warning: skipped an unreadable manifest: {p}");
+        }
+        Ok(models.iter().map(|e| core.details(e)).collect())
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct FullDetails {
+    #[serde(flatten)]
+    details: ModelDetails,
+    template: Option<String>,
+    metadata: Vec<(String, String)>,
+}
+
+#[tauri::command]
+async fn model_details(state: AppStateRef<'_>, name: String) -> CommandResult<FullDetails> {
+    check_name(&name)?;
+    let core = state.core.clone();
+    blocking(move || {
+        let entry = core.store.resolve(&name)?;
+        let template = core.prepare(&name).ok().and_then(|m| m.ollama_template.or(m.gguf_template));
+        let metadata = core.model_info(&entry).into_iter().map(|(k, v)| (k, metadata_text(&v))).collect();
+        Ok(FullDetails { details: core.details(&entry), template, metadata })
+    })
+    .await
+}
+
+/// A metadata value as one line of text for the details table.
+fn metadata_text(v: &Value) -> String {
+    const MAX: usize = 300;
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "(large array, not shown)".into(),
+        other => other.to_string(),
+    };
+    if text.len() <= MAX {
+        return text;
+    }
+    let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}…", &text[..cut])
+}
+
+#[tauri::command]
+async fn delete_model(state: AppStateRef<'_>, name: String) -> CommandResult<()> {
+    check_name(&name)?;
+    let core = state.core.clone();
+    blocking(move || {
+        let entry = core.store.resolve(&name)?;
+        core.engine().supervisor.unload(&entry.name.display_shortest());
+        core.store.remove(&name)?;
+        Ok(())
+    })
+    .await
+}
+
+#[tauri::command]
+fn open_store_folder(app: AppHandle, state: AppStateRef<'_>) -> CommandResult<()> {
+    let root = state.core.store.root();
+    std::fs::create_dir_all(root).map_err(|e| CommandError::new("io", format!("cannot create the store folder {}: {e}", root.display())))?;
+    app.opener().open_path(root.display().to_string(), None::<&str>).map_err(|e| CommandError::new("app", format!("cannot open {}: {e}", root.display())))
+}
+
+#[tauri::command]
+async fn pick_path(app: AppHandle, kind: PickKind) -> CommandResult<Option<String>> {
+    Ok(pick::pick(&app, kind).await?.map(|p| p.display().to_string()))
+}
+
+// ---- Import and export -----------------------------------------------------------------------
+
+/// Sends progress to the web view at most every 50 ms (and always the last report), so a fast
+/// copy does not flood the IPC.
+struct ChannelProgress {
+    channel: Channel<Progress>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl ProgressSink for ChannelProgress {
+    fn report(&self, p: &Progress) {
+        let mut last = self.last.lock().unwrap();
+        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(50));
+        if due || p.done_bytes >= p.total_bytes {
+            *last = Some(Instant::now());
+            let _ = self.channel.send(p.clone());
+        }
+    }
+}
+
+/// Holds the one running transfer's cancel flag; dropping it frees the slot.
+struct TransferSlot<'a>(&'a Mutex<Option<Arc<AtomicBool>>>);
+
+impl<'a> TransferSlot<'a> {
+    fn take(slot: &'a Mutex<Option<Arc<AtomicBool>>>) -> CommandResult<(Self, Arc<AtomicBool>)> {
+        let mut s = slot.lock().unwrap();
+        if s.is_some() {
+            return Err(CommandError::new("busy", "another import or export is running; wait for it or cancel it first"));
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        *s = Some(flag.clone());
+        Ok((TransferSlot(slot), flag))
+    }
+}
+
+impl Drop for TransferSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = None;
+    }
+}
+
+#[tauri::command]
+async fn import_path(state: AppStateRef<'_>, path: String, name: Option<String>, on_progress: Channel<Progress>) -> CommandResult<ImportReport> {
+    let path = check_path(&path, "import")?;
+    if let Some(n) = &name {
+        check_name(n)?;
+    }
+    if !path.exists() {
+        return Err(CommandError::new("import", format!("{} does not exist; check the path or pick the bundle again", path.display())));
+    }
+    let (_slot, cancel) = TransferSlot::take(&state.transfer)?;
+    let core = state.core.clone();
+    let opts = ImportOptions { name: name.filter(|n| !n.trim().is_empty()), cancel: Some(cancel), signature: state.settings.signature_policy(), ..Default::default() };
+    let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
+    blocking(move || Ok(bundle::import(&core.store, &path, &opts, &sink)?)).await
+}
+
+#[tauri::command]
+fn cancel_transfer(state: AppStateRef<'_>) {
+    if let Some(flag) = state.transfer.lock().unwrap().as_ref() {
+        flag.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportChoices {
+    split_size: Option<String>,
+    #[serde(default)]
+    fat32: bool,
+    sign_key: Option<String>,
+    key_password: Option<String>,
+}
+
+#[tauri::command]
+async fn export_models(state: AppStateRef<'_>, models: Vec<String>, out: String, options: ExportChoices, on_progress: Channel<Progress>) -> CommandResult<ExportReport> {
+    if models.is_empty() || models.len() > 10_000 {
+        return Err(CommandError::invalid("choose at least one model to export"));
+    }
+    for m in &models {
+        check_name(m)?;
+    }
+    let out = check_path(&out, "export")?;
+    let split_size = match (options.fat32, options.split_size.as_deref().map(str::trim).filter(|s| !s.is_empty())) {
+        (true, _) => Some(FAT32_MAX),
+        (false, Some(s)) => Some(parse_size(s).map_err(CommandError::invalid)?),
+        (false, None) => None,
+    };
+    let sign_key = options.sign_key.filter(|s| !s.trim().is_empty()).map(|p| check_path(&p, "signing key")).transpose()?;
+    let password = options.key_password.filter(|p| !p.is_empty());
+    let (_slot, cancel) = TransferSlot::take(&state.transfer)?;
+    let core = state.core.clone();
+    let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
+    blocking(move || {
+        let sign = match sign_key {
+            Some(p) => Some(SigningKey::load(&p, password).map_err(|e| CommandError::new("signature", format!("cannot use the signing key {}: {e}", p.display())))?),
+            None => None,
+        };
+        let opts = ExportOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
+        Ok(export::export(&core.store, &models, &out, &opts, &sink)?)
+    })
+    .await
+}
+
+#[tauri::command]
+fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<String>>) {
+    *state.drops.lock().unwrap() = Some(on_drop);
+}
+
+// ---- Hardware --------------------------------------------------------------------------------
+
+#[tauri::command]
+async fn hardware(state: AppStateRef<'_>) -> CommandResult<MachineOverview> {
+    let core = state.core.clone();
+    blocking(move || Ok(core.machine_overview()?)).await
+}
+
+// ---- Chat ------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ChatParameters {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i32>,
+    num_predict: Option<i32>,
+    num_ctx: Option<u32>,
+}
+
+impl ChatParameters {
+    fn check(&self) -> CommandResult<()> {
+        let bad = |what: &str, range: &str| Err(CommandError::invalid(format!("{what} must be {range}")));
+        match self {
+            ChatParameters { temperature: Some(t), .. } if !(0.0..=5.0).contains(t) => bad("temperature", "between 0 and 5"),
+            ChatParameters { top_p: Some(p), .. } if !(0.0..=1.0).contains(p) => bad("top_p", "between 0 and 1"),
+            ChatParameters { top_k: Some(k), .. } if !(0..=100_000).contains(k) => bad("top_k", "between 0 and 100000"),
+            ChatParameters { num_predict: Some(n), .. } if !(-1..=1_000_000).contains(n) => bad("max tokens", "between 1 and 1000000 (or empty)"),
+            ChatParameters { num_ctx: Some(n), .. } if !(256..=1 << 20).contains(n) => bad("context length", "between 256 and 1048576 (or empty)"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ChatEvent {
+    Piece { text: String },
+    Done { stats: ChatStats },
+    Error { message: String },
+}
+
+#[derive(Clone, Serialize)]
+struct ChatStats {
+    done_reason: String,
+    prompt_tokens: u32,
+    eval_tokens: u32,
+    prompt_eval_ms: f64,
+    eval_ms: f64,
+    load_ms: f64,
+    tokens_per_second: f64,
+}
+
+impl ChatStats {
+    fn new(s: &GenerationStats, load: Duration) -> Self {
+        let eval_s = s.eval_ns as f64 / 1e9;
+        ChatStats {
+            done_reason: s.done_reason.clone(),
+            prompt_tokens: s.prompt_tokens,
+            eval_tokens: s.eval_tokens,
+            prompt_eval_ms: s.prompt_eval_ns as f64 / 1e6,
+            eval_ms: s.eval_ns as f64 / 1e6,
+            load_ms: load.as_secs_f64() * 1e3,
+            tokens_per_second: if eval_s > 0.0 { s.eval_tokens as f64 / eval_s } else { 0.0 },
+        }
+    }
+}
+
+fn check_request_id(id: &str) -> CommandResult<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(CommandError::invalid(format!("invalid request id {id:?}")));
+    }
+    Ok(())
+}
+
+/// Starts a reply on its own thread; every outcome (pieces, then done or error) arrives on
+/// `on_event`, so a reply that fails while the model loads still ends with an event.
+#[tauri::command]
+fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, messages: Vec<ChatMessage>, parameters: ChatParameters, on_event: Channel<ChatEvent>) -> CommandResult<()> {
+    check_request_id(&request_id)?;
+    check_name(&model)?;
+    parameters.check()?;
+    if messages.is_empty() || messages.len() > 100_000 {
+        return Err(CommandError::invalid("a chat needs at least one message"));
+    }
+    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+        return Err(CommandError::invalid(format!("unknown message role {:?}", m.role)));
+    }
+    if messages.iter().map(|m| m.content.len()).sum::<usize>() > 32 << 20 {
+        return Err(CommandError::invalid("the conversation is larger than 32 MiB; start a new one"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut replies = state.replies.lock().unwrap();
+        if replies.contains_key(&request_id) {
+            return Err(CommandError::invalid(format!("request {request_id} is already running")));
+        }
+        replies.insert(request_id.clone(), stop.clone());
+    }
+    let core = state.core.clone();
+    let replies = state.replies.clone();
+    std::thread::spawn(move || {
+        if let Err(message) = stream_reply(&core, &model, &messages, &parameters, &stop, &on_event) {
+            let _ = on_event.send(ChatEvent::Error { message });
+        }
+        replies.lock().unwrap().remove(&request_id);
+    });
+    Ok(())
+}
+
+fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, stop: &AtomicBool, on_event: &Channel<ChatEvent>) -> Result<(), String> {
+    let prepared = core.prepare(model).map_err(|e| e.to_string())?;
+    let options = SamplingOptions { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, num_predict: p.num_predict, ..Default::default() };
+    let req = RequestSettings { options, num_ctx: p.num_ctx, ..Default::default() };
+    let mut stream = core.engine().chat(&prepared, messages, req).map_err(|e| e.to_string())?;
+    let mut cancelled = false;
+    loop {
+        if !cancelled && stop.load(Ordering::SeqCst) {
+            stream.generation.cancel();
+            cancelled = true;
+        }
+        match stream.generation.next_event_timeout(Duration::from_millis(50)) {
+            None => continue,
+            Some(StreamEvent::Piece(text)) => {
+                if on_event.send(ChatEvent::Piece { text }).is_err() {
+                    // The window is gone: stop generating for nobody.
+                    stream.generation.cancel();
+                    cancelled = true;
+                }
+            }
+            Some(StreamEvent::Done(stats)) => {
+                let _ = on_event.send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration) });
+                return Ok(());
+            }
+            Some(StreamEvent::Error(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[tauri::command]
+fn stop_chat(state: AppStateRef<'_>, request_id: String) -> CommandResult<()> {
+    check_request_id(&request_id)?;
+    if let Some(flag) = state.replies.lock().unwrap().get(&request_id) {
+        flag.store(true, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+// ---- Conversations -----------------------------------------------------------------------------
+
+#[tauri::command]
+async fn list_conversations(state: AppStateRef<'_>) -> CommandResult<Vec<Value>> {
+    state.conversations.list()
+}
+
+#[tauri::command]
+async fn save_conversation(state: AppStateRef<'_>, conversation: Value) -> CommandResult<()> {
+    state.conversations.save(&conversation)
+}
+
+#[tauri::command]
+async fn delete_conversation(state: AppStateRef<'_>, id: String) -> CommandResult<()> {
+    state.conversations.delete(&id)
+}
+
+// ---- Settings ----------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct SettingsView {
+    store_path: String,
+    store_source: RootSource,
+    api: ApiServerStatus,
+    signature_policy: SignaturePolicy,
+    trusted_keys: Vec<TrustedKey>,
+    theme: Theme,
+    ui: Map<String, Value>,
+}
+
+fn trust_dir() -> CommandResult<PathBuf> {
+    Ok(sign::trust_dir(&sign::config_dir()?))
+}
+
+#[tauri::command]
+fn get_settings(state: AppStateRef<'_>) -> CommandResult<SettingsView> {
+    let s = &state.settings;
+    Ok(SettingsView {
+        store_path: state.core.store.root().display().to_string(),
+        store_source: state.core.store.root_source(),
+        api: state.server.status(),
+        signature_policy: s.signature_policy(),
+        trusted_keys: sign::trust_list(&trust_dir()?)?,
+        theme: s.theme(),
+        ui: s.ui(),
+    })
+}
+
+#[tauri::command]
+async fn set_api_server(state: AppStateRef<'_>, enabled: bool, port: u16, token: Option<String>) -> CommandResult<ApiServerStatus> {
+    if port == 0 {
+        return Err(CommandError::invalid("choose a port between 1 and 65535"));
+    }
+    let token = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if token.as_ref().is_some_and(|t| t.len() > 256 || t.chars().any(char::is_control)) {
+        return Err(CommandError::invalid("the token must be at most 256 printable characters"));
+    }
+    let api = ApiSettings { enabled, port, token };
+    state.settings.set_api(&api)?;
+    let core = state.core.clone();
+    Ok(state.server.apply(core, api))
+}
+
+#[tauri::command]
+fn set_signature_policy(state: AppStateRef<'_>, policy: SignaturePolicy) -> CommandResult<()> {
+    state.settings.set_signature_policy(policy)
+}
+
+#[tauri::command]
+fn set_theme(state: AppStateRef<'_>, theme: Theme) -> CommandResult<()> {
+    state.settings.set_theme(theme)
+}
+
+#[tauri::command]
+fn set_ui_state(state: AppStateRef<'_>, ui: Map<String, Value>) -> CommandResult<()> {
+    state.settings.set_ui(ui)
+}
+
+#[tauri::command]
+fn trust_add(path: String) -> CommandResult<String> {
+    let path = check_path(&path, "public key")?;
+    Ok(sign::trust_add(&trust_dir()?, Path::new(&path))?)
+}
+
+#[tauri::command]
+fn trust_remove(key_id: String) -> CommandResult<()> {
+    if key_id.len() > 64 {
+        return Err(CommandError::invalid("invalid key ID"));
+    }
+    Ok(sign::trust_remove(&trust_dir()?, &key_id)?)
+}

@@ -1,0 +1,99 @@
+//! The desktop app: a thin Tauri layer over the same [`Core`] as the CLI and the API. It owns the
+//! window, the pickers, the settings and the saved conversations; everything else is a call into
+//! the modules the CLI uses. The web view may call only the commands in [`commands`]
+//! (capabilities/default.json); it gets no Tauri core or plugin API.
+
+mod commands;
+mod conversations;
+mod error;
+mod pick;
+mod server;
+mod settings;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tauri::ipc::Channel;
+use tauri::{DragDropEvent, Manager, WindowEvent};
+
+use crate::core::Core;
+
+/// What every command shares.
+pub struct AppState {
+    core: Arc<Core>,
+    /// Cancel flag of the import or export in progress (one at a time).
+    transfer: Mutex<Option<Arc<AtomicBool>>>,
+    /// Stop flags of the replies streaming now, by the UI's request ID.
+    replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// Where paths dropped on the window go.
+    drops: Mutex<Option<Channel<Vec<String>>>>,
+    server: server::ApiServer,
+    conversations: conversations::Conversations,
+    settings: settings::Settings,
+}
+
+/// `airlock-desktop`: the window. The same binary answers the hidden `runner` and
+/// `hardware --probe-devices` subcommands, so the engine and the hardware probe run their child
+/// processes from it exactly as they do from the CLI.
+pub fn main() -> ExitCode {
+    if matches!(std::env::args().nth(1).as_deref(), Some("runner" | "hardware")) {
+        return crate::cli::main();
+    }
+    let core = match Core::from_env() {
+        Ok(core) => Arc::new(core),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_store::Builder::new().build())
+        .plugin(tauri_plugin_opener::init())
+        .setup(move |app| {
+            let data_dir = app.path().app_data_dir()?;
+            let settings = settings::Settings::open(app.handle())?;
+            let state = AppState {
+                core: core.clone(),
+                transfer: Mutex::new(None),
+                replies: Arc::default(),
+                drops: Mutex::new(None),
+                server: server::ApiServer::default(),
+                conversations: conversations::Conversations::new(data_dir.join("conversations")),
+                settings,
+            };
+            let api = state.settings.api();
+            if api.enabled {
+                state.server.apply(core.clone(), api);
+            }
+            app.manage(state);
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. }) = event {
+                let state = window.state::<AppState>();
+                let drops = state.drops.lock().unwrap();
+                if let Some(channel) = drops.as_ref() {
+                    let _ = channel.send(paths.iter().map(|p| p.display().to_string()).collect());
+                }
+            }
+        })
+        .invoke_handler(commands::handler())
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("Error: cannot start the window: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            let state = handle.state::<AppState>();
+            state.server.stop();
+            state.core.engine().supervisor.unload_all();
+        }
+    });
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,102 @@
+//! The local API server inside the app: the same router as `airlock serve`, on loopback only,
+//! started, stopped and moved to another port from Settings.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::settings::ApiSettings;
+use crate::api::{self, ServerConfig};
+use crate::core::Core;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiServerStatus {
+    pub enabled: bool,
+    pub port: u16,
+    pub token: Option<String>,
+    pub running: bool,
+    pub url: Option<String>,
+    /// Why it is not running although enabled.
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ApiServer {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    settings: ApiSettings,
+    shutdown: Option<oneshot::Sender<()>>,
+    url: Option<String>,
+    error: Option<String>,
+}
+
+impl ApiServer {
+    /// Stops the running server, if any, and starts one as `settings` say.
+    pub fn apply(&self, core: Arc<Core>, settings: ApiSettings) -> ApiServerStatus {
+        let mut state = self.state.lock().unwrap();
+        if let Some(stop) = state.shutdown.take() {
+            let _ = stop.send(());
+        }
+        state.url = None;
+        state.error = None;
+        if settings.enabled {
+            // Loopback only: the app never exposes models to the network (`airlock serve` can,
+            // with a token).
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
+            // A port just given up by the previous server may take a moment to be free again.
+            let mut bound = api::bind(addr);
+            for _ in 0..20 {
+                if bound.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                bound = api::bind(addr);
+            }
+            match bound {
+                Ok(listener) => {
+                    let cfg = ServerConfig { addr, api_key: settings.token.clone(), origins: Vec::new() };
+                    let (stop, stopped) = oneshot::channel::<()>();
+                    tauri::async_runtime::spawn(async move {
+                        let shutdown = async {
+                            let _ = stopped.await;
+                        };
+                        if let Err(e) = api::serve_on(listener, core, &cfg, shutdown).await {
+                            eprintln!("warning: the API server stopped: {e}");
+                        }
+                    });
+                    state.shutdown = Some(stop);
+                    state.url = Some(format!("http://{addr}"));
+                }
+                Err(e) => state.error = Some(e),
+            }
+        }
+        state.settings = settings;
+        status(&state)
+    }
+
+    pub fn status(&self) -> ApiServerStatus {
+        status(&self.state.lock().unwrap())
+    }
+
+    pub fn stop(&self) {
+        if let Some(stop) = self.state.lock().unwrap().shutdown.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn status(s: &State) -> ApiServerStatus {
+    ApiServerStatus {
+        enabled: s.settings.enabled,
+        port: s.settings.port,
+        token: s.settings.token.clone(),
+        running: s.shutdown.is_some(),
+        url: s.url.clone(),
+        error: s.error.clone(),
+    }
+}

@@ -1,0 +1,354 @@
+//! End to end: the real `airlock-desktop` window under Xvfb, driven through `tauri-driver` and
+//! `WebKitWebDriver`, on the real test model. scripts/test.sh starts Xvfb, installs tauri-driver
+//! and fetches the model; run alone with
+//! `DISPLAY=:99 AIRLOCK_TEST_MODEL=… cargo test --test e2e -- --nocapture`.
+//!
+//! One test, as a user goes: empty store → Import bundle… → progress, then the model in the list
+//! → Hardware shows the CPU and why there is no GPU → Chat: a reply streams in, Stop works →
+//! restart: the conversation is still there. Screenshots of each page are written, and the
+//! figures the issue asks for are printed (never asserted: machines here are noisy).
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const APP: &str = env!("CARGO_BIN_EXE_airlock-desktop");
+const CLI: &str = env!("CARGO_BIN_EXE_airlock");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn tool(name: &str) -> PathBuf {
+    let home_bin = dirs::home_dir().unwrap_or_default().join(".cargo/bin").join(name);
+    if home_bin.is_file() {
+        return home_bin;
+    }
+    PathBuf::from(name)
+}
+
+/// Everything the app sees: an empty store and its own data, config and pick path.
+struct Sandbox {
+    _root: tempfile::TempDir,
+    store: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
+    bundle: PathBuf,
+}
+
+impl Sandbox {
+    /// Makes a bundle folder of the test model with the CLI (the connected side's job).
+    fn new(model: &Path) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        let (store, data, config, bundle) = (p.join("store"), p.join("data"), p.join("config"), p.join("bundle"));
+        let packer = p.join("packer-store");
+        let run = |args: &[&str]| {
+            let out = Command::new(CLI).args(args).env("AIRLOCK_MODELS", &packer).env("AIRLOCK_CONFIG", &config).output().unwrap();
+            assert!(out.status.success(), "airlock {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["import", model.to_str().unwrap(), "--name", "gemma3:270m"]);
+        run(&["export", "gemma3:270m", "--out", bundle.to_str().unwrap()]);
+        Sandbox { _root: root, store, data, config, bundle }
+    }
+}
+
+/// tauri-driver on a free port, with the app's environment; on drop, it and everything it
+/// started (WebKitWebDriver, an app left running) are killed as one process group.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(sb: &Sandbox) -> Self {
+        let port = free_port();
+        let child = Command::new(tool("tauri-driver"))
+            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .env("AIRLOCK_MODELS", &sb.store)
+            .env("AIRLOCK_CONFIG", &sb.config)
+            .env("AIRLOCK_PICK_PATH", &sb.bundle)
+            .env("XDG_DATA_HOME", &sb.data)
+            .env("AIRLOCK_THREADS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("tauri-driver not found: `cargo install tauri-driver --locked` (scripts/test.sh does)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+
+    /// Starts the app (a WebDriver session) and waits until its UI is ready; returns the
+    /// client and the milliseconds from asking for the window to the UI being interactive.
+    async fn launch(&self) -> (Client, f64) {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("wry"));
+        caps.insert("tauri:options".into(), json!({ "application": APP }));
+        let started = Instant::now();
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("WebDriver session (is DISPLAY set and Xvfb running? is webkit2gtk-driver installed?)");
+        wait_for(&client, "[data-ready='true']").await;
+        (client, started.elapsed().as_secs_f64() * 1e3)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = -(self.child.id() as i32);
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(c: &Client, css: &str) -> Element {
+    c.wait().at_most(WAIT).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+async fn click(c: &Client, css: &str) {
+    wait_for(c, css).await.click().await.unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+/// Polls a script until it returns `true`.
+async fn wait_until(c: &Client, what: &str, script: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if c.execute(script, vec![]).await.unwrap() == json!(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = std::env::var_os("AIRLOCK_SCREENSHOT_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    println!("screenshot: {}", dir.join(format!("{name}.png")).display());
+}
+
+/// The app's processes started by this test, by kind: "app" (`airlock-desktop`), "webkit" (its
+/// web and network processes), "runner" (the model process). WebKitWebDriver is the test's.
+fn app_processes(sandbox_data: &Path) -> Vec<(u32, &'static str)> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let ours = environ.split(|b| *b == 0).any(|kv| kv == format!("XDG_DATA_HOME={}", sandbox_data.display()).as_bytes());
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let is_runner = cmdline.split(|b| *b == 0).nth(1) == Some(b"runner".as_slice());
+        let kind = match name.as_str() {
+            _ if !ours => continue,
+            "WebKitWebDriver" => continue,
+            n if n.starts_with("airlock-desktop") && is_runner => "runner",
+            n if n.starts_with("airlock-desktop") => "app",
+            n if n.starts_with("WebKit") => "webkit",
+            _ => continue,
+        };
+        pids.push((pid, kind));
+    }
+    pids
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+/// Addresses of every TCP socket a process holds (from /proc/net/tcp{,6} by socket inode).
+fn tcp_endpoints(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).filter_map(|l| l.to_string_lossy().strip_prefix("socket:[").map(|s| s.trim_end_matches(']').to_string())).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                out.push(format!("{} {}", f[1], f[2]));
+            }
+        }
+    }
+    out
+}
+
+/// A /proc/net/tcp address (hex IP:port) is loopback (127.0.0.0/8, ::1, ::ffff:127.x) or unset.
+fn is_loopback_or_unset(hex: &str) -> bool {
+    let ip = hex.split(':').next().unwrap_or_default();
+    match ip.len() {
+        8 => ip.ends_with("7F") || ip == "00000000",
+        32 => ip == "00000000000000000000000001000000" || ip == "00000000000000000000000000000000" || (ip.starts_with("0000000000000000FFFF0000") && ip.ends_with("7F")),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_hardware_chat_and_restart() {
+    let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
+    assert!(std::env::var_os("DISPLAY").is_some(), "DISPLAY must name a running X server (scripts/test.sh starts Xvfb :99)");
+    let sb = Sandbox::new(&model);
+    let driver = Driver::start(&sb);
+
+    // ---- First start: an empty store.
+    let (c, start_ms) = driver.launch().await;
+    click(&c, "[data-testid='nav-models']").await;
+    assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "the store starts empty");
+
+    // Import bundle… (the picker returns AIRLOCK_PICK_PATH): progress, then the model.
+    click(&c, "[data-testid='import-bundle']").await;
+    let mut saw_progress = false;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if !c.find_all(Locator::Css("[data-testid='import-progress']")).await.unwrap().is_empty() {
+            saw_progress = true;
+        }
+        if !c.find_all(Locator::Css("[data-testid='import-result']")).await.unwrap().is_empty() {
+            break;
+        }
+        if let Ok(e) = c.find(Locator::Css("[data-testid='import-error']")).await {
+            panic!("import failed: {}", e.text().await.unwrap());
+        }
+        assert!(Instant::now() < deadline, "the import did not finish");
+    }
+    let result = wait_for(&c, "[data-testid='import-result']").await.text().await.unwrap();
+    assert!(result.contains("gemma3:270m"), "the result names the model: {result}");
+    let row = wait_for(&c, "[data-testid='model-row'][data-name='gemma3:270m']").await;
+    let row_text = row.text().await.unwrap();
+    assert!(row_text.contains("Q4_K_M") && row_text.contains("268"), "the list shows quantisation and parameters: {row_text}");
+    println!("import progress panel seen: {saw_progress}");
+    screenshot(&c, "models").await;
+
+    // Export… the model to a zip (the path typed, as a user may), then require signatures in
+    // Settings: the same, unsigned bundle is now refused with a reason.
+    let zip = sb.bundle.with_file_name("exported.zip");
+    click(&c, "[data-testid='export-open']").await;
+    let choice = wait_for(&c, "[data-testid='export-model'][value='gemma3:270m']").await;
+    if !choice.is_selected().await.unwrap() {
+        choice.click().await.unwrap();
+    }
+    wait_for(&c, "[data-testid='export-out']").await.send_keys(zip.to_str().unwrap()).await.unwrap();
+    click(&c, "[data-testid='export-start']").await;
+    let exported = wait_for(&c, "[data-testid='export-result']").await.text().await.unwrap();
+    assert!(exported.contains("exported.zip"), "the result names the file: {exported}");
+    assert!(std::fs::metadata(&zip).unwrap().len() > 200_000_000, "the zip holds the model");
+    click(&c, "[data-testid='nav-settings']").await;
+    wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();
+    click(&c, "[data-testid='nav-models']").await;
+    wait_for(&c, "[data-testid='import-path']").await.send_keys(zip.to_str().unwrap()).await.unwrap();
+    click(&c, "[data-testid='import-path-submit']").await;
+    let refusal = wait_for(&c, "[data-testid='import-error']").await.text().await.unwrap();
+    assert!(refusal.contains("not signed"), "an unsigned bundle is refused under `require`: {refusal}");
+
+    // ---- Hardware: the CPU, and in words why there is no GPU.
+    click(&c, "[data-testid='nav-hardware']").await;
+    let cpu = wait_for(&c, "[data-testid='hw-cpu']").await.text().await.unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let model_name = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string()).unwrap_or_default();
+    assert!(cpu.contains(&model_name), "the CPU model {model_name:?} is shown: {cpu}");
+    let reason = wait_for(&c, "[data-testid='hw-no-gpu-reason']").await.text().await.unwrap();
+    assert!(reason.to_lowercase().contains("gpu"), "a reason in words: {reason}");
+    let fit = wait_for(&c, "[data-testid='hw-fit'][data-name='gemma3:270m']").await;
+    assert_eq!(fit.attr("data-verdict").await.unwrap().as_deref(), Some("cpu_only"));
+    screenshot(&c, "hardware").await;
+
+    // ---- Chat: a reply streams in, and Stop ends it.
+    click(&c, "[data-testid='nav-chat']").await;
+    click(&c, "[data-testid='new-chat']").await;
+    wait_for(&c, "[data-testid='model-picker']").await.select_by_value("gemma3:270m").await.unwrap();
+    let prompt = "The three primary colours are";
+    wait_for(&c, "[data-testid='chat-input']").await.send_keys(prompt).await.unwrap();
+    click(&c, "[data-testid='send']").await;
+    let reply_css = "[data-testid='message'][data-role='assistant']";
+    wait_until(
+        &c,
+        "the reply streams",
+        &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return !!m && m.dataset.streaming === 'true' && m.querySelector(\"[data-testid='message-content']\").textContent.trim().length > 20;"),
+    )
+    .await;
+    let stream_started = Instant::now();
+    let tokens_at_start: f64 = c.execute("return (window.__airlockStreamStats || {tokens: 0}).tokens;", vec![]).await.unwrap().as_f64().unwrap_or(0.0);
+    wait_until(&c, "100 tokens have streamed", &format!("return (window.__airlockStreamStats || {{tokens: 0}}).tokens >= {} || [...document.querySelectorAll(\"{reply_css}\")].pop().dataset.streaming === 'false';", tokens_at_start + 100.0)).await;
+    let stream_ms = stream_started.elapsed().as_secs_f64() * 1e3;
+    let tokens_streamed = c.execute("return (window.__airlockStreamStats || {tokens: 0}).tokens;", vec![]).await.unwrap().as_f64().unwrap_or(0.0) - tokens_at_start;
+    let streamed_before_stop = Instant::now();
+    click(&c, "[data-testid='stop']").await;
+    wait_until(&c, "the reply stops", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'false';")).await;
+    let stop_ms = streamed_before_stop.elapsed().as_secs_f64() * 1e3;
+    let reply = c.find_all(Locator::Css(reply_css)).await.unwrap().pop().unwrap().text().await.unwrap();
+    assert!(!reply.trim().is_empty());
+    screenshot(&c, "chat").await;
+
+    // Figures: the UI's own cost per streamed token, from the real web view.
+    let stats: Value = c.execute("return window.__airlockStreamStats || null;", vec![]).await.unwrap();
+    let (tokens, render_ms) = (stats["tokens"].as_f64().unwrap_or(0.0), stats["renderMs"].as_f64().unwrap_or(0.0));
+    assert!(tokens > 0.0, "the UI counted the streamed tokens: {stats}");
+
+    // Settings page (and the screenshot the README shows).
+    click(&c, "[data-testid='nav-settings']").await;
+    let store_path = wait_for(&c, "[data-testid='store-path']").await.text().await.unwrap();
+    assert!(store_path.contains(sb.store.to_str().unwrap()), "the store location is shown: {store_path}");
+    screenshot(&c, "settings").await;
+
+    // Idle: memory of the app's processes, and no connection anywhere but loopback.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids = app_processes(&sb.data);
+    assert!(pids.iter().any(|(_, k)| *k == "app"), "found the app's process: {pids:?}");
+    let rss_of = |kind: &str| pids.iter().filter(|(_, k)| *k == kind).map(|(p, _)| rss_kib(*p)).sum::<u64>() as f64 / 1024.0;
+    let (app_mib, webkit_mib, runner_mib) = (rss_of("app"), rss_of("webkit"), rss_of("runner"));
+    for (pid, _) in &pids {
+        for endpoint in tcp_endpoints(*pid) {
+            let mut ends = endpoint.split(' ');
+            let (local, remote) = (ends.next().unwrap(), ends.next().unwrap());
+            assert!(is_loopback_or_unset(local) && is_loopback_or_unset(remote), "process {pid} has a non-loopback connection {endpoint}");
+        }
+    }
+    c.close().await.unwrap();
+
+    // ---- Restart: the conversation is still there.
+    let (c, restart_ms) = driver.launch().await;
+    click(&c, "[data-testid='nav-chat']").await;
+    wait_for(&c, "[data-testid='conversation']").await;
+    wait_until(
+        &c,
+        "the conversation is restored",
+        &format!("return [...document.querySelectorAll(\"[data-testid='message'][data-role='user']\")].some(m => m.textContent.includes({prompt:?}));"),
+    )
+    .await;
+    let restored = c.find_all(Locator::Css(reply_css)).await.unwrap();
+    assert!(!restored.is_empty(), "the stopped reply is restored too");
+    c.close().await.unwrap();
+
+    println!("\n== desktop figures (this machine, this run) ==");
+    println!("window start to interactive: first start {start_ms:.0} ms, restart {restart_ms:.0} ms (WebDriver session request → UI ready)");
+    println!("idle memory (RSS): app process {app_mib:.1} MiB, its WebKit processes {webkit_mib:.1} MiB, the model runner {runner_mib:.1} MiB");
+    let per_token_ms = render_ms / tokens.max(1.0);
+    let interval_ms = stream_ms / tokens_streamed.max(1.0);
+    println!(
+        "UI update cost per streamed token: {per_token_ms:.3} ms over {tokens} tokens = {:.3} of the {interval_ms:.1} ms between tokens at this run's {:.1} tokens/s",
+        per_token_ms / interval_ms,
+        1e3 / interval_ms
+    );
+    println!("stop: the reply ended {stop_ms:.0} ms after Stop was clicked");
+}

@@ -1,0 +1,317 @@
+// The one place the UI talks to the Rust side (src-tauri/desktop/commands.rs): every Tauri
+// command, its argument names and the shapes it returns. Keep the two files in step.
+
+import { Channel, invoke } from '@tauri-apps/api/core';
+
+/** Every command rejects with this shape; `message` is written for the user. */
+export interface CommandError {
+  /** Machine-readable: "import", "not_found", "invalid_argument", "engine", "busy", "io", "cancelled", … */
+  code: string;
+  message: string;
+}
+
+export function errorMessage(e: unknown): string {
+  if (e && typeof e === 'object' && 'message' in e) return String((e as CommandError).message);
+  return String(e);
+}
+
+// ---- Models -------------------------------------------------------------------------------
+
+export interface LayerInfo {
+  media_type: string;
+  digest: string;
+  size: number;
+}
+
+export interface ModelDetails {
+  name: string;
+  id: string;
+  size: number;
+  architecture: string | null;
+  /** e.g. "268.10M" */
+  parameters: string | null;
+  parameter_count: number | null;
+  /** e.g. "Q4_K_M" */
+  quantization: string | null;
+  context_length: number | null;
+  embedding_length: number | null;
+  block_count: number | null;
+  chat_template: boolean;
+  license: string | null;
+  layers: LayerInfo[];
+  runnable: boolean;
+  not_runnable_reason: string | null;
+  /** RFC 3339 */
+  modified: string;
+}
+
+/** `ModelDetails` plus what only the details view needs. */
+export interface ModelFullDetails extends ModelDetails {
+  /** The chat template (Jinja from the GGUF, or the Ollama template layer), if any. */
+  template: string | null;
+  /** GGUF metadata as [key, value shown as text] pairs, arrays shortened. */
+  metadata: [string, string][];
+}
+
+export const listModels = () => invoke<ModelDetails[]>('list_models');
+export const modelDetails = (name: string) => invoke<ModelFullDetails>('model_details', { name });
+export const deleteModel = (name: string) => invoke<void>('delete_model', { name });
+export const openStoreFolder = () => invoke<void>('open_store_folder');
+
+/** A file or folder picker (rfd). Returns null when the user cancels. */
+export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder';
+export const pickPath = (kind: PickKind) => invoke<string | null>('pick_path', { kind });
+
+// ---- Import / export progress ---------------------------------------------------------------
+
+export interface Progress {
+  /** "importing", "exporting", … */
+  phase: string;
+  /** The model and blob (or file) being worked on, e.g. "gemma3:latest sha256:a5fd…". */
+  item: string;
+  done_bytes: number;
+  total_bytes: number;
+}
+
+export interface Signer {
+  key_id: string;
+  trusted_comment: string;
+}
+
+export interface ImportReport {
+  models: { name: string; id: string; size: number }[];
+  blobs_copied: number;
+  blobs_linked: number;
+  blobs_already_present: number;
+  bytes_copied: number;
+  signer: Signer | null;
+  warnings: string[];
+}
+
+/** Imports a bundle folder, a `.zip`, a first volume `.zip.001`, or a `.gguf` (then `name` is used). */
+export function importPath(path: string, name: string | null, onProgress: (p: Progress) => void) {
+  const channel = new Channel<Progress>();
+  channel.onmessage = onProgress;
+  return invoke<ImportReport>('import_path', { path, name, onProgress: channel });
+}
+/** Cancels the running import or export; it then rejects with code "cancelled". */
+export const cancelTransfer = () => invoke<void>('cancel_transfer');
+
+export interface ExportOptions {
+  /** e.g. "100M", "4G"; null for one file. Only for a `.zip` output. */
+  split_size: string | null;
+  fat32: boolean;
+  /** Path of a minisign secret key (`.key`) to sign with, or null. */
+  sign_key: string | null;
+  /** Password of that key; null when it is unencrypted. */
+  key_password: string | null;
+}
+
+export interface ExportReport {
+  models: { name: string; id: string; size: number }[];
+  blobs_written: number;
+  blobs_excluded: number;
+  bytes_written: number;
+  /** Files written: the zip, its volumes, or the folder. */
+  outputs: string[];
+  /** Key ID of the signing key, when signed. */
+  signed_by: string | null;
+}
+
+/** `out` ending in `.zip` writes a zip (optionally split); anything else a bundle folder. */
+export function exportModels(models: string[], out: string, options: ExportOptions, onProgress: (p: Progress) => void) {
+  const channel = new Channel<Progress>();
+  channel.onmessage = onProgress;
+  return invoke<ExportReport>('export_models', { models, out, options, onProgress: channel });
+}
+
+/** Paths dropped on the window, delivered as they happen (the UI subscribes once). */
+export function onDrop(handler: (paths: string[]) => void) {
+  const channel = new Channel<string[]>();
+  channel.onmessage = handler;
+  return invoke<void>('subscribe_drops', { onDrop: channel });
+}
+
+// ---- Hardware -------------------------------------------------------------------------------
+
+export interface GpuDevice {
+  name: string;
+  device: string;
+  backend: string;
+  memory_total_bytes: number;
+  memory_free_bytes: number;
+  driver: string | null;
+}
+
+export type FitVerdict =
+  | { verdict: 'full_gpu' }
+  | { verdict: 'partial_offload'; layers: number; of: number }
+  | { verdict: 'cpu_only' }
+  | { verdict: 'does_not_fit' };
+
+export type FitEstimate = FitVerdict & {
+  need_bytes: number;
+  weights_bytes: number;
+  kv_bytes: number;
+  overhead_bytes: number;
+  vram_free_bytes: number;
+  ram_available_bytes: number;
+  /** The numbers behind the verdict, in words. */
+  explanation: string;
+};
+
+export interface ModelFit {
+  name: string;
+  num_ctx?: number;
+  parallel?: number;
+  layers?: number;
+  fit?: FitEstimate;
+  error?: string;
+}
+
+export interface HardwareReport {
+  cpu: {
+    model: string;
+    physical_cores: number;
+    logical_cores: number;
+    threads_used: number;
+    cpu_variant: string | null;
+  };
+  memory: { total_bytes: number; available_bytes: number };
+  gpus: GpuDevice[];
+  gpu_backends_built: string[];
+  /** Why no GPU is usable, in words; null when `gpus` is not empty. */
+  no_gpu_reason: string | null;
+  models: ModelFit[];
+}
+
+/** Probes again each call (a few hundred ms: the device probe runs in a child process). */
+export const hardware = () => invoke<HardwareReport>('hardware');
+
+// ---- Chat -----------------------------------------------------------------------------------
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface ChatParameters {
+  temperature: number | null;
+  top_p: number | null;
+  top_k: number | null;
+  /** Max tokens of the reply; null = until the model stops or the context is full. */
+  num_predict: number | null;
+  /** Context length; null = the model's default. */
+  num_ctx: number | null;
+}
+
+export interface ChatStats {
+  /** "stop", "length", "cancel" */
+  done_reason: string;
+  prompt_tokens: number;
+  eval_tokens: number;
+  prompt_eval_ms: number;
+  eval_ms: number;
+  load_ms: number;
+  tokens_per_second: number;
+}
+
+export type ChatEvent =
+  | { kind: 'piece'; text: string }
+  | { kind: 'done'; stats: ChatStats }
+  | { kind: 'error'; message: string };
+
+/**
+ * Starts a reply to `messages` (the system prompt, if any, first). Resolves once the reply has
+ * started streaming; events arrive on the channel, always ending with one "done" or "error".
+ * `requestId` is chosen by the UI and names the reply for `stopChat`.
+ */
+export function startChat(
+  requestId: string,
+  model: string,
+  messages: ChatMessage[],
+  parameters: ChatParameters,
+  onEvent: (e: ChatEvent) => void,
+) {
+  const channel = new Channel<ChatEvent>();
+  channel.onmessage = onEvent;
+  return invoke<void>('start_chat', { requestId, model, messages, parameters, onEvent: channel });
+}
+export const stopChat = (requestId: string) => invoke<void>('stop_chat', { requestId });
+
+// ---- Conversations (persisted by the Rust side, one file each, written atomically) ----------
+
+export interface StoredMessage extends ChatMessage {
+  id: string;
+  /** RFC 3339 */
+  created: string;
+  stats?: ChatStats | null;
+  /** An error shown inline under this (assistant) message, with Retry. */
+  error?: string | null;
+  /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
+  streaming?: boolean;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  model: string | null;
+  system_prompt: string;
+  parameters: ChatParameters;
+  messages: StoredMessage[];
+  /** Text typed but not sent yet. */
+  draft: string;
+  created: string;
+  updated: string;
+}
+
+export const listConversations = () => invoke<Conversation[]>('list_conversations');
+export const saveConversation = (conversation: Conversation) => invoke<void>('save_conversation', { conversation });
+export const deleteConversation = (id: string) => invoke<void>('delete_conversation', { id });
+
+// ---- Settings -------------------------------------------------------------------------------
+
+export type SignaturePolicy = 'off' | 'warn' | 'require';
+export type Theme = 'light' | 'dark' | 'system';
+
+export interface ApiServerStatus {
+  enabled: boolean;
+  port: number;
+  /** Bearer token required by the server; null for none. */
+  token: string | null;
+  running: boolean;
+  /** e.g. "http://127.0.0.1:11434" while running */
+  url: string | null;
+  /** Why it is not running although enabled (port taken, …). */
+  error: string | null;
+}
+
+export interface TrustedKey {
+  key_id: string;
+  /** The key file's untrusted comment, to tell keys apart. */
+  comment: string;
+  path: string;
+}
+
+export interface Settings {
+  store_path: string;
+  /** Where the store location comes from. */
+  store_source: 'AIRLOCK_MODELS' | 'OLLAMA_MODELS' | 'default';
+  api: ApiServerStatus;
+  signature_policy: SignaturePolicy;
+  trusted_keys: TrustedKey[];
+  theme: Theme;
+  /** Last-used page, chat model etc.; free-form for the UI. */
+  ui: Record<string, unknown>;
+}
+
+export const getSettings = () => invoke<Settings>('get_settings');
+/** Starts, stops or restarts the API server; resolves with its new status (an error inside). */
+export const setApiServer = (enabled: boolean, port: number, token: string | null) =>
+  invoke<ApiServerStatus>('set_api_server', { enabled, port, token });
+export const setSignaturePolicy = (policy: SignaturePolicy) => invoke<void>('set_signature_policy', { policy });
+export const setTheme = (theme: Theme) => invoke<void>('set_theme', { theme });
+export const setUiState = (ui: Record<string, unknown>) => invoke<void>('set_ui_state', { ui });
+/** Adds a minisign public key file; resolves with its key ID. */
+export const trustAdd = (path: string) => invoke<string>('trust_add', { path });
+export const trustRemove = (keyId: string) => invoke<void>('trust_remove', { keyId });

@@ -1,0 +1,94 @@
+// Small pure formatting helpers shared by the pages.
+import type { FitVerdict } from './api';
+
+/** 1234567 → "1.2 MB" (decimal units, as `ollama list` prints them). */
+export function formatBytes(n: number | null | undefined): string {
+  if (n == null || !Number.isFinite(n)) return '—';
+  if (n < 1000) return `${Math.round(n)} B`;
+  const units = ['KB', 'MB', 'GB', 'TB', 'PB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1000;
+    i++;
+  } while (v >= 1000 && i < units.length - 1);
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
+}
+
+/** Binary units for memory sizes: "7.6 GiB". */
+export function formatBytesBinary(n: number | null | undefined): string {
+  if (n == null || !Number.isFinite(n)) return '—';
+  if (n < 1024) return `${Math.round(n)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
+}
+
+export function formatRate(bytesPerSecond: number | null): string {
+  if (bytesPerSecond == null || !Number.isFinite(bytesPerSecond) || bytesPerSecond <= 0) return '—';
+  return `${formatBytes(bytesPerSecond)}/s`;
+}
+
+/** Seconds → "1 h 02 min", "3 min 05 s", "12 s". */
+export function formatDuration(seconds: number | null): string {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return '—';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(s % 60).padStart(2, '0')} s`;
+  const h = Math.floor(m / 60);
+  return `${h} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+/** An RFC 3339 date as "5 minutes ago" (under a week) or a local date. */
+export function formatRelative(iso: string, now: number = Date.now()): string {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return iso || '—';
+  const diff = (now - t) / 1000;
+  if (diff < 0 || diff >= 7 * 86400) return new Date(t).toLocaleDateString();
+  if (diff < 45) return 'just now';
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  if (diff < 3600) return rtf.format(-Math.round(diff / 60), 'minute');
+  if (diff < 86400) return rtf.format(-Math.round(diff / 3600), 'hour');
+  return rtf.format(-Math.round(diff / 86400), 'day');
+}
+
+export function formatNumber(n: number | null | undefined): string {
+  if (n == null || !Number.isFinite(n)) return '—';
+  return n.toLocaleString();
+}
+
+/** The fit verdict in words. */
+export function verdictWords(v: FitVerdict): string {
+  switch (v.verdict) {
+    case 'full_gpu':
+      return 'Full GPU';
+    case 'partial_offload':
+      return `Partial offload: ${v.layers} of ${v.of} layers`;
+    case 'cpu_only':
+      return 'CPU only';
+    case 'does_not_fit':
+      return 'Does not fit';
+    default:
+      return String((v as { verdict: string }).verdict);
+  }
+}
+
+/** A short random id (crypto when available). */
+export function newId(prefix = ''): string {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === 'function') return prefix + c.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(bytes);
+  else for (let i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}

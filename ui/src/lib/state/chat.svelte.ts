@@ -1,0 +1,299 @@
+// Conversations and the streaming reply. Everything the user does in the chat goes through here.
+import * as api from '../api';
+import type { ChatEvent, ChatParameters, ChatStats, Conversation, StoredMessage } from '../api';
+import {
+  appendTurn,
+  editAndResend,
+  newConversation,
+  normalizeConversation,
+  regenerate as regenerateOp,
+  restoreInterrupted,
+  searchConversations,
+  sortByUpdated,
+  buildChatMessages,
+  titleFrom,
+} from '../conversation';
+import { newId, nowIso } from '../format';
+import { Debouncer, Saver } from '../saver';
+import { LiveReply } from '../stream';
+
+/** While a reply streams it is saved this often (with `streaming: true`). */
+export const STREAM_SAVE_MS = 300;
+/** Typing is saved this long after the last keystroke. */
+export const DRAFT_SAVE_MS = 300;
+/** After Stop, give the backend this long to answer "done" before finishing locally. */
+const STOP_GRACE_MS = 3000;
+
+export class ChatStore {
+  conversations = $state<Conversation[]>([]);
+  currentId = $state<string | null>(null);
+  /** The reply being streamed, if any (one at a time). */
+  live = $state.raw<LiveReply | null>(null);
+  search = $state('');
+  /** A problem not tied to a message (saving failed, …). */
+  notice = $state<string | null>(null);
+
+  current = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
+  visible = $derived(sortByUpdated(searchConversations(this.conversations, this.search)));
+
+  private saver = new Saver(
+    (c) => api.saveConversation(c),
+    (e) => (this.notice = `Could not save the conversation: ${api.errorMessage(e)}`),
+  );
+  private debounce = new Debouncer(DRAFT_SAVE_MS);
+  /** Conversations that exist on disk (so deleting one that was never saved needs no call). */
+  private stored = new Set<string>();
+
+  /** Loads the saved conversations and opens the most recently updated one. */
+  async load(): Promise<void> {
+    const list = await api.listConversations();
+    this.setConversations(list);
+  }
+
+  setConversations(list: Conversation[]): void {
+    const restored = list.map((c) => restoreInterrupted(normalizeConversation(c)));
+    for (const c of restored) this.stored.add(c.id);
+    this.conversations = sortByUpdated(restored);
+    this.currentId = this.conversations[0]?.id ?? null;
+  }
+
+  private find(id: string | null): Conversation | undefined {
+    return id ? this.conversations.find((c) => c.id === id) : undefined;
+  }
+
+  private replace(c: Conversation): void {
+    const i = this.conversations.findIndex((x) => x.id === c.id);
+    if (i >= 0) this.conversations[i] = c;
+    else this.conversations.unshift(c);
+  }
+
+  /** A plain copy of the conversation as it should be on disk right now. */
+  snapshot(id: string): Conversation | null {
+    const c = this.find(id);
+    if (!c) return null;
+    const snap = $state.snapshot(c) as Conversation;
+    const live = this.live;
+    if (live && live.convId === id && !live.finished) {
+      snap.messages = snap.messages.map((m) => (m.id === live.msgId ? { ...m, content: live.text, streaming: true } : m));
+    }
+    return snap;
+  }
+
+  /** Writes the conversation now (after any write in flight). */
+  saveNow(id: string): Promise<void> {
+    this.debounce.cancel(id);
+    const snap = this.snapshot(id);
+    if (!snap) return Promise.resolve();
+    this.stored.add(id);
+    return this.saver.save(snap);
+  }
+
+  saveSoon(id: string): void {
+    this.debounce.schedule(id, () => void this.saveNow(id));
+  }
+
+  /** Resolves when every save has been written (tests, shutdown). */
+  async flushSaves(): Promise<void> {
+    for (const c of this.conversations) this.debounce.flush(c.id, () => void this.saveNow(c.id));
+    await this.saver.idle();
+  }
+
+  // ---- Conversation list ------------------------------------------------------------------
+
+  /** Starts a new chat (reuses the current one when it is still empty). */
+  newChat(model: string | null): Conversation {
+    const cur = this.current;
+    if (cur && cur.messages.length === 0) {
+      this.search = '';
+      return cur;
+    }
+    const c = newConversation(model);
+    this.conversations.unshift(c);
+    this.currentId = c.id;
+    this.search = '';
+    return c;
+  }
+
+  select(id: string): void {
+    if (this.find(id)) this.currentId = id;
+  }
+
+  rename(id: string, title: string): void {
+    const c = this.find(id);
+    if (!c) return;
+    c.title = title.trim() || c.title;
+    c.updated = nowIso();
+    void this.saveNow(id);
+  }
+
+  async remove(id: string): Promise<void> {
+    if (this.live?.convId === id) this.stop();
+    const i = this.conversations.findIndex((c) => c.id === id);
+    if (i < 0) return;
+    // Out of the list first, so no periodic or debounced save can write it again.
+    const [removed] = this.conversations.splice(i, 1);
+    if (this.currentId === id) this.currentId = sortByUpdated(this.conversations)[0]?.id ?? null;
+    this.debounce.cancel(id);
+    this.saver.drop(id);
+    if (!this.stored.has(id)) return;
+    await this.saver.idle();
+    try {
+      await api.deleteConversation(id);
+      this.stored.delete(id);
+    } catch (e) {
+      this.conversations.splice(Math.min(i, this.conversations.length), 0, removed);
+      throw e;
+    }
+  }
+
+  // ---- Per-conversation settings ----------------------------------------------------------
+
+  setDraft(text: string): void {
+    const c = this.current;
+    if (!c || c.draft === text) return;
+    c.draft = text;
+    this.saveSoon(c.id);
+  }
+
+  setModel(model: string): void {
+    const c = this.current;
+    if (!c || c.model === model) return;
+    c.model = model;
+    if (c.messages.length || this.stored.has(c.id)) this.saveSoon(c.id);
+  }
+
+  setSystemPrompt(text: string): void {
+    const c = this.current;
+    if (!c) return;
+    c.system_prompt = text;
+    this.saveSoon(c.id);
+  }
+
+  setParameter<K extends keyof ChatParameters>(key: K, value: ChatParameters[K]): void {
+    const c = this.current;
+    if (!c) return;
+    c.parameters[key] = value;
+    this.saveSoon(c.id);
+  }
+
+  // ---- Sending and streaming --------------------------------------------------------------
+
+  get busy(): boolean {
+    return !!this.live;
+  }
+
+  /** Sends `text` as a user message in the current (or a new) conversation. */
+  send(text: string, model: string | null): boolean {
+    if (!text.trim() || this.live) return false;
+    let c = this.current;
+    if (!c) c = this.newChat(model);
+    if (model) c.model = model;
+    const { conversation, reply } = appendTurn($state.snapshot(c) as Conversation, text);
+    this.replace(conversation);
+    this.debounce.cancel(conversation.id);
+    void this.startReply(conversation.id, reply.id);
+    return true;
+  }
+
+  /** Answers the last user message again (replacing the last reply). */
+  regenerate(): boolean {
+    const c = this.current;
+    if (!c || this.live) return false;
+    const r = regenerateOp($state.snapshot(c) as Conversation);
+    if (!r) return false;
+    this.replace(r.conversation);
+    void this.startReply(r.conversation.id, r.reply.id);
+    return true;
+  }
+
+  /** Retry after an inline error: the same as regenerating that reply. */
+  retry(): boolean {
+    return this.regenerate();
+  }
+
+  /** Edit-and-resend: replaces a user message, drops what follows it, and asks again. */
+  editResend(messageId: string, text: string): boolean {
+    const c = this.current;
+    if (!c || this.live || !text.trim()) return false;
+    const r = editAndResend($state.snapshot(c) as Conversation, messageId, text);
+    if (!r) return false;
+    this.replace(r.conversation);
+    void this.startReply(r.conversation.id, r.reply.id);
+    return true;
+  }
+
+  /** Stops the reply in progress. */
+  stop(): void {
+    const live = this.live;
+    if (!live || live.finished || live.stopRequested) return;
+    live.stopRequested = true;
+    api.stopChat(live.requestId).catch(() => {});
+    setTimeout(() => {
+      if (!live.finished) this.finish(live, { stopped: true });
+    }, STOP_GRACE_MS);
+  }
+
+  private async startReply(convId: string, replyId: string): Promise<void> {
+    const c = this.find(convId);
+    if (!c) return;
+    const model = c.model;
+    const live = new LiveReply(convId, replyId, newId('r-'));
+    this.live = live;
+    void this.saveNow(convId); // immediately on send: the user message and an empty streaming reply
+    if (!model) {
+      this.finish(live, { error: 'Choose a model first (Models page: import one if the list is empty).' });
+      return;
+    }
+    const timer = setInterval(() => {
+      if (live.finished) return clearInterval(timer);
+      if (live.dirty) {
+        live.dirty = false;
+        void this.saveNow(convId);
+      }
+    }, STREAM_SAVE_MS);
+    live.onFinished = () => clearInterval(timer);
+    const messages = buildChatMessages(c.system_prompt, c.messages, replyId);
+    const parameters = $state.snapshot(c.parameters) as ChatParameters;
+    try {
+      await api.startChat(live.requestId, model, messages, parameters, (e) => this.onEvent(live, e));
+    } catch (e) {
+      this.finish(live, { error: api.errorMessage(e) });
+    }
+  }
+
+  /** The channel handler: every event of a reply comes through here, in order. */
+  onEvent(live: LiveReply, e: ChatEvent): void {
+    if (live.finished) return;
+    switch (e.kind) {
+      case 'piece':
+        live.append(e.text);
+        break;
+      case 'done':
+        this.finish(live, { stats: e.stats });
+        break;
+      case 'error':
+        this.finish(live, { error: e.message });
+        break;
+    }
+  }
+
+  private finish(live: LiveReply, r: { stats?: ChatStats; error?: string; stopped?: boolean }): void {
+    if (live.finished) return;
+    live.finish();
+    live.onFinished?.();
+    const c = this.find(live.convId);
+    const m = c?.messages.find((x) => x.id === live.msgId) as StoredMessage | undefined;
+    if (c && m) {
+      m.content = live.text;
+      m.streaming = false;
+      m.stats = r.stats ?? null;
+      m.error = r.error ?? null;
+      c.updated = nowIso();
+    }
+    if (this.live === live) this.live = null;
+    void this.saveNow(live.convId); // immediately on done / error / stop
+  }
+}
+
+export { titleFrom };
+export const chat = new ChatStore();

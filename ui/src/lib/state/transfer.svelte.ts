@@ -1,0 +1,143 @@
+// Import and export: one transfer at a time, with progress, rate/ETA, cancel, and the result.
+import * as api from '../api';
+import type { ExportOptions, ExportReport, ImportReport, Progress } from '../api';
+import { addSample, estimate, type RateEstimate, type RateSample } from '../rate';
+import { app } from './app.svelte';
+
+export interface ProgressView extends Progress, RateEstimate {}
+
+/** Progress events can come thousands of times a second; the panel updates at most this often. */
+const PROGRESS_UI_MS = 100;
+
+class ProgressTracker {
+  view = $state<ProgressView | null>(null);
+  private samples: RateSample[] = [];
+  private latest: Progress | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  start(phase: string): void {
+    this.samples = [];
+    this.latest = null;
+    this.view = { phase, item: '', done_bytes: 0, total_bytes: 0, rate: null, eta: null, fraction: null };
+  }
+
+  push = (p: Progress): void => {
+    this.samples = addSample(this.samples, { t: performance.now(), bytes: p.done_bytes });
+    this.latest = p;
+    if (!this.timer) this.timer = setTimeout(() => this.publish(), PROGRESS_UI_MS);
+  };
+
+  private publish(): void {
+    this.timer = null;
+    const p = this.latest;
+    if (!p) return;
+    this.view = { ...p, ...estimate(this.samples, p.total_bytes) };
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.view = null;
+  }
+}
+
+export interface QueuedImport {
+  path: string;
+  name: string | null;
+}
+
+class Transfers {
+  busy = $state<'import' | 'export' | null>(null);
+  progress = new ProgressTracker();
+  current = $state<QueuedImport | null>(null);
+  queue = $state<QueuedImport[]>([]);
+  cancelling = $state(false);
+
+  importResult = $state<ImportReport | null>(null);
+  importError = $state<{ path: string; message: string } | null>(null);
+  importCancelled = $state<string | null>(null);
+
+  exportResult = $state<ExportReport | null>(null);
+  exportError = $state<string | null>(null);
+  exportCancelled = $state(false);
+
+  /** Queues imports; they run one after another. */
+  enqueue(items: QueuedImport[]): void {
+    const clean = items.filter((i) => i.path.trim());
+    if (!clean.length) return;
+    this.queue = [...this.queue, ...clean.map((i) => ({ path: i.path.trim(), name: i.name?.trim() || null }))];
+    if (!this.busy) void this.runQueue();
+  }
+
+  private async runQueue(): Promise<void> {
+    while (this.queue.length && !this.busy) {
+      const [next, ...rest] = this.queue;
+      this.queue = rest;
+      await this.importOne(next);
+    }
+  }
+
+  private async importOne(item: QueuedImport): Promise<void> {
+    this.busy = 'import';
+    this.cancelling = false;
+    this.current = item;
+    this.importResult = null;
+    this.importError = null;
+    this.importCancelled = null;
+    this.progress.start('importing');
+    try {
+      const report = await api.importPath(item.path, item.name, this.progress.push);
+      this.importResult = report;
+    } catch (e) {
+      if (isCancelled(e)) {
+        this.importCancelled = item.path;
+        this.queue = []; // cancelling stops the rest of a dropped batch too
+      } else {
+        this.importError = { path: item.path, message: api.errorMessage(e) };
+      }
+    } finally {
+      this.progress.stop();
+      this.busy = null;
+      this.current = null;
+      this.cancelling = false;
+      await app.refreshModels();
+    }
+  }
+
+  async exportModels(models: string[], out: string, options: ExportOptions): Promise<void> {
+    if (this.busy) return;
+    this.busy = 'export';
+    this.cancelling = false;
+    this.exportResult = null;
+    this.exportError = null;
+    this.exportCancelled = false;
+    this.progress.start('exporting');
+    try {
+      this.exportResult = await api.exportModels(models, out, options, this.progress.push);
+    } catch (e) {
+      if (isCancelled(e)) this.exportCancelled = true;
+      else this.exportError = api.errorMessage(e);
+    } finally {
+      this.progress.stop();
+      this.busy = null;
+      this.cancelling = false;
+      if (this.queue.length) void this.runQueue();
+    }
+  }
+
+  async cancel(): Promise<void> {
+    if (!this.busy) return;
+    this.cancelling = true;
+    try {
+      await api.cancelTransfer();
+    } catch {
+      /* the transfer may have just finished */
+    }
+  }
+}
+
+function isCancelled(e: unknown): boolean {
+  return !!e && typeof e === 'object' && (e as { code?: string }).code === 'cancelled';
+}
+
+export const transfers = new Transfers();
