@@ -502,3 +502,44 @@ fn trust_remove(key_id: String) -> CommandResult<()> {
     }
     Ok(sign::trust_remove(&trust_dir()?, &key_id)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_the_web_view_must_be_absolute() {
+        assert!(check_path("/media/usb/models.zip", "import").is_ok());
+        for bad in ["", "  ", "models.zip", "../etc/passwd", "~/models"] {
+            assert_eq!(check_path(bad, "import").unwrap_err().code, "invalid_argument", "{bad:?}");
+        }
+        assert!(check_path(&format!("/{}", "a".repeat(5000)), "import").is_err());
+    }
+
+    #[test]
+    fn chat_parameters_outside_their_ranges_are_refused() {
+        let p = |temperature, top_p, top_k, num_predict, num_ctx| ChatParameters { temperature, top_p, top_k, num_predict, num_ctx };
+        assert!(p(None, None, None, None, None).check().is_ok());
+        assert!(p(Some(0.7), Some(0.9), Some(40), Some(128), Some(4096)).check().is_ok());
+        for bad in [p(Some(-1.0), None, None, None, None), p(Some(f32::NAN), None, None, None, None), p(None, Some(1.5), None, None, None), p(None, None, Some(-3), None, None), p(None, None, None, Some(-2), None), p(None, None, None, None, Some(16))] {
+            assert_eq!(bad.check().unwrap_err().code, "invalid_argument");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(check_request_id("r-12_ab").is_ok());
+        for bad in ["", "a b", "../x", &"x".repeat(65)] {
+            assert!(check_request_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_values_become_one_bounded_line() {
+        assert_eq!(metadata_text(&Value::from("gemma3")), "gemma3");
+        assert_eq!(metadata_text(&Value::from(32768)), "32768");
+        assert_eq!(metadata_text(&Value::Null), "(large array, not shown)");
+        let long = metadata_text(&Value::from("é".repeat(400)));
+        assert!(long.ends_with('…') && long.len() <= 304, "cut on a character boundary: {}", long.len());
+    }
+}

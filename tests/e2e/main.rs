@@ -6,7 +6,8 @@
 //! One test, as a user goes: empty store → Import bundle… → progress, then the model in the list
 //! → Hardware shows the CPU and why there is no GPU → Chat: a reply streams in, Stop works →
 //! restart: the conversation is still there. Screenshots of each page are written, and the
-//! figures the issue asks for are printed (never asserted: machines here are noisy).
+//! figures the issue asks for are printed (never asserted: machines here are noisy);
+//! `AIRLOCK_DESKTOP_BIN=target/release/airlock-desktop` takes them from the release build.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -18,8 +19,12 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const APP: &str = env!("CARGO_BIN_EXE_airlock-desktop");
 const CLI: &str = env!("CARGO_BIN_EXE_airlock");
+
+/// The app under test: this build's, or `AIRLOCK_DESKTOP_BIN` (e.g. the release build, for figures).
+fn app_binary() -> String {
+    std::env::var("AIRLOCK_DESKTOP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_airlock-desktop").to_string())
+}
 const WAIT: Duration = Duration::from_secs(60);
 
 fn free_port() -> u16 {
@@ -95,7 +100,7 @@ impl Driver {
     async fn launch(&self) -> (Client, f64) {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("wry"));
-        caps.insert("tauri:options".into(), json!({ "application": APP }));
+        caps.insert("tauri:options".into(), json!({ "application": app_binary() }));
         let started = Instant::now();
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -144,6 +149,17 @@ async fn screenshot(c: &Client, name: &str) {
     assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     println!("screenshot: {}", dir.join(format!("{name}.png")).display());
+}
+
+/// A plain HTTP GET on loopback; the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// The app's processes started by this test, by kind: "app" (`airlock-desktop`), "webkit" (its
@@ -309,6 +325,20 @@ async fn import_hardware_chat_and_restart() {
     click(&c, "[data-testid='nav-settings']").await;
     let store_path = wait_for(&c, "[data-testid='store-path']").await.text().await.unwrap();
     assert!(store_path.contains(sb.store.to_str().unwrap()), "the store location is shown: {store_path}");
+
+    // The local API server, switched on in Settings: the same API as `airlock serve`.
+    let api_port = free_port();
+    let enabled = wait_for(&c, "[data-testid='api-enabled']").await;
+    if !enabled.is_selected().await.unwrap() {
+        enabled.click().await.unwrap();
+    }
+    let port_field = wait_for(&c, "[data-testid='api-port']").await;
+    port_field.clear().await.unwrap();
+    port_field.send_keys(&api_port.to_string()).await.unwrap();
+    click(&c, "[data-testid='api-apply']").await;
+    wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
+    let tags = http_get(api_port, "/api/tags");
+    assert!(tags.starts_with("HTTP/1.1 200") && tags.contains("gemma3:270m"), "GET /api/tags: {tags}");
     screenshot(&c, "settings").await;
 
     // Idle: memory of the app's processes, and no connection anywhere but loopback.
