@@ -4,8 +4,10 @@
 //! `DISPLAY=:99 AIRLOCK_TEST_MODEL=… cargo test --test e2e -- --nocapture`.
 //!
 //! One test, as a user goes: empty store → Import bundle… → progress, then the model in the list
-//! → Hardware shows the CPU and why there is no GPU → Chat: a reply streams in, Stop works →
-//! restart: the conversation is still there. Screenshots of each page are written, and the
+//! (and Export…, and a signature policy that refuses it) → Hardware shows the CPU and why there
+//! is no GPU → Chat: a reply streams in, Stop works, a killed model process shows an error and
+//! Retry answers → Settings: the API server comes up → the app is killed with a draft typed →
+//! restart: the conversation and the draft are still there. Screenshots of each page are written, and the
 //! figures the issue asks for are printed (never asserted: machines here are noisy);
 //! `AIRLOCK_DESKTOP_BIN=target/release/airlock-desktop` takes them from the release build.
 
@@ -293,7 +295,8 @@ async fn import_hardware_chat_and_restart() {
     click(&c, "[data-testid='nav-chat']").await;
     click(&c, "[data-testid='new-chat']").await;
     wait_for(&c, "[data-testid='model-picker']").await.select_by_value("gemma3:270m").await.unwrap();
-    let prompt = "The three primary colours are";
+    // A base model keeps counting, so the reply is still streaming when Stop is clicked.
+    let prompt = "Counting: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,";
     wait_for(&c, "[data-testid='chat-input']").await.send_keys(prompt).await.unwrap();
     click(&c, "[data-testid='send']").await;
     let reply_css = "[data-testid='message'][data-role='assistant']";
@@ -314,7 +317,23 @@ async fn import_hardware_chat_and_restart() {
     let stop_ms = streamed_before_stop.elapsed().as_secs_f64() * 1e3;
     let reply = c.find_all(Locator::Css(reply_css)).await.unwrap().pop().unwrap().text().await.unwrap();
     assert!(!reply.trim().is_empty());
+    let reply_stats = wait_for(&c, "[data-testid='message-stats']").await.text().await.unwrap();
+    assert!(reply_stats.contains("tokens/s"), "tokens/s under the reply: {reply_stats}");
     screenshot(&c, "chat").await;
+
+    // The model process dies mid-reply: the error shows inline, and Retry answers again.
+    wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting on: 11, 12, 13, 14, 15,").await.unwrap();
+    click(&c, "[data-testid='send']").await;
+    wait_until(&c, "the second reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.textContent.trim().length > 0;")).await;
+    let runners: Vec<u32> = app_processes(&sb.data).into_iter().filter(|(_, k)| *k == "runner").map(|(p, _)| p).collect();
+    assert_eq!(runners.len(), 1, "one model process");
+    unsafe { libc::kill(runners[0] as i32, libc::SIGKILL) };
+    let error = wait_for(&c, "[data-testid='message-error']").await.text().await.unwrap();
+    assert!(error.contains("exited") || error.contains("model process"), "the crash is explained: {error}");
+    click(&c, "[data-testid='retry']").await;
+    wait_until(&c, "the retried reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.textContent.trim().length > 0 && !document.querySelector(\"[data-testid='message-error']\");")).await;
+    click(&c, "[data-testid='stop']").await;
+    wait_until(&c, "the retried reply stops", &format!("return [...document.querySelectorAll(\"{reply_css}\")].pop().dataset.streaming === 'false';")).await;
 
     // Figures: the UI's own cost per streamed token, from the real web view.
     let stats: Value = c.execute("return window.__airlockStreamStats || null;", vec![]).await.unwrap();
@@ -354,9 +373,20 @@ async fn import_hardware_chat_and_restart() {
             assert!(is_loopback_or_unset(local) && is_loopback_or_unset(remote), "process {pid} has a non-loopback connection {endpoint}");
         }
     }
-    c.close().await.unwrap();
+    // Type a message without sending it, then kill the app outright (no chance to save on exit).
+    click(&c, "[data-testid='nav-chat']").await;
+    let draft = "an unsent draft";
+    wait_for(&c, "[data-testid='chat-input']").await.send_keys(draft).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (pid, kind) in app_processes(&sb.data) {
+        if kind == "app" {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    // End the dead session so the driver takes a new one.
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.close()).await;
 
-    // ---- Restart: the conversation is still there.
+    // ---- Restart: the conversation and the draft are still there.
     let (c, restart_ms) = driver.launch().await;
     click(&c, "[data-testid='nav-chat']").await;
     wait_for(&c, "[data-testid='conversation']").await;
@@ -367,7 +397,9 @@ async fn import_hardware_chat_and_restart() {
     )
     .await;
     let restored = c.find_all(Locator::Css(reply_css)).await.unwrap();
-    assert!(!restored.is_empty(), "the stopped reply is restored too");
+    assert!(restored.len() >= 2, "the replies are restored too");
+    let typed = wait_for(&c, "[data-testid='chat-input']").await.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(typed, draft, "the draft survived the kill");
     c.close().await.unwrap();
 
     println!("\n== desktop figures (this machine, this run) ==");
@@ -380,5 +412,6 @@ async fn import_hardware_chat_and_restart() {
         per_token_ms / interval_ms,
         1e3 / interval_ms
     );
+    println!("the reply's own figures, as shown under it: {reply_stats}");
     println!("stop: the reply ended {stop_ms:.0} ms after Stop was clicked");
 }

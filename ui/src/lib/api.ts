@@ -217,7 +217,8 @@ export interface ChatStats {
 }
 
 export type ChatEvent =
-  | { kind: 'piece'; text: string }
+  /** The text of `tokens` tokens (the Rust side batches them, ~25 messages/s at most). */
+  | { kind: 'piece'; text: string; tokens?: number }
   | { kind: 'done'; stats: ChatStats }
   | { kind: 'error'; message: string };
 

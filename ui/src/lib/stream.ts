@@ -1,5 +1,5 @@
 // One streaming reply: pieces are appended to `text` as they arrive (in order, none lost) and the
-// DOM is updated at most once per animation frame by re-rendering only the changed tail of the
+// DOM is updated at most once per animation frame, and at most every MIN_FLUSH_INTERVAL_MS, by re-rendering only the changed tail of the
 // message being streamed (see MarkdownView). Each flush's UI cost is recorded with
 // performance.measure('airlock:stream-render') and in window.__airlockStreamStats.
 import { MarkdownView } from './markdown';
@@ -59,6 +59,12 @@ const caf: (id: number) => void =
 
 /** When frames do not come (a hidden window), flush at least this often. */
 const FALLBACK_MS = 250;
+/**
+ * At most one DOM update per this many ms while streaming. Each update costs the web view a
+ * style, layout and paint, which competes with the model for the same cores; ~12 updates/s
+ * still reads as smooth.
+ */
+export const MIN_FLUSH_INTERVAL_MS = 80;
 
 export class LiveReply {
   text = '';
@@ -73,6 +79,8 @@ export class LiveReply {
   private view: MarkdownView | null = null;
   private frame = 0;
   private fallback: ReturnType<typeof setTimeout> | null = null;
+  private throttle: ReturnType<typeof setTimeout> | null = null;
+  private lastFlush = -Infinity;
   private unflushed = 0;
   private listeners = new Set<() => void>();
 
@@ -84,13 +92,14 @@ export class LiveReply {
     clearMeasures(); // keep the buffer to the current reply
   }
 
-  append(piece: string): void {
+  /** Appends the text of `tokens` tokens (one piece may carry several). */
+  append(piece: string, tokens = 1): void {
     if (this.finished || !piece) return;
     this.text += piece;
-    this.pieces++;
-    this.unflushed++;
+    this.pieces += tokens;
+    this.unflushed += tokens;
     this.dirty = true;
-    streamStats().tokens++;
+    streamStats().tokens += tokens;
     this.schedule();
   }
 
@@ -111,8 +120,16 @@ export class LiveReply {
   }
 
   private schedule(): void {
-    if (!this.view || this.frame) return;
-    this.frame = raf(() => this.flush());
+    if (!this.view || this.frame || this.throttle) return;
+    const wait = this.lastFlush + MIN_FLUSH_INTERVAL_MS - performance.now();
+    if (wait > 0) {
+      this.throttle = setTimeout(() => {
+        this.throttle = null;
+        this.frame = raf(() => this.flush());
+      }, wait);
+    } else {
+      this.frame = raf(() => this.flush());
+    }
     if (!this.fallback) this.fallback = setTimeout(() => this.flush(), FALLBACK_MS);
   }
 
@@ -122,11 +139,14 @@ export class LiveReply {
     this.frame = 0;
     if (this.fallback) clearTimeout(this.fallback);
     this.fallback = null;
+    if (this.throttle) clearTimeout(this.throttle);
+    this.throttle = null;
     const view = this.view;
     if (!view) return;
     const t0 = performance.now();
     view.render(this.text);
     const t1 = performance.now();
+    this.lastFlush = t1;
     const s = streamStats();
     s.renderMs += t1 - t0;
     s.flushes++;
@@ -143,6 +163,8 @@ export class LiveReply {
     this.frame = 0;
     if (this.fallback) clearTimeout(this.fallback);
     this.fallback = null;
+    if (this.throttle) clearTimeout(this.throttle);
+    this.throttle = null;
     this.view = null;
     this.listeners.clear();
   }

@@ -8,11 +8,11 @@ import Chat from './Chat.svelte';
 import { app } from '../lib/state/app.svelte';
 import { chat } from '../lib/state/chat.svelte';
 import { renderMarkdownHTML } from '../lib/markdown';
-import { MEASURE_NAME, resetStreamStats, streamStats } from '../lib/stream';
+import { MEASURE_NAME, MIN_FLUSH_INTERVAL_MS, resetStreamStats, streamStats } from '../lib/stream';
 import type { ChatEvent, Conversation } from '../lib/api';
 import { callsOf, handlers, resetMock } from '../test/tauri-mock';
 import { installDefaults } from '../test/fixtures';
-import { deliver, makePieces, nextFrame } from '../test/stream-driver';
+import { deliver, makePieces } from '../test/stream-driver';
 
 let channel: { onmessage: (e: ChatEvent) => void } | null = null;
 
@@ -65,12 +65,10 @@ describe('synthetic stream', () => {
     });
     expect(rate).toBeGreaterThanOrEqual(200);
 
-    // Still streaming: after the next frame the DOM shows exactly the whole text so far.
-    await nextFrame();
-    await nextFrame();
+    // Still streaming: within one throttled update the DOM shows exactly the whole text so far.
     const streamingContent = assistantEl().querySelector('[data-testid="message-content"]') as HTMLElement;
+    await vi.waitFor(() => expect(streamingContent.innerHTML).toBe(renderMarkdownHTML(full)), { timeout: MIN_FLUSH_INTERVAL_MS * 4 });
     expect(assistantEl().dataset.streaming).toBe('true');
-    expect(streamingContent.innerHTML).toBe(renderMarkdownHTML(full));
 
     // The periodic saves carried growing prefixes of the text, marked streaming.
     const streamingSaves = callsOf('save_conversation')

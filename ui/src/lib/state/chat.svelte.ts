@@ -266,7 +266,7 @@ export class ChatStore {
     if (live.finished) return;
     switch (e.kind) {
       case 'piece':
-        live.append(e.text);
+        live.append(e.text, e.tokens ?? 1);
         break;
       case 'done':
         this.finish(live, { stats: e.stats });
