@@ -30,13 +30,5 @@ export AIRLOCK_BIN="$(cd "$target" && pwd)/debug/airlock"
 
 # The desktop app: its unit tests, then the real window under Xvfb.
 command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
-if [ -z "${DISPLAY:-}" ]; then
-  n=99; while [ -e "/tmp/.X$n-lock" ] || [ -e "/tmp/.X11-unix/X$n" ]; do n=$((n + 1)); done
-  Xvfb ":$n" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
-  xvfb=$!
-  trap 'kill $xvfb 2>/dev/null || true' EXIT
-  export DISPLAY=":$n"
-  for _ in $(seq 100); do [ -e "/tmp/.X11-unix/X$n" ] && break; sleep 0.1; done
-fi
 clear_dangling
-cargo test --locked --lib --test e2e -- --nocapture desktop:: import_hardware_chat_and_restart
+scripts/with-display.sh cargo test --locked --lib --test e2e -- --nocapture desktop:: import_hardware_chat_and_restart
