@@ -133,14 +133,19 @@ export class LiveReply {
     if (!this.fallback) this.fallback = setTimeout(() => this.flush(), FALLBACK_MS);
   }
 
-  /** Brings the DOM up to date with `text` now. */
-  flush(): void {
+  /** Cancels every pending update. */
+  private cancelScheduled(): void {
     if (this.frame) caf(this.frame);
     this.frame = 0;
     if (this.fallback) clearTimeout(this.fallback);
     this.fallback = null;
     if (this.throttle) clearTimeout(this.throttle);
     this.throttle = null;
+  }
+
+  /** Brings the DOM up to date with `text` now. */
+  flush(): void {
+    this.cancelScheduled();
     const view = this.view;
     if (!view) return;
     const t0 = performance.now();
@@ -159,12 +164,7 @@ export class LiveReply {
   finish(): void {
     if (this.view && this.unflushed) this.flush();
     this.finished = true;
-    if (this.frame) caf(this.frame);
-    this.frame = 0;
-    if (this.fallback) clearTimeout(this.fallback);
-    this.fallback = null;
-    if (this.throttle) clearTimeout(this.throttle);
-    this.throttle = null;
+    this.cancelScheduled();
     this.view = null;
     this.listeners.clear();
   }
