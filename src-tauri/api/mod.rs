@@ -121,7 +121,7 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-        core.engine().supervisor.unload_all();
+        core.shutdown();
         Ok(())
     })
 }

@@ -97,7 +97,7 @@ pub async fn show(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<J
         let d = core.details(&entry);
         let model = core.prepare(&name)?;
         let model_info = core.model_info(&entry);
-        let template = model.ollama_template.clone().or(model.gguf_template.clone()).unwrap_or_default();
+        let template = model.template().unwrap_or_default().to_string();
         let mut parameters = String::new();
         for s in &model.params.stop {
             parameters.push_str(&format!("stop {}\n", serde_json::to_string(s).unwrap_or_default()));
@@ -276,11 +276,7 @@ pub async fn embed(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<
 
 pub async fn delete(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
     let name = req.get()?;
-    let c = core.clone();
-    tokio::task::spawn_blocking(move || {
-        c.engine().supervisor.unload(&c.store.resolve(&name)?.name.display_shortest());
-        c.store.remove(&name)
-    })
+    tokio::task::spawn_blocking(move || core.remove_model(&name))
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::OK.into_response())

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::engine::chat::{choose_parallel, model_weights, ChatError, Engine, PreparedModel, DEFAULT_NUM_CTX};
+use crate::engine::chat::{choose_parallel, model_weights, ChatError, Engine, PreparedModel};
 use crate::engine::supervisor::{EngineConfig, Supervisor};
 use crate::gguf::{self, MetaValue};
 use crate::hardware::{self, FitEstimate, HardwareReport};
@@ -33,6 +33,23 @@ impl Core {
 
     pub fn engine(&self) -> &Engine {
         self.engine.get_or_init(|| Engine::new(Supervisor::new(self.engine_config.clone())))
+    }
+
+    /// Stops every model process; starts no engine when none was ever used.
+    pub fn shutdown(&self) {
+        if let Some(engine) = self.engine.get() {
+            engine.supervisor.unload_all();
+        }
+    }
+
+    /// Deletes a model from the store, first stopping its model process if one runs.
+    pub fn remove_model(&self, name: &str) -> Result<(), StoreError> {
+        let entry = self.store.resolve(name)?;
+        if let Some(engine) = self.engine.get() {
+            engine.supervisor.unload(&entry.name.display_shortest());
+        }
+        self.store.remove(name)?;
+        Ok(())
     }
 
     /// Everything needed to prompt `name`.
@@ -80,12 +97,9 @@ impl Core {
                     Ok(p) => p,
                     Err(e) => return ModelFit { name, num_ctx: None, parallel: None, layers: None, fit: None, error: Some(e.to_string()) },
                 };
-                // As the engine loads it: the model's num_ctx parameter or the default, capped at
-                // the trained context.
-                let wanted = prepared.params_num_ctx.unwrap_or(DEFAULT_NUM_CTX).max(256);
-                let num_ctx = prepared.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
+                let num_ctx = prepared.context_length(None);
                 let parallel = choose_parallel(&prepared, num_ctx);
-                let layers = self.details(entry).block_count.unwrap_or(0).min(u32::MAX as u64) as u32;
+                let layers = prepared.block_count;
                 let fit = hardware::estimate_fit(hw, prepared.weights_bytes, prepared.kv_bytes_per_token, layers, num_ctx, parallel);
                 ModelFit { name, num_ctx: Some(num_ctx), parallel: Some(parallel), layers: Some(layers), fit: Some(fit), error: None }
             })

@@ -109,7 +109,7 @@ async fn model_details(state: AppStateRef<'_>, name: String) -> CommandResult<Fu
     let core = state.core.clone();
     blocking(move || {
         let entry = core.store.resolve(&name)?;
-        let template = core.prepare(&name).ok().and_then(|m| m.ollama_template.or(m.gguf_template));
+        let template = core.prepare(&name).ok().and_then(|m| m.template().map(str::to_string));
         let metadata = core.model_info(&entry).into_iter().map(|(k, v)| (k, metadata_text(&v))).collect();
         Ok(FullDetails { details: core.details(&entry), template, metadata })
     })
@@ -135,13 +135,7 @@ fn metadata_text(v: &Value) -> String {
 async fn delete_model(state: AppStateRef<'_>, name: String) -> CommandResult<()> {
     check_name(&name)?;
     let core = state.core.clone();
-    blocking(move || {
-        let entry = core.store.resolve(&name)?;
-        core.engine().supervisor.unload(&entry.name.display_shortest());
-        core.store.remove(&name)?;
-        Ok(())
-    })
-    .await
+    blocking(move || Ok(core.remove_model(&name)?)).await
 }
 
 #[tauri::command]
@@ -437,19 +431,24 @@ fn stop_chat(state: AppStateRef<'_>, request_id: String) -> CommandResult<()> {
 
 // ---- Conversations -----------------------------------------------------------------------------
 
+// Disk work with fsyncs: off the async runtime's threads.
+
 #[tauri::command]
 async fn list_conversations(state: AppStateRef<'_>) -> CommandResult<Vec<Value>> {
-    state.conversations.list()
+    let conversations = state.conversations.clone();
+    blocking(move || conversations.list()).await
 }
 
 #[tauri::command]
 async fn save_conversation(state: AppStateRef<'_>, conversation: Value) -> CommandResult<()> {
-    state.conversations.save(&conversation)
+    let conversations = state.conversations.clone();
+    blocking(move || conversations.save(&conversation)).await
 }
 
 #[tauri::command]
 async fn delete_conversation(state: AppStateRef<'_>, id: String) -> CommandResult<()> {
-    state.conversations.delete(&id)
+    let conversations = state.conversations.clone();
+    blocking(move || conversations.delete(&id)).await
 }
 
 // ---- Settings ----------------------------------------------------------------------------------
@@ -494,8 +493,9 @@ async fn set_api_server(state: AppStateRef<'_>, enabled: bool, port: u16, token:
     }
     let api = ApiSettings { enabled, port, token };
     state.settings.set_api(&api)?;
-    let core = state.core.clone();
-    Ok(state.server.apply(core, api))
+    let (core, server) = (state.core.clone(), state.server.clone());
+    // Off the async runtime: restarting on the same port may wait for the old server to let go.
+    blocking(move || Ok(server.apply(core, api))).await
 }
 
 #[tauri::command]

@@ -6,6 +6,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -14,6 +15,7 @@ use super::error::{CommandError, CommandResult};
 /// A conversation larger than this is refused rather than written (a runaway bug, not a chat).
 const MAX_CONVERSATION_BYTES: usize = 64 << 20;
 
+#[derive(Clone)]
 pub struct Conversations {
     dir: PathBuf,
 }
@@ -78,7 +80,9 @@ impl Conversations {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    // A name of its own per write, so two saves of one conversation can never share a file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!("json.{}.tmp", WRITES.fetch_add(1, Ordering::Relaxed)));
     let mut file = File::create(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -108,7 +112,8 @@ mod tests {
         assert_eq!(ids, ["a", "b"]);
         convs.delete("a").unwrap();
         assert_eq!(convs.list().unwrap().len(), 1);
-        assert!(!dir.path().join("c/a.json.tmp").exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("c")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty(), "no temporary file is left behind");
     }
 
     #[test]

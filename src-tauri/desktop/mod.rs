@@ -29,7 +29,7 @@ pub struct AppState {
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
     drops: Mutex<Option<Channel<Vec<String>>>>,
-    server: server::ApiServer,
+    server: Arc<server::ApiServer>,
     conversations: conversations::Conversations,
     settings: settings::Settings,
 }
@@ -59,7 +59,7 @@ pub fn main() -> ExitCode {
                 transfer: Mutex::new(None),
                 replies: Arc::default(),
                 drops: Mutex::new(None),
-                server: server::ApiServer::default(),
+                server: Arc::default(),
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,
             };
@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
         if let tauri::RunEvent::Exit = event {
             let state = handle.state::<AppState>();
             state.server.stop();
-            state.core.engine().supervisor.unload_all();
+            state.core.shutdown();
         }
     });
     ExitCode::SUCCESS

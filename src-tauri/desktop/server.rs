@@ -39,19 +39,18 @@ impl ApiServer {
     /// Stops the running server, if any, and starts one as `settings` say.
     pub fn apply(&self, core: Arc<Core>, settings: ApiSettings) -> ApiServerStatus {
         let mut state = self.state.lock().unwrap();
-        if let Some(stop) = state.shutdown.take() {
-            let _ = stop.send(());
-        }
+        let was_running = state.shutdown.take().map(|stop| stop.send(())).is_some();
         state.url = None;
         state.error = None;
         if settings.enabled {
             // Loopback only: the app never exposes models to the network (`airlock serve` can,
             // with a token).
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
-            // A port just given up by the previous server may take a moment to be free again.
             let mut bound = api::bind(addr);
+            // The server just stopped may hold its port for a moment while it finishes (up to
+            // half a second); a port someone else holds fails at once.
             for _ in 0..20 {
-                if bound.is_ok() {
+                if bound.is_ok() || !was_running {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(25));

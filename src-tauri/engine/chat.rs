@@ -52,6 +52,8 @@ pub struct PreparedModel {
     /// KV-cache bytes one token of context takes (f16 K and V), for sizing parallel slots.
     pub kv_bytes_per_token: u64,
     pub weights_bytes: u64,
+    /// Transformer blocks (layers a GPU could take); 0 when the GGUF does not say.
+    pub block_count: u32,
 }
 
 impl PreparedModel {
@@ -72,8 +74,22 @@ impl PreparedModel {
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
             kv_bytes_per_token: kv_bytes_per_token(&info),
             weights_bytes: info.file_len,
+            block_count: info.block_count().unwrap_or(0).min(u32::MAX as u64) as u32,
             model_path,
         })
+    }
+
+    /// The prompt template users see (`/api/show`, the details view): Ollama's layer, else the
+    /// GGUF's Jinja template.
+    pub fn template(&self) -> Option<&str> {
+        self.ollama_template.as_deref().or(self.gguf_template.as_deref())
+    }
+
+    /// The context the engine loads this model with: `requested`, else the model's `num_ctx`
+    /// parameter, else the default; at least 256 and at most the trained context.
+    pub fn context_length(&self, requested: Option<u32>) -> u32 {
+        let wanted = requested.or(self.params_num_ctx).unwrap_or(DEFAULT_NUM_CTX).max(256);
+        self.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)))
     }
 
     fn spec<'a>(&'a self, runner: &'a LoadedModel) -> TemplateSpec<'a> {
@@ -202,8 +218,7 @@ impl Engine {
     }
 
     fn load(&self, model: &PreparedModel, num_ctx: Option<u32>) -> Result<(Arc<LoadedModel>, Duration), ChatError> {
-        let wanted = num_ctx.or(model.params_num_ctx).unwrap_or(DEFAULT_NUM_CTX).max(256);
-        let num_ctx = model.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)));
+        let num_ctx = model.context_length(num_ctx);
         let started = std::time::Instant::now();
         let spec = LoadSpec { name: model.name.clone(), model_path: model.model_path.clone(), num_ctx, parallel: choose_parallel(model, num_ctx) };
         let runner = self.supervisor.load(&spec)?;

@@ -249,6 +249,7 @@ async fn import_hardware_chat_and_restart() {
             panic!("import failed: {}", e.text().await.unwrap());
         }
         assert!(Instant::now() < deadline, "the import did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let result = wait_for(&c, "[data-testid='import-result']").await.text().await.unwrap();
     assert!(result.contains("gemma3:270m"), "the result names the model: {result}");

@@ -1,33 +1,24 @@
 // Small pure formatting helpers shared by the pages.
 import type { FitVerdict } from './api';
 
-/** 1234567 → "1.2 MB" (decimal units, as `ollama list` prints them). */
-export function formatBytes(n: number | null | undefined): string {
+/** `n` bytes in steps of `base` (1000 or 1024), three significant figures at most. */
+function scaledBytes(n: number | null | undefined, base: number, units: string[]): string {
   if (n == null || !Number.isFinite(n)) return '—';
-  if (n < 1000) return `${Math.round(n)} B`;
-  const units = ['KB', 'MB', 'GB', 'TB', 'PB'];
+  if (n < base) return `${Math.round(n)} B`;
   let v = n;
   let i = -1;
   do {
-    v /= 1000;
+    v /= base;
     i++;
-  } while (v >= 1000 && i < units.length - 1);
+  } while (v >= base && i < units.length - 1);
   return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
 }
 
+/** 1234567 → "1.2 MB" (decimal units, as `ollama list` prints them). */
+export const formatBytes = (n: number | null | undefined) => scaledBytes(n, 1000, ['KB', 'MB', 'GB', 'TB', 'PB']);
+
 /** Binary units for memory sizes: "7.6 GiB". */
-export function formatBytesBinary(n: number | null | undefined): string {
-  if (n == null || !Number.isFinite(n)) return '—';
-  if (n < 1024) return `${Math.round(n)} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1024;
-    i++;
-  } while (v >= 1024 && i < units.length - 1);
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
-}
+export const formatBytesBinary = (n: number | null | undefined) => scaledBytes(n, 1024, ['KiB', 'MiB', 'GiB', 'TiB', 'PiB']);
 
 export function formatRate(bytesPerSecond: number | null): string {
   if (bytesPerSecond == null || !Number.isFinite(bytesPerSecond) || bytesPerSecond <= 0) return '—';
