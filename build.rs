@@ -45,6 +45,7 @@ const APP_COMMANDS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    build_identity();
     #[cfg(feature = "desktop")]
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(APP_COMMANDS))).expect("tauri-build failed (is ui/dist built? run `npm --prefix ui run build`)");
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
@@ -52,8 +53,10 @@ fn main() {
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" || target_os == "android" || target_os == "freebsd" {
         // DT_RPATH, not DT_RUNPATH: only RPATH also serves the libraries' own dependencies
-        // (libggml.so needs libggml-base.so, which a binary may not name itself).
-        println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/..");
+        // (libggml.so needs libggml-base.so, which a binary may not name itself). `$ORIGIN` and
+        // its parent serve cargo's target folders; `$ORIGIN/../lib/airlock` the packages
+        // (/usr/bin + /usr/lib/airlock, and the portable folder's bin/ + lib/airlock/).
+        println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/..:$ORIGIN/../lib/airlock");
     } else if target_os == "macos" {
         println!("cargo:rustc-link-arg=-Wl,-rpath,@executable_path");
         println!("cargo:rustc-link-arg=-Wl,-rpath,@executable_path/..");
@@ -81,6 +84,35 @@ fn main() {
             println!("cargo:warning=could not link llama.cpp libraries into {}: {e}", dir.display());
         }
     }
+}
+
+/// What `airlock --version` names: the commit (`AIRLOCK_COMMIT`, else git, else `unknown`) and the
+/// pinned llama-cpp-sys-2 version (from Cargo.lock).
+fn build_identity() {
+    println!("cargo:rerun-if-env-changed=AIRLOCK_COMMIT");
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = std::env::var("AIRLOCK_COMMIT").ok().filter(|c| !c.is_empty()).or_else(|| git(&["rev-parse", "--short=12", "HEAD"])).unwrap_or_else(|| "unknown".into());
+    // Rebuild when HEAD moves (a commit, a checkout).
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let head_ref = git(&["symbolic-ref", "-q", "HEAD"]).map(|r| format!("{dir}/{r}"));
+        for file in [Some(format!("{dir}/HEAD")), head_ref].into_iter().flatten() {
+            // A file that does not exist would rerun this script on every build.
+            if Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
+        }
+    }
+    println!("cargo:rustc-env=AIRLOCK_COMMIT={commit}");
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let sys_version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"llama-cpp-sys-2\""))
+        .and_then(|p| p.lines().find_map(|l| l.trim().strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned)))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=AIRLOCK_LLAMA_CPP_SYS_VERSION={sys_version}");
 }
 
 /// Copies `lib*.so*` files (symlinks as symlinks) from `from` into `to`; with `only_modules`,

@@ -30,6 +30,7 @@ fn main() {
     let mut prompt = None;
     let (mut n_predict, mut threads, mut n_batch, mut n_ctx) = (32u32, 2i32, 512u32, 4096u32);
     let mut parallel = 1u32;
+    let mut avoid_amx = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -42,6 +43,9 @@ fn main() {
             "--batch" => n_batch = val().parse().expect("--batch"),
             "--ctx" => n_ctx = val().parse().expect("--ctx"),
             "--parallel" => parallel = val().parse().expect("--parallel"),
+            // As the runner's flag: leave out the CPU kernels using Intel AMX (they fault under
+            // some hypervisors).
+            "--avoid-amx" => avoid_amx = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -54,7 +58,7 @@ fn main() {
         .ok()
         .or(llama_cpp_sys_2::BACKENDS_DIR.map(String::from))
         .expect("set AIRLOCK_LIB_DIR to the directory of libggml-cpu-*.so");
-    llama_cpp_2::llama_backend::load_backends_from_path(std::path::Path::new(&dir));
+    airlock::engine::runner::load_backends(std::path::Path::new(&dir), avoid_amx).expect("load ggml modules");
     let backend = LlamaBackend::init().expect("backend");
     let model = LlamaModel::load_from_file(&backend, &model_path, &LlamaModelParams::default())
         .expect("load model");

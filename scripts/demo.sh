@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/ui.sh
-target="${CARGO_TARGET_DIR:-target}"
-if [ -d "$target" ]; then find "$target" -maxdepth 3 -xtype l -name "lib*.so*" -delete; fi
-cargo build --release --locked --bin airlock --bin airlock-desktop
+source scripts/build-env.sh
+clear_dangling
+cargo build "${cargo_flags[@]}" --bin airlock --bin airlock-desktop
 model="$(tests/fixtures/fetch-test-model.sh)"
 "$target/release/airlock" import "$model" --name gemma3:270m
 "$target/release/airlock" list

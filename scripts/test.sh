@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: fetches the test model once (cached, hash-checked); the UI's vitest tests;
-# the Rust unit and integration tests of the CLI build; the official ollama/openai Python
-# clients against `airlock serve`; then the desktop app end to end under Xvfb through
-# tauri-driver + WebKitWebDriver.
+# the Rust unit and integration tests; the official ollama/openai Python clients against
+# `airlock serve`; the desktop app end to end under Xvfb through tauri-driver + WebKitWebDriver
+# (its file dialogs answered with xdotool); then the packages: scripts/package.sh builds the
+# release, and tests/package/check.sh installs the .deb for real and runs it.
+#
+# llama.cpp takes minutes to build and is built again for every profile and feature set, so
+# there is one build (scripts/build-env.sh: release, Vulkan): the tests, the app under test and
+# the packages all come from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,23 +17,26 @@ export AIRLOCK_TEST_MODEL
 
 scripts/ui.sh --test
 
-# llama-cpp-sys-2's build script hard-links its libraries into the target folder and trips over
-# links a build with other features left dangling there: clear those first.
-target="${CARGO_TARGET_DIR:-target}"
-clear_dangling() { if [ -d "$target" ]; then find "$target" -maxdepth 3 -xtype l -name "lib*.so*" -delete; fi; }
+source scripts/build-env.sh
 clear_dangling
-cargo test --no-default-features --locked
+# Everything at once (examples too: the runner tests compare with bench/thin_loop.rs), then run.
+cargo test "${cargo_flags[@]}" --no-run
+cargo test "${cargo_flags[@]}" --lib --test integration
 
 # The official Python clients against a real `airlock serve` (a virtualenv outside the clone).
 venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai pytest
-# `cargo test` built the binary (the integration tests run it); another `cargo build` would
-# resolve features differently and rebuild llama.cpp.
-export AIRLOCK_BIN="$(cd "$target" && pwd)/debug/airlock"
+# `cargo test` built the binaries (the integration tests run them); `cargo build` would resolve
+# features differently (no dev-dependencies) and build llama.cpp again.
+export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
 "$venv/bin/pytest" -q tests/compat
 
-# The desktop app: its unit tests, then the real window under Xvfb.
+# The desktop app: the real window under Xvfb.
 command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
 clear_dangling
-scripts/with-display.sh cargo test --locked --lib --test e2e -- --nocapture desktop:: import_hardware_chat_and_restart
+scripts/with-display.sh cargo test "${cargo_flags[@]}" --test e2e -- --nocapture
+
+# The packages, from the same build, installed and run as on the far side of the gap.
+scripts/package.sh --no-build
+scripts/with-display.sh tests/package/check.sh

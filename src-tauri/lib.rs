@@ -5,6 +5,7 @@
 //! - [`store`]: the Ollama-compatible model store (names, digests, manifests, blobs).
 //! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
 //! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files.
+//! - [`kit`]: the app and models in one checked folder (`airlock kit`), and its verification.
 //! - [`engine`]: prompts and inference.
 //! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
 //! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
@@ -18,6 +19,7 @@ pub mod core;
 pub mod engine;
 pub mod gguf;
 pub mod hardware;
+pub mod kit;
 pub mod progress;
 pub mod store;
 #[cfg(feature = "desktop")]

@@ -14,7 +14,7 @@ use super::options::settings;
 use super::stream::{self, now_rfc3339, ApiError};
 use crate::core::{rfc3339, Core, ModelDetails};
 use crate::engine::chat::RequestSettings;
-use crate::engine::protocol::GenerationStats;
+use crate::engine::protocol::{processor, GenerationStats};
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
 
@@ -64,14 +64,29 @@ pub async fn ps(State(core): CoreState) -> Json<Value> {
             let entry = core.store.resolve(&m.spec.name).ok();
             let d = entry.as_ref().map(|e| core.details(e));
             let expires = SystemTime::now() + m.expires_at().saturating_duration_since(now);
+            // What llama.cpp allocated; the stored size for a runner that reported nothing.
+            let placement = &m.info.placement;
+            let (size, size_vram) = match placement.ps_sizes() {
+                (0, _) => (entry.as_ref().map_or(0, |e| e.size()), 0),
+                sizes => sizes,
+            };
             json!({
                 "name": m.spec.name, "model": m.spec.name,
-                "size": entry.as_ref().map_or(0, |e| e.size()),
+                "size": size,
                 "digest": entry.as_ref().map(|e| e.id.hex()).unwrap_or_default(),
                 "details": d.as_ref().map(details_json).unwrap_or(json!({})),
                 "expires_at": rfc3339(expires),
-                "size_vram": 0,
+                "size_vram": size_vram,
                 "context_length": m.info.n_ctx,
+                // Beyond Ollama's fields: the layers and devices behind size_vram, and why.
+                "placement": {
+                    "processor": processor(size, size_vram),
+                    "gpu_layers": placement.gpu_layers,
+                    "layers": placement.layers,
+                    "devices": placement.devices,
+                    "ram_bytes": placement.ram_bytes,
+                    "reason": m.info.placement_reason,
+                },
             })
         })
         .collect();
@@ -181,7 +196,7 @@ fn preload(core: &Arc<Core>, name: &str, settings: &RequestSettings) -> Result<D
         core.engine().supervisor.unload(&model.name);
         return Ok(Duration::ZERO);
     }
-    Ok(core.engine().preload(&model, settings.num_ctx)?)
+    Ok(core.engine().preload(&model, &settings)?)
 }
 
 /// How a route's reply looks: chat replies carry a `message`, generate replies a `response`.

@@ -54,6 +54,10 @@ pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Resul
         }
         s.num_ctx = Some(n as u32);
     }
+    // Layers on GPUs; Ollama's -1 (any negative) means as many as fit.
+    if let Some(n) = int(map, "num_gpu")? {
+        s.num_gpu = u32::try_from(n).ok().map(|n| n.min(100_000));
+    }
     match map.get("stop") {
         None | Some(Value::Null) => {}
         Some(Value::String(one)) => o.stop = vec![one.clone()],
@@ -131,8 +135,9 @@ mod tests {
 
     #[test]
     fn unknown_options_are_ignored_and_wrong_types_refused() {
-        let s = settings(Some(&json!({"temperature": 0.2, "num_ctx": 2048, "mirostat": 2, "stop": ["x"]})), None, None).unwrap();
-        assert_eq!((s.options.temperature, s.num_ctx, s.options.stop.clone()), (Some(0.2), Some(2048), vec!["x".to_string()]));
+        let s = settings(Some(&json!({"temperature": 0.2, "num_ctx": 2048, "mirostat": 2, "stop": ["x"], "num_gpu": 7})), None, None).unwrap();
+        assert_eq!((s.options.temperature, s.num_ctx, s.options.stop.clone(), s.num_gpu), (Some(0.2), Some(2048), vec!["x".to_string()], Some(7)));
+        assert_eq!(settings(Some(&json!({"num_gpu": -1})), None, None).unwrap().num_gpu, None);
         assert!(settings(Some(&json!({"temperature": "hot"})), None, None).unwrap_err().contains("temperature"));
         assert!(settings(Some(&json!({"top_k": 1.5})), None, None).is_err());
         assert!(settings(Some(&json!([1])), None, None).is_err());

@@ -126,6 +126,7 @@ fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), SignError> {
 }
 
 /// A secret key ready to sign.
+#[derive(Clone)]
 pub struct SigningKey {
     sk: SecretKey,
     pub key_id: String,
@@ -147,7 +148,7 @@ impl SigningKey {
 
     /// Signs `data` (the index bytes) with `trusted_comment`; returns the `.minisig` file bytes.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<Vec<u8>, SignError> {
-        let untrusted = format!("signature of an Airlock bundle index by key {}", self.key_id);
+        let untrusted = format!("signature by Airlock key {}", self.key_id);
         let sig = minisign::sign(None, &self.sk, Cursor::new(data), Some(trusted_comment), Some(&untrusted)).map_err(|e| err(format!("cannot sign: {e}")))?;
         Ok(sig.to_bytes())
     }
@@ -211,11 +212,31 @@ pub enum Verdict {
     Bad(String),
 }
 
+fn parse_signature(sig_bytes: &[u8]) -> Result<SignatureBox, SignError> {
+    let text = std::str::from_utf8(sig_bytes).map_err(|_| err("the signature file is not text"))?;
+    SignatureBox::from_string(text).map_err(|e| err(format!("the signature file is malformed: {e}")))
+}
+
+/// Checks `signature` over `data` against the one public key in `pub_file` alone (no trusted
+/// keys): a signature by any other key is [`Verdict::UnknownKey`].
+pub fn check_with_key(data: &[u8], signature: Option<&[u8]>, pub_file: &Path) -> Result<Verdict, SignError> {
+    let Some(sig_bytes) = signature else { return Ok(Verdict::Unsigned) };
+    let sig = parse_signature(sig_bytes)?;
+    let id = key_id(sig.keynum());
+    let (pk, _) = read_public_key(pub_file)?;
+    if key_id(pk.keynum()) != id {
+        return Ok(Verdict::UnknownKey(id));
+    }
+    match minisign::verify(&pk, &sig, Cursor::new(data), true, false, false) {
+        Ok(()) => Ok(Verdict::Signed(Signer { key_id: id, trusted_comment: sig.trusted_comment().unwrap_or_default() })),
+        Err(e) => Ok(Verdict::Bad(format!("the signature by key {id} does not match the signed file ({e}): it was changed after it was signed"))),
+    }
+}
+
 /// Checks `signature` (the `.minisig` bytes) over `index` against the keys in `dir`.
 pub fn check(index: &[u8], signature: Option<&[u8]>, dir: &Path) -> Result<Verdict, SignError> {
     let Some(sig_bytes) = signature else { return Ok(Verdict::Unsigned) };
-    let text = std::str::from_utf8(sig_bytes).map_err(|_| err("the signature file is not text"))?;
-    let sig = SignatureBox::from_string(text).map_err(|e| err(format!("the signature file is malformed: {e}")))?;
+    let sig = parse_signature(sig_bytes)?;
     let id = key_id(sig.keynum());
     let Some(key) = trust_list(dir)?.into_iter().find(|k| k.key_id == id) else { return Ok(Verdict::UnknownKey(id)) };
     let (pk, _) = read_public_key(&key.path)?;

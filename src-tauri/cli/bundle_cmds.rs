@@ -1,6 +1,6 @@
-//! Commands for the connected side: `export`, `keygen`, `trust`, `inventory`.
+//! Commands for the connected side: `export`, `keygen`, `sign`, `trust`, `inventory`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -46,6 +46,12 @@ pub enum BundleCommand {
         #[arg(long)]
         unencrypted: bool,
     },
+    /// Sign FILE with a minisign secret key: writes FILE.minisig (e.g. a SHA256SUMS list)
+    Sign {
+        file: PathBuf,
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
     /// Manage the public keys whose signatures `import --require-signature` accepts
     Trust {
         #[command(subcommand)]
@@ -75,13 +81,7 @@ pub fn run(core: &Core, cmd: BundleCommand) -> Result<ExitCode> {
     match cmd {
         BundleCommand::Export { models, out, split_size, fat32, sign, exclude_from, json } => {
             let split_size = if fat32 { Some(FAT32_MAX) } else { split_size };
-            let sign = match sign {
-                None => None,
-                Some(p) => Some(SigningKey::load(&p, key_password()).with_context(|| format!("cannot use the signing key {}", p.display()))?),
-            };
-            // Reproducible bundles: a fixed SOURCE_DATE_EPOCH gives identical bytes.
-            let created = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()).and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
-            let opts = ExportOptions { split_size, sign, exclude_from, cancel: None, created };
+            let opts = ExportOptions { split_size, sign: load_signing_key(sign.as_deref())?, exclude_from, cancel: None, created: source_date_epoch() };
             let progress = CliProgress::new();
             let result = export(&core.store, &models, &out, &opts, &progress);
             progress.finish();
@@ -143,6 +143,18 @@ pub fn run(core: &Core, cmd: BundleCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BundleCommand::Sign { file, key } => {
+            let key = load_signing_key(Some(&key))?.expect("a key path was given");
+            let data = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let sig = key.sign(&data, &format!("timestamp:{now}\tfile:{name}"))?;
+            let mut out = file.clone().into_os_string();
+            out.push(".minisig");
+            std::fs::write(&out, sig).with_context(|| format!("cannot write {}", PathBuf::from(&out).display()))?;
+            println!("wrote {} (key {})", PathBuf::from(&out).display(), key.key_id);
+            Ok(ExitCode::SUCCESS)
+        }
         BundleCommand::Inventory { out } => {
             let inv = Inventory::of_store(&core.store)?;
             inv.write(&out).with_context(|| format!("cannot write {}", out.display()))?;
@@ -150,6 +162,17 @@ pub fn run(core: &Core, cmd: BundleCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The `--sign` key; an encrypted one opens with AIRLOCK_KEY_PASSWORD or a prompted password.
+pub(super) fn load_signing_key(path: Option<&Path>) -> Result<Option<SigningKey>> {
+    let Some(p) = path else { return Ok(None) };
+    Ok(Some(SigningKey::load(p, key_password()).with_context(|| format!("cannot use the signing key {}", p.display()))?))
+}
+
+/// The creation time for reproducible output: a fixed `SOURCE_DATE_EPOCH` gives identical bytes.
+pub(super) fn source_date_epoch() -> Option<time::OffsetDateTime> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()).and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
 }
 
 fn key_password() -> Option<String> {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::format::{human_bytes, table};
 use crate::api::ServerConfig;
+use crate::engine::protocol::processor;
 
 /// One request to the local server; returns the JSON body.
 fn call(method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -44,7 +45,7 @@ pub fn ps(json: bool) -> Result<()> {
             m["name"].as_str().unwrap_or("").into(),
             id,
             human_bytes(m["size"].as_u64().unwrap_or(0)),
-            "100% CPU".into(),
+            processor(m["size"].as_u64().unwrap_or(0), m["size_vram"].as_u64().unwrap_or(0)),
             m["context_length"].to_string(),
             m["expires_at"].as_str().unwrap_or("").into(),
         ]);

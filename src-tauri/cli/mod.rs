@@ -6,6 +6,7 @@ mod bundle_cmds;
 mod client;
 mod format;
 mod hardware_cmd;
+mod kit_cmd;
 mod progress;
 mod run;
 
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::bundle::{self, ImportOptions};
 use crate::core::{Core, ModelDetails};
@@ -95,6 +96,8 @@ enum Command {
     },
     #[command(flatten)]
     Bundle(bundle_cmds::BundleCommand),
+    /// Write a kit folder: the portable app, models, INSTALL.txt and SHA256SUMS (`kit verify DIR` checks one)
+    Kit(kit_cmd::KitArgs),
     /// Show CPU, memory, GPUs (or why there is none) and where each model would run
     Hardware {
         #[arg(long)]
@@ -109,7 +112,11 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names the commit, llama.cpp and the backend modules found at run time.
+    let info = crate::hardware::BuildInfo::detect();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let cmd = Cli::command().version(leak(info.short())).long_version(leak(info.long()));
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     // The runner child serves one model and needs no store.
     if let Command::Runner(args) = cli.command {
         return crate::engine::runner::main(args);
@@ -163,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             import(&core, path, name, link, signature, json)
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
+        Command::Kit(args) => kit_cmd::run(&core, args),
         Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
         Command::Runner(_) => unreachable!("handled in main"),
     }

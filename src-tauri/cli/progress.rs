@@ -11,8 +11,15 @@ use super::format::human_bytes;
 use crate::progress::{Progress, ProgressSink};
 
 pub enum CliProgress {
-    Bar(ProgressBar),
-    Lines { started: Instant, last: Mutex<Option<Instant>> },
+    Bar {
+        bar: ProgressBar,
+        phase: Mutex<&'static str>,
+    },
+    /// `started` is when the current phase began, so each phase's rate and ETA are its own.
+    Lines {
+        started: Mutex<(Instant, &'static str)>,
+        last: Mutex<Option<Instant>>,
+    },
 }
 
 impl CliProgress {
@@ -24,14 +31,14 @@ impl CliProgress {
                     .expect("valid template")
                     .progress_chars("=> "),
             );
-            CliProgress::Bar(bar)
+            CliProgress::Bar { bar, phase: Mutex::new("") }
         } else {
-            CliProgress::Lines { started: Instant::now(), last: Mutex::new(None) }
+            CliProgress::Lines { started: Mutex::new((Instant::now(), "")), last: Mutex::new(None) }
         }
     }
 
     pub fn finish(&self) {
-        if let CliProgress::Bar(bar) = self {
+        if let CliProgress::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }
     }
@@ -40,19 +47,29 @@ impl CliProgress {
 impl ProgressSink for CliProgress {
     fn report(&self, p: &Progress) {
         match self {
-            CliProgress::Bar(bar) => {
+            CliProgress::Bar { bar, phase } => {
+                // A new phase (a kit packs, exports, then hashes) starts its own rate and ETA.
+                let mut phase = phase.lock().unwrap_or_else(|e| e.into_inner());
+                if *phase != p.phase {
+                    *phase = p.phase;
+                    bar.reset();
+                }
                 bar.set_length(p.total_bytes);
                 bar.set_position(p.done_bytes);
                 bar.set_message(p.phase);
             }
             CliProgress::Lines { started, last } => {
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                let mut started = started.lock().unwrap_or_else(|e| e.into_inner());
+                if started.1 != p.phase {
+                    *started = (Instant::now(), p.phase);
+                }
                 let finished = p.done_bytes == p.total_bytes;
                 if !finished && last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
                     return;
                 }
                 *last = Some(Instant::now());
-                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                let secs = started.0.elapsed().as_secs_f64().max(1e-3);
                 let rate = p.done_bytes as f64 / secs;
                 let eta = if rate > 0.0 { (p.total_bytes - p.done_bytes.min(p.total_bytes)) as f64 / rate } else { 0.0 };
                 eprintln!(

@@ -56,7 +56,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn interactive(&mut self) -> Result<()> {
         // Load before the first prompt, so the first answer starts at once.
-        self.core.engine().preload(&self.model, self.settings.num_ctx)?;
+        self.core.engine().preload(&self.model, &self.settings)?;
         let stdin = io::stdin();
         let mut lines = stdin.lock().lines();
         loop {
@@ -121,6 +121,7 @@ impl Session<'_> {
             "seed" => o.seed = Some(value.parse().map_err(|_| bad())?),
             "num_predict" => o.num_predict = Some(value.parse().map_err(|_| bad())?),
             "num_ctx" => self.settings.num_ctx = Some(value.parse().map_err(|_| bad())?),
+            "num_gpu" => self.settings.num_gpu = Some(value.parse().map_err(|_| bad())?),
             "stop" => o.stop.extend(value.split_whitespace().map(str::to_string)),
             _ => bail!("unknown parameter '{name}'"),
         }
@@ -143,6 +144,7 @@ impl Session<'_> {
             eprintln!("(the {} oldest messages no longer fit in the context and were left out)", stream.dropped_messages);
         }
         let load = stream.load_duration;
+        let runs_on = stream.runs_on;
         let mut generation = stream.generation;
         let mut answer = String::new();
         let mut out = io::stdout().lock();
@@ -171,6 +173,7 @@ impl Session<'_> {
         self.messages.push(ChatMessage::new("assistant", answer));
         if self.verbose {
             eprint!("{}", verbose_stats(started.elapsed(), load, &stats));
+            eprintln!("processor:            {runs_on}");
         }
         Ok(())
     }
@@ -194,7 +197,7 @@ pub fn verbose_stats(total: Duration, load: Duration, s: &GenerationStats) -> St
 
 const HELP: &str = "Available Commands:
   /set parameter NAME VALUE   Set a parameter (temperature, top_k, top_p, min_p, repeat_penalty,
-                              repeat_last_n, seed, num_predict, num_ctx, stop)
+                              repeat_last_n, seed, num_predict, num_ctx, num_gpu, stop)
   /set system TEXT            Set the system message
   /show info                  Show details for this model
   /clear                      Clear the session context

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::chat::{choose_parallel, model_weights, ChatError, Engine, PreparedModel};
+use crate::engine::protocol::DeviceUse;
 use crate::engine::supervisor::{EngineConfig, Supervisor};
 use crate::gguf::{self, MetaValue};
 use crate::hardware::{self, FitEstimate, HardwareReport};
@@ -82,7 +83,19 @@ impl Core {
     pub fn machine_overview(&self) -> Result<MachineOverview, StoreError> {
         let hardware = hardware::probe();
         let (models, unreadable) = self.model_fits(&hardware)?;
-        Ok(MachineOverview { hardware, models, unreadable })
+        Ok(MachineOverview { hardware, models, loaded: self.loaded_models(), unreadable })
+    }
+
+    /// The models this process has loaded and what each holds where (none before the engine
+    /// is first used).
+    pub fn loaded_models(&self) -> Vec<LoadedModelUse> {
+        let Some(engine) = self.engine.get() else { return Vec::new() };
+        engine
+            .supervisor
+            .loaded()
+            .iter()
+            .map(|m| LoadedModelUse { name: m.spec.name.clone(), runs_on: m.runs_on(), devices: m.info.placement.devices.clone(), ram_bytes: m.info.placement.ram_bytes })
+            .collect()
     }
 
     /// Where every model in the store would run on `hw`, with the context and slots the engine
@@ -115,9 +128,20 @@ pub struct MachineOverview {
     #[serde(flatten)]
     pub hardware: HardwareReport,
     pub models: Vec<ModelFit>,
+    pub loaded: Vec<LoadedModelUse>,
     /// Manifests that could not be read (their models are left out).
     #[serde(skip)]
     pub unreadable: Vec<StoreError>,
+}
+
+/// A loaded model's memory, per GPU device and in RAM, as llama.cpp allocated it.
+#[derive(Debug, Serialize)]
+pub struct LoadedModelUse {
+    pub name: String,
+    /// e.g. "100% GPU (Vulkan0, 19/19 layers)".
+    pub runs_on: String,
+    pub devices: Vec<DeviceUse>,
+    pub ram_bytes: u64,
 }
 
 /// One model's fit, or why it cannot be estimated (not runnable here, unreadable).

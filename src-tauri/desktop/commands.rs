@@ -146,8 +146,8 @@ fn open_store_folder(app: AppHandle, state: AppStateRef<'_>) -> CommandResult<()
 }
 
 #[tauri::command]
-async fn pick_path(app: AppHandle, kind: PickKind) -> CommandResult<Option<String>> {
-    Ok(pick::pick(&app, kind).await?.map(|p| p.display().to_string()))
+async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> CommandResult<Option<String>> {
+    Ok(pick::pick(&app, &state.picker, kind).await?.map(|p| p.display().to_string()))
 }
 
 // ---- Import and export -----------------------------------------------------------------------
@@ -309,10 +309,12 @@ struct ChatStats {
     eval_ms: f64,
     load_ms: f64,
     tokens_per_second: f64,
+    /// Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)".
+    runs_on: String,
 }
 
 impl ChatStats {
-    fn new(s: &GenerationStats, load: Duration) -> Self {
+    fn new(s: &GenerationStats, load: Duration, runs_on: &str) -> Self {
         let eval_s = s.eval_ns as f64 / 1e9;
         ChatStats {
             done_reason: s.done_reason.clone(),
@@ -322,6 +324,7 @@ impl ChatStats {
             eval_ms: s.eval_ns as f64 / 1e6,
             load_ms: load.as_secs_f64() * 1e3,
             tokens_per_second: if eval_s > 0.0 { s.eval_tokens as f64 / eval_s } else { 0.0 },
+            runs_on: runs_on.to_owned(),
         }
     }
 }
@@ -399,7 +402,7 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
                 if tokens > 0 {
                     send_batch(&mut text, &mut tokens);
                 }
-                let _ = on_event.send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration) });
+                let _ = on_event.send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream.runs_on) });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
@@ -462,6 +465,8 @@ struct SettingsView {
     trusted_keys: Vec<TrustedKey>,
     theme: Theme,
     ui: Map<String, Value>,
+    /// What `airlock --version` prints: version, commit, llama.cpp, backend modules.
+    version: String,
 }
 
 fn trust_dir() -> CommandResult<PathBuf> {
@@ -479,6 +484,7 @@ fn get_settings(state: AppStateRef<'_>) -> CommandResult<SettingsView> {
         trusted_keys: sign::trust_list(&trust_dir()?)?,
         theme: s.theme(),
         ui: s.ui(),
+        version: format!("Airlock {}", crate::hardware::BuildInfo::detect().long()),
     })
 }
 

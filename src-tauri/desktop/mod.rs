@@ -29,6 +29,8 @@ pub struct AppState {
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
     drops: Mutex<Option<Channel<Vec<String>>>>,
+    /// Set while a file dialog is open (one at a time).
+    picker: pick::PickerSlot,
     server: Arc<server::ApiServer>,
     conversations: conversations::Conversations,
     settings: settings::Settings,
@@ -36,9 +38,9 @@ pub struct AppState {
 
 /// `airlock-desktop`: the window. The same binary answers the hidden `runner` and
 /// `hardware --probe-devices` subcommands, so the engine and the hardware probe run their child
-/// processes from it exactly as they do from the CLI.
+/// processes from it exactly as they do from the CLI, and `--version`.
 pub fn main() -> ExitCode {
-    if matches!(std::env::args().nth(1).as_deref(), Some("runner" | "hardware")) {
+    if matches!(std::env::args().nth(1).as_deref(), Some("runner" | "hardware" | "--version" | "-V")) {
         return crate::cli::main();
     }
     let core = match Core::from_env() {
@@ -51,6 +53,8 @@ pub fn main() -> ExitCode {
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_store::Builder::new().build())
         .plugin(tauri_plugin_opener::init())
+        // Rust side only: capabilities/default.json grants the web view none of its commands.
+        .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
             let data_dir = app.path().app_data_dir()?;
             let settings = settings::Settings::open(app.handle())?;
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
                 transfer: Mutex::new(None),
                 replies: Arc::default(),
                 drops: Mutex::new(None),
+                picker: pick::PickerSlot::default(),
                 server: Arc::default(),
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,

@@ -1,15 +1,19 @@
-//! File and folder pickers (rfd's GTK dialogs, run on the main thread where GTK lives). Test
-//! seam: when `AIRLOCK_PICK_PATH` is set, every picker returns that path without opening.
+//! File and folder pickers: GTK dialogs through tauri-plugin-dialog, parented to the window.
+//!
+//! The dialog must never be waited for on the main thread: GTK runs its loop there, so a
+//! blocking dialog started from it waits for itself and the app freezes. The plugin builds the
+//! dialog from the event loop and hands the answer to a callback on another thread; the command
+//! awaits that answer off the main thread. One dialog at a time: a second click while one is open
+//! is answered `busy` instead of stacking another.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
-use tauri::AppHandle;
+use tauri::{AppHandle, Manager};
+use tauri_plugin_dialog::{DialogExt, FileDialogBuilder, FilePath};
 
 use super::error::{CommandError, CommandResult};
-
-/// Environment variable that makes every picker return its value (end-to-end tests).
-pub const PICK_PATH_ENV: &str = "AIRLOCK_PICK_PATH";
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,30 +26,57 @@ pub enum PickKind {
     ExportFolder,
 }
 
-pub async fn pick(app: &AppHandle, kind: PickKind) -> CommandResult<Option<PathBuf>> {
-    if let Some(p) = std::env::var_os(PICK_PATH_ENV).filter(|v| !v.is_empty()) {
-        return Ok(Some(PathBuf::from(p)));
+/// Set while a picker is open.
+#[derive(Default)]
+pub struct PickerSlot(AtomicBool);
+
+/// Frees the slot when the pick ends, however it ends.
+struct OpenPicker<'a>(&'a PickerSlot);
+
+impl Drop for OpenPicker<'_> {
+    fn drop(&mut self) {
+        self.0 .0.store(false, Ordering::SeqCst);
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.run_on_main_thread(move || {
-        let _ = tx.send(dialog(kind));
-    })?;
-    rx.await.map_err(|_| CommandError::new("app", "the file dialog closed unexpectedly"))
 }
 
-fn dialog(kind: PickKind) -> Option<PathBuf> {
-    let home = dirs::home_dir().unwrap_or_default();
-    let d = rfd::FileDialog::new().set_directory(&home);
+/// Opens the picker for `kind` and waits (asynchronously) for the choice; `None` on cancel.
+pub async fn pick(app: &AppHandle, slot: &PickerSlot, kind: PickKind) -> CommandResult<Option<PathBuf>> {
+    if slot.0.swap(true, Ordering::SeqCst) {
+        return Err(CommandError::new("busy", "a file dialog is already open; choose or cancel there first"));
+    }
+    let _open = OpenPicker(slot);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let answer = move |choice: Option<FilePath>| {
+        let _ = tx.send(choice.map(|p| p.into_path()));
+    };
+    let mut d = app.dialog().file();
+    if let Some(window) = app.get_webview_window("main") {
+        d = d.set_parent(&window);
+    }
+    open(d, kind, answer);
+    match rx.await.map_err(|_| CommandError::new("app", "the file dialog closed without an answer"))? {
+        None => Ok(None),
+        Some(Ok(path)) => Ok(Some(path)),
+        Some(Err(e)) => Err(CommandError::new("app", format!("the file dialog returned something that is not a local path: {e}"))),
+    }
+}
+
+fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, answer: impl FnOnce(Option<FilePath>) + Send + 'static) {
+    // GTK's chooser starts in the home folder, where a person begins looking for a stick's mount.
+    let d = match dirs::home_dir() {
+        Some(home) => d.set_directory(home),
+        None => d,
+    };
     match kind {
-        PickKind::BundleFolder => d.set_title("Import a bundle folder or an Ollama models folder").pick_folder(),
+        PickKind::BundleFolder => d.set_title("Import a bundle folder or an Ollama models folder").pick_folder(answer),
         PickKind::BundleFile => d
             .set_title("Import a bundle (.zip, first volume .zip.001) or a .gguf model")
             .add_filter("Bundles and models", &["zip", "001", "gguf"])
             .add_filter("All files", &["*"])
-            .pick_file(),
-        PickKind::PublicKey => d.set_title("Trust a signing key (.pub)").add_filter("minisign public keys", &["pub"]).pick_file(),
-        PickKind::SecretKey => d.set_title("Sign with a secret key (.key)").add_filter("minisign secret keys", &["key"]).pick_file(),
-        PickKind::ExportFile => d.set_title("Export to a .zip").set_file_name("models.zip").add_filter("Zip bundle", &["zip"]).save_file(),
-        PickKind::ExportFolder => d.set_title("Export to a new bundle folder").save_file(),
+            .pick_file(answer),
+        PickKind::PublicKey => d.set_title("Trust a signing key (.pub)").add_filter("minisign public keys", &["pub"]).pick_file(answer),
+        PickKind::SecretKey => d.set_title("Sign with a secret key (.key)").add_filter("minisign secret keys", &["key"]).pick_file(answer),
+        PickKind::ExportFile => d.set_title("Export to a .zip").set_file_name("models.zip").add_filter("Zip bundle", &["zip"]).save_file(answer),
+        PickKind::ExportFolder => d.set_title("Export to a new bundle folder").save_file(answer),
     }
 }

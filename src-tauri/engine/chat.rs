@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::protocol::SamplingOptions;
-use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, Supervisor};
+use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, Supervisor};
 use super::template::{render_chat, render_generate, ChatMessage, PromptFormat, RenderedPrompt, TemplateSpec};
 use crate::gguf;
 use crate::store::manifest::{self, Manifest};
@@ -194,6 +194,8 @@ pub fn merge_options(defaults: &SamplingOptions, request: &SamplingOptions) -> S
 pub struct RequestSettings {
     pub options: SamplingOptions,
     pub num_ctx: Option<u32>,
+    /// Layers on GPUs (Ollama's `num_gpu`); `None`: as many as fit.
+    pub num_gpu: Option<u32>,
     pub keep_alive: Option<Duration>,
     /// GBNF grammar for constrained output.
     pub grammar: Option<String>,
@@ -206,6 +208,8 @@ pub struct ChatStream {
     /// Oldest messages dropped so the conversation fits the context.
     pub dropped_messages: usize,
     pub load_duration: Duration,
+    /// Where the model runs ([`LoadedModel::runs_on`]).
+    pub runs_on: String,
 }
 
 pub struct Engine {
@@ -217,22 +221,29 @@ impl Engine {
         Engine { supervisor }
     }
 
-    fn load(&self, model: &PreparedModel, num_ctx: Option<u32>) -> Result<(Arc<LoadedModel>, Duration), ChatError> {
+    fn load(&self, model: &PreparedModel, num_ctx: Option<u32>, num_gpu: Option<u32>) -> Result<(Arc<LoadedModel>, Duration), ChatError> {
         let num_ctx = model.context_length(num_ctx);
         let started = std::time::Instant::now();
-        let spec = LoadSpec { name: model.name.clone(), model_path: model.model_path.clone(), num_ctx, parallel: choose_parallel(model, num_ctx) };
+        let spec = LoadSpec {
+            name: model.name.clone(),
+            model_path: model.model_path.clone(),
+            num_ctx,
+            parallel: choose_parallel(model, num_ctx),
+            num_gpu,
+            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
+        };
         let runner = self.supervisor.load(&spec)?;
         Ok((runner, started.elapsed()))
     }
 
     /// Loads the model without generating (Ollama's empty request preloads).
-    pub fn preload(&self, model: &PreparedModel, num_ctx: Option<u32>) -> Result<Duration, ChatError> {
-        Ok(self.load(model, num_ctx)?.1)
+    pub fn preload(&self, model: &PreparedModel, req: &RequestSettings) -> Result<Duration, ChatError> {
+        Ok(self.load(model, req.num_ctx, req.num_gpu)?.1)
     }
 
     /// Starts a chat reply to `messages`.
     pub fn chat(&self, model: &PreparedModel, messages: &[ChatMessage], req: RequestSettings) -> Result<ChatStream, ChatError> {
-        let (runner, load_duration) = self.load(model, req.num_ctx)?;
+        let (runner, load_duration) = self.load(model, req.num_ctx, req.num_gpu)?;
         let mut messages = messages.to_vec();
         if let Some(system) = &model.system {
             if !messages.iter().any(|m| m.role == "system") {
@@ -246,7 +257,7 @@ impl Engine {
 
     /// Starts a completion of `prompt` (Ollama `/api/generate`): through the template unless `raw`.
     pub fn generate(&self, model: &PreparedModel, prompt: &str, system: Option<&str>, raw: bool, req: RequestSettings) -> Result<ChatStream, ChatError> {
-        let (runner, load_duration) = self.load(model, req.num_ctx)?;
+        let (runner, load_duration) = self.load(model, req.num_ctx, req.num_gpu)?;
         let rendered = if raw {
             RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
         } else {
@@ -263,7 +274,7 @@ impl Engine {
             }
         }
         let generation = self.supervisor.generate(&runner, rendered.text, options, req.grammar, req.keep_alive)?;
-        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration })
+        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration, runs_on: runner.runs_on() })
     }
 
     /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.

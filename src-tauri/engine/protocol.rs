@@ -71,6 +71,9 @@ pub enum Event {
         bos_token: String,
         eos_token: String,
         load_ms: u64,
+        /// Where llama.cpp put the model (layers and bytes per device).
+        #[serde(default)]
+        placement: Placement,
     },
     /// The next piece of text of request `id`: always whole UTF-8 characters, never part of a stop.
     Piece { id: u64, text: String },
@@ -84,6 +87,55 @@ pub enum Event {
         code: String,
         message: String,
     },
+}
+
+/// Where a runner's model lives, as llama.cpp reported it while loading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Layers on GPUs, of `layers` that llama.cpp could offload (the repeating blocks and the output).
+    pub gpu_layers: u32,
+    pub layers: u32,
+    /// Bytes per GPU device (model, KV cache and compute buffers), by ggml's device name.
+    pub devices: Vec<DeviceUse>,
+    /// Bytes in host memory: CPU buffers, memory-mapped weights, GPU backends' host buffers.
+    pub ram_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    /// ggml's device name, e.g. `Vulkan0`, `CUDA0`.
+    pub name: String,
+    pub bytes: u64,
+}
+
+impl Placement {
+    pub fn vram_bytes(&self) -> u64 {
+        self.devices.iter().map(|d| d.bytes).sum()
+    }
+
+    /// Ollama's `ps` sizes: (`size`, `size_vram`). With every layer on a GPU the whole model
+    /// counts as in VRAM, as Ollama reports it (small host buffers remain either way).
+    pub fn ps_sizes(&self) -> (u64, u64) {
+        let vram = self.vram_bytes();
+        let size = vram + self.ram_bytes;
+        if vram > 0 && self.layers > 0 && self.gpu_layers >= self.layers {
+            (size, size)
+        } else {
+            (size, vram)
+        }
+    }
+}
+
+/// Ollama's PROCESSOR column from `ps` sizes: "100% GPU", "48%/52% CPU/GPU" or "100% CPU".
+pub fn processor(size: u64, size_vram: u64) -> String {
+    if size_vram == 0 || size == 0 {
+        "100% CPU".into()
+    } else if size_vram >= size {
+        "100% GPU".into()
+    } else {
+        let cpu = ((size - size_vram) as f64 / size as f64 * 100.0).round() as u64;
+        format!("{cpu}%/{}% CPU/GPU", 100 - cpu)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,4 +154,20 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
     let mut line = serde_json::to_string(msg).expect("protocol messages serialise");
     line.push('\n');
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processor_column_reads_like_ollamas() {
+        assert_eq!(processor(100, 0), "100% CPU");
+        assert_eq!(processor(100, 100), "100% GPU");
+        assert_eq!(processor(100, 52), "48%/52% CPU/GPU");
+        let full = Placement { gpu_layers: 19, layers: 19, devices: vec![DeviceUse { name: "Vulkan0".into(), bytes: 90 }], ram_bytes: 10 };
+        assert_eq!(full.ps_sizes(), (100, 100));
+        let part = Placement { gpu_layers: 9, ..full };
+        assert_eq!(part.ps_sizes(), (100, 90));
+    }
 }

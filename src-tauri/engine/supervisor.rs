@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Lines, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::protocol::{encode, Event, GenerationStats, Request, SamplingOptions};
+use super::protocol::{encode, Event, GenerationStats, Placement, Request, SamplingOptions};
+use crate::hardware::{self, FitVerdict};
 
 /// Ollama's default keep-alive.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
@@ -75,6 +76,26 @@ pub struct LoadSpec {
     pub num_ctx: u32,
     /// Sequences decoded together in one context (continuous batching).
     pub parallel: u32,
+    /// Layers on GPUs: Ollama's `num_gpu` when a request sets it; `None` decides from the fit
+    /// estimate (free VRAM) when the runner starts.
+    pub num_gpu: Option<u32>,
+    /// What the fit estimate needs to know about the model.
+    pub size: ModelSize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelSize {
+    pub weights_bytes: u64,
+    pub kv_bytes_per_token: u64,
+    /// Transformer blocks (0 when unknown: then no partial offload).
+    pub layers: u32,
+}
+
+/// How many layers a runner gets on GPUs, and why, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GpuPlan {
+    layers: u32,
+    why: String,
 }
 
 /// What the runner said about itself when it came up.
@@ -87,6 +108,10 @@ pub struct RunnerInfo {
     pub bos_token: String,
     pub eos_token: String,
     pub load_ms: u64,
+    /// Where llama.cpp put the model.
+    pub placement: Placement,
+    /// Why it went there (the fit estimate, a setting, a failed GPU load and its retry).
+    pub placement_reason: String,
 }
 
 /// One event of a generation, as the caller sees it.
@@ -142,6 +167,19 @@ impl LoadedModel {
         self.child.lock().unwrap().id()
     }
 
+    /// Where the model runs, in Ollama's PROCESSOR words plus the devices and layers, e.g.
+    /// "100% GPU (Vulkan0, 19/19 layers)" or "100% CPU (no usable GPU: …)".
+    pub fn runs_on(&self) -> String {
+        let p = &self.info.placement;
+        let (size, vram) = p.ps_sizes();
+        let processor = super::protocol::processor(size, vram);
+        if p.devices.is_empty() {
+            return format!("{processor} ({})", self.info.placement_reason);
+        }
+        let devices: Vec<&str> = p.devices.iter().map(|d| d.name.as_str()).collect();
+        format!("{processor} ({}, {}/{} layers)", devices.join(", "), p.gpu_layers, p.layers)
+    }
+
     fn touch(&self, keep_alive: Option<Duration>) {
         let mut ka = self.keep_alive.lock().unwrap();
         if let Some(k) = keep_alive {
@@ -170,12 +208,15 @@ pub struct Supervisor {
     models: Mutex<Vec<Arc<LoadedModel>>>,
     /// Serialises loads so two requests for one model start one runner.
     loading: Mutex<()>,
+    /// Set once a runner died of an illegal instruction in the CPU's AMX kernels: every later
+    /// runner leaves them out.
+    avoid_amx: AtomicBool,
     next_id: AtomicU64,
 }
 
 impl Supervisor {
     pub fn new(cfg: EngineConfig) -> Arc<Self> {
-        let sup = Arc::new(Supervisor { cfg, models: Mutex::new(Vec::new()), loading: Mutex::new(()), next_id: AtomicU64::new(1) });
+        let sup = Arc::new(Supervisor { cfg, models: Mutex::new(Vec::new()), loading: Mutex::new(()), avoid_amx: AtomicBool::new(false), next_id: AtomicU64::new(1) });
         let weak = Arc::downgrade(&sup);
         thread::Builder::new().name("keep-alive".into()).spawn(move || reap_expired(weak)).expect("spawn keep-alive thread");
         sup
@@ -218,15 +259,76 @@ impl Supervisor {
         for m in to_stop {
             m.shut_down();
         }
-        let model = Arc::new(self.spawn(spec)?);
+        let model = Arc::new(self.start(spec)?);
         start_router(&model);
         self.models.lock().unwrap().push(model.clone());
         Ok(model)
     }
 
-    fn spawn(&self, spec: &LoadSpec) -> Result<LoadedModel, EngineError> {
+    /// Starts a runner with the planned GPU layers. A load that fails with layers on a GPU (out
+    /// of VRAM, a driver error) is retried with half of them, then on the CPU, and the reason is
+    /// kept with the runner: never a silent CPU fallback. A runner killed by an illegal
+    /// instruction in the CPU's AMX kernels (its warm-up decode runs them) is retried without them.
+    fn start(&self, spec: &LoadSpec) -> Result<LoadedModel, EngineError> {
+        let plan = self.plan_gpu(spec);
+        let (mut layers, mut reason) = (plan.layers, plan.why);
+        let mut halved = false;
+        loop {
+            let avoid_amx = self.avoid_amx.load(Ordering::SeqCst);
+            match self.spawn(spec, layers, avoid_amx) {
+                Ok(mut model) => {
+                    if avoid_amx {
+                        reason.push_str("; the CPU kernels using Intel AMX crash on this machine (illegal instruction), so the next best ones run");
+                    }
+                    model.info.placement_reason = reason;
+                    return Ok(model);
+                }
+                Err(EngineError::Load { message, .. }) if !avoid_amx && message.contains("SIGILL") => {
+                    self.avoid_amx.store(true, Ordering::SeqCst);
+                }
+                Err(EngineError::Load { message, .. }) if layers > 0 => {
+                    let next = if halved || layers < 2 { 0 } else { layers / 2 };
+                    halved = true;
+                    let then = if next > 0 { format!("retried with {next} layers") } else { "it runs on the CPU".to_string() };
+                    reason = format!("{reason}; loading {layers} layers on the GPU failed ({message}), so {then}");
+                    layers = next;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// All layers when the model fits in free VRAM, the most that fit otherwise, none without a
+    /// usable GPU; `AIRLOCK_GPU=off` and a request's `num_gpu` override the estimate.
+    fn plan_gpu(&self, spec: &LoadSpec) -> GpuPlan {
+        if hardware::gpu_disabled() {
+            return GpuPlan { layers: 0, why: format!("GPU use is off ({}=off)", hardware::GPU_ENV) };
+        }
+        if let Some(n) = spec.num_gpu {
+            return GpuPlan { layers: n, why: format!("num_gpu {n} was requested") };
+        }
+        let hw = hardware::probe_with(&self.cfg.runner_exe);
+        if hw.gpus.is_empty() {
+            return GpuPlan { layers: 0, why: hw.no_gpu_reason.unwrap_or_else(|| "no usable GPU".into()) };
+        }
+        let size = spec.size;
+        let fit = hardware::estimate_fit(&hw, size.weights_bytes, size.kv_bytes_per_token, size.layers, spec.num_ctx, spec.parallel.max(1));
+        let layers = match fit.verdict {
+            // The repeating layers and the output layer.
+            FitVerdict::FullGpu => size.layers.max(1) + 1,
+            FitVerdict::PartialOffload { layers, .. } => layers,
+            FitVerdict::CpuOnly | FitVerdict::DoesNotFit => 0,
+        };
+        GpuPlan { layers, why: fit.explanation }
+    }
+
+    fn spawn(&self, spec: &LoadSpec, gpu_layers: u32, avoid_amx: bool) -> Result<LoadedModel, EngineError> {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
+        cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
+        if avoid_amx {
+            cmd.arg("--avoid-amx");
+        }
         if let Some(t) = self.cfg.threads {
             cmd.arg("--threads").arg(t.to_string());
         }
@@ -251,8 +353,8 @@ impl Supervisor {
         let info = loop {
             match lines.next() {
                 Some(Ok(line)) => match serde_json::from_str::<Event>(&line) {
-                    Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms }) => {
-                        break RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms }
+                    Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement }) => {
+                        break RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement, placement_reason: String::new() }
                     }
                     Ok(Event::Error { message, .. }) => {
                         let _ = child.wait();

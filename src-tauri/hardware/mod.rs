@@ -10,6 +10,7 @@
 //! register them again), and the desktop app and the server must never hold llama.cpp or driver
 //! libraries themselves. CPU and RAM come from `/proc` in the calling process (cheap and safe).
 
+mod build_info;
 pub mod devices;
 mod fit;
 mod host;
@@ -21,12 +22,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use build_info::BuildInfo;
 pub use devices::DeviceProbe;
 pub use fit::{estimate_fit, human, overhead_bytes, FitEstimate, FitVerdict, FIXED_OVERHEAD_BYTES};
 pub use host::{parse_cpuinfo, parse_meminfo, probe_host, CpuInfoFields, HostInfo};
 
 /// Environment variable overriding the runner's thread count (read by the engine's supervisor).
 pub const THREADS_ENV: &str = "AIRLOCK_THREADS";
+/// `AIRLOCK_GPU=off` keeps every model on the CPU.
+pub const GPU_ENV: &str = "AIRLOCK_GPU";
+/// Caps the VRAM Airlock counts as free on each GPU (e.g. `2G`), for a GPU shared with others.
+pub const GPU_MEMORY_ENV: &str = "AIRLOCK_GPU_MEMORY";
 /// How long the device probe child may take (GPU drivers can be slow to initialise).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -78,21 +84,50 @@ pub struct GpuDevice {
 /// Probes this machine: CPU and RAM here, ggml devices in a child process (see the module doc).
 /// Never fails: what could not be found is said in `no_gpu_reason` / left empty.
 pub fn probe() -> HardwareReport {
-    let devices = match probe_exe() {
-        Some(exe) => run_device_probe(&exe),
-        None => DeviceProbe::failed("no airlock executable to run the device probe in"),
-    };
-    assemble(host::probe_host(), devices)
+    match probe_exe() {
+        Some(exe) => probe_with(&exe),
+        None => assemble(host::probe_host(), DeviceProbe::failed("no airlock executable to run the device probe in")),
+    }
 }
 
-/// Combines the host facts with a device probe, deciding `no_gpu_reason`.
-pub fn assemble(host: HostInfo, d: DeviceProbe) -> HardwareReport {
+/// [`probe`], with `exe` answering the device probe (the engine passes its runner executable).
+pub fn probe_with(exe: &Path) -> HardwareReport {
+    assemble(host::probe_host(), run_device_probe(exe))
+}
+
+/// Whether `AIRLOCK_GPU` turns GPUs off.
+pub fn gpu_disabled() -> bool {
+    std::env::var(GPU_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no" | "cpu"))
+}
+
+/// `AIRLOCK_GPU_MEMORY` in bytes, when set and valid.
+fn vram_budget() -> Option<u64> {
+    std::env::var(GPU_MEMORY_ENV).ok().and_then(|v| crate::bundle::volumes::parse_size(v.trim()).ok())
+}
+
+/// Combines the host facts with a device probe, deciding `no_gpu_reason`. The GPU settings
+/// (`AIRLOCK_GPU`, `AIRLOCK_GPU_MEMORY`) apply here, so every fit estimate matches what a load
+/// does.
+pub fn assemble(host: HostInfo, mut d: DeviceProbe) -> HardwareReport {
+    let off = gpu_disabled();
+    if off {
+        d.gpus.clear();
+    }
+    if let Some(budget) = vram_budget() {
+        for g in &mut d.gpus {
+            g.memory_free_bytes = g.memory_free_bytes.min(budget);
+        }
+    }
     let threads_used = std::env::var(THREADS_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(crate::engine::runner::physical_cores);
-    let no_gpu_reason = if d.gpus.is_empty() { Some(no_gpu_reason(&d)) } else { None };
+    let no_gpu_reason = match (off, d.gpus.is_empty()) {
+        (true, _) => Some(format!("GPU use is off ({GPU_ENV}=off)")),
+        (false, true) => Some(no_gpu_reason(&d)),
+        (false, false) => None,
+    };
     HardwareReport {
         cpu: CpuInfo {
             model: host.cpu_model,
@@ -115,7 +150,7 @@ fn no_gpu_reason(d: &DeviceProbe) -> String {
     } else if d.gpu_backends_built.is_empty() {
         "this build has no GPU backend (CPU only)".to_string()
     } else {
-        d.gpu_backends_built.iter().map(|b| format!("no {b} device found")).collect::<Vec<_>>().join("; ")
+        d.gpu_backends_built.iter().map(|b| format!("the {b} backend found no GPU")).collect::<Vec<_>>().join("; ")
     };
     if !d.nvidia.is_empty() {
         let names: Vec<&str> = d.nvidia.iter().map(|g| g.name.as_str()).collect();
@@ -219,7 +254,7 @@ mod tests {
             ..Default::default()
         };
         let r = assemble(host(), d);
-        assert_eq!(r.no_gpu_reason.as_deref(), Some("no Vulkan device found; no CUDA device found (NVML sees NVIDIA T4, which this build cannot use)"));
+        assert_eq!(r.no_gpu_reason.as_deref(), Some("the Vulkan backend found no GPU; the CUDA backend found no GPU (NVML sees NVIDIA T4, which this build cannot use)"));
     }
 
     #[test]

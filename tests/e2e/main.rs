@@ -3,8 +3,10 @@
 //! and fetches the model; run alone with
 //! `DISPLAY=:99 AIRLOCK_TEST_MODEL=… cargo test --test e2e -- --nocapture`.
 //!
-//! One test, as a user goes: empty store → Import bundle… → progress, then the model in the list
-//! (and Export…, and a signature policy that refuses it) → Hardware shows the CPU and why there
+//! One test, as a user goes: empty store → every file dialog opens for real (GTK, answered with
+//! `xdotool` as a person types: Ctrl+L, the path, Return; or Escape) and the window keeps
+//! answering while it is open and after → Import bundle… through the dialog → progress, then the
+//! model in the list (and Export… through the save dialog, and a signature policy that refuses it) → Hardware shows the CPU and why there
 //! is no GPU → Chat: a reply streams in, Stop works, a killed model process shows an error and
 //! Retry answers → Settings: the API server comes up → the app is killed with a draft typed →
 //! restart: the conversation and the draft are still there. Screenshots of each page are written, and the
@@ -41,12 +43,14 @@ fn tool(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Everything the app sees: an empty store and its own data, config and pick path.
+/// Everything the app sees: an empty store, its own data and config, and a home folder (where
+/// the file dialogs start).
 struct Sandbox {
     _root: tempfile::TempDir,
     store: PathBuf,
     data: PathBuf,
     config: PathBuf,
+    home: PathBuf,
     bundle: PathBuf,
 }
 
@@ -55,7 +59,8 @@ impl Sandbox {
     fn new(model: &Path) -> Self {
         let root = tempfile::tempdir().unwrap();
         let p = root.path();
-        let (store, data, config, bundle) = (p.join("store"), p.join("data"), p.join("config"), p.join("bundle"));
+        let (store, data, config, home, bundle) = (p.join("store"), p.join("data"), p.join("config"), p.join("home"), p.join("bundle"));
+        std::fs::create_dir_all(&home).unwrap();
         let packer = p.join("packer-store");
         let run = |args: &[&str]| {
             let out = Command::new(CLI).args(args).env("AIRLOCK_MODELS", &packer).env("AIRLOCK_CONFIG", &config).output().unwrap();
@@ -63,7 +68,7 @@ impl Sandbox {
         };
         run(&["import", model.to_str().unwrap(), "--name", "gemma3:270m"]);
         run(&["export", "gemma3:270m", "--out", bundle.to_str().unwrap()]);
-        Sandbox { _root: root, store, data, config, bundle }
+        Sandbox { _root: root, store, data, config, home, bundle }
     }
 }
 
@@ -76,12 +81,18 @@ struct Driver {
 
 impl Driver {
     fn start(sb: &Sandbox) -> Self {
+        Self::start_with(sb, &[])
+    }
+
+    /// With `env` added to the app's environment.
+    fn start_with(sb: &Sandbox, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(tool("tauri-driver"))
+            .envs(env.iter().copied())
             .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
             .env("AIRLOCK_MODELS", &sb.store)
             .env("AIRLOCK_CONFIG", &sb.config)
-            .env("AIRLOCK_PICK_PATH", &sb.bundle)
+            .env("HOME", &sb.home)
             .env("XDG_DATA_HOME", &sb.data)
             .env("AIRLOCK_THREADS", "2")
             .stdout(Stdio::null())
@@ -125,7 +136,13 @@ impl Drop for Driver {
 }
 
 async fn wait_for(c: &Client, css: &str) -> Element {
-    c.wait().at_most(WAIT).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+    match c.wait().at_most(WAIT).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await {
+        Ok(e) => e,
+        Err(e) => {
+            let page = c.execute("return document.body.innerText;", vec![]).await.map(|v| v.as_str().unwrap_or_default().to_string()).unwrap_or_default();
+            panic!("waiting for {css}: {e}\nthe window shows:\n{page}")
+        }
+    }
 }
 
 async fn click(c: &Client, css: &str) {
@@ -222,6 +239,108 @@ fn is_loopback_or_unset(hex: &str) -> bool {
     }
 }
 
+// ---- Native dialogs, answered as a person would (xdotool sends real X key events) -----------
+
+fn xdotool(args: &[&str]) -> String {
+    let out = Command::new("xdotool").args(args).output().expect("xdotool (Debian package xdotool) is needed to answer the GTK dialogs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The X windows whose title contains `title` and that are on screen.
+fn windows_titled(title: &str) -> Vec<String> {
+    // xdotool matches a regular expression: the title's punctuation is meant literally.
+    let pattern: String = title.chars().flat_map(|c| if c.is_ascii_punctuation() { vec!['\\', c] } else { vec![c] }).collect();
+    xdotool(&["search", "--onlyvisible", "--name", &pattern]).split_whitespace().map(str::to_owned).collect()
+}
+
+/// Waits for the one dialog titled `title` to appear; returns its window.
+fn wait_for_dialog(title: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(w) = windows_titled(title).pop() {
+            // Let GTK map and focus its widgets before keys arrive.
+            std::thread::sleep(Duration::from_millis(500));
+            return w;
+        }
+        if Instant::now() >= deadline {
+            let shown: Vec<String> = windows_titled("").iter().map(|w| xdotool(&["getwindowname", w]).trim().to_string()).collect();
+            panic!("no dialog titled {title:?} appeared; windows on screen: {shown:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_dialog_gone(title: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !windows_titled(title).is_empty() {
+        assert!(Instant::now() < deadline, "the dialog {title:?} did not close");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Answers the open dialog `window`: types `path` into GTK's location field (Ctrl+L, or the name
+/// field of a save dialog) and presses Return; `None` presses Escape (cancel).
+fn answer_dialog(window: &str, title: &str, path: Option<&Path>) {
+    xdotool(&["windowfocus", "--sync", window]);
+    match path {
+        Some(p) => {
+            xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
+            std::thread::sleep(Duration::from_millis(200));
+            xdotool(&["key", "--clearmodifiers", "ctrl+a"]);
+            // A folder is typed as GTK completes it, with a trailing slash.
+            let typed = if p.is_dir() { format!("{}/", p.display()) } else { p.display().to_string() };
+            xdotool(&["type", "--delay", "5", &typed]);
+            std::thread::sleep(Duration::from_millis(300));
+            xdotool(&["key", "--clearmodifiers", "Return"]);
+            // In a folder chooser the first Return may only open the typed folder; a person
+            // presses it again to choose it.
+            std::thread::sleep(Duration::from_millis(1500));
+            if !windows_titled(title).is_empty() {
+                xdotool(&["key", "--clearmodifiers", "Return"]);
+            }
+        }
+        None => {
+            xdotool(&["key", "--clearmodifiers", "Escape"]);
+        }
+    }
+    wait_for_dialog_gone(title);
+}
+
+/// The window's web view answers a script within a second: its event loop is not blocked (a
+/// dialog waited for on the main thread freezes it for good). Returns the milliseconds taken.
+async fn assert_answers(c: &Client, after: &str) -> f64 {
+    let t = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(1), c.execute("return document.readyState;", vec![])).await;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    assert!(matches!(answer, Ok(Ok(_))), "the window did not answer within a second {after}");
+    ms
+}
+
+/// Navigates to `page` and back to where the test was: the window reacts to clicks after `after`.
+async fn assert_navigates(c: &Client, page: &str, back: &str, after: &str) {
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        click(c, &format!("[data-testid='nav-{page}']")).await;
+        wait_for(c, &format!("[data-testid='page-{page}']")).await;
+        click(c, &format!("[data-testid='nav-{back}']")).await;
+        wait_for(c, &format!("[data-testid='page-{back}']")).await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the window did not react to navigation {after}"));
+    println!("navigation {after}: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+}
+
+/// Opens a dialog by clicking `button`, checks the window still answers while it is open, and
+/// answers it with `path` (or cancels); then checks the window answers again.
+async fn through_dialog(c: &Client, button: &str, title: &str, path: Option<&Path>) {
+    click(c, button).await;
+    let window = wait_for_dialog(title);
+    let open_ms = assert_answers(c, &format!("while the dialog {title:?} is open")).await;
+    answer_dialog(&window, title, path);
+    let after_ms = assert_answers(c, &format!("after the dialog {title:?} closed")).await;
+    println!("dialog {title:?}: the window answered in {open_ms:.0} ms while open, {after_ms:.0} ms after ({})", if path.is_some() { "answered by typing" } else { "cancelled" });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_hardware_chat_and_restart() {
     let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
@@ -234,8 +353,24 @@ async fn import_hardware_chat_and_restart() {
     click(&c, "[data-testid='nav-models']").await;
     assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "the store starts empty");
 
-    // Import bundle… (the picker returns AIRLOCK_PICK_PATH): progress, then the model.
+    // Import file…, cancelled: the page is as it was, and the window still reacts.
+    through_dialog(&c, "[data-testid='import-file']", "Import a bundle (.zip", None).await;
+    assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "a cancelled dialog imports nothing");
+    for gone in ["import-progress", "import-result", "import-error", "action-error"] {
+        assert!(c.find_all(Locator::Css(&format!("[data-testid='{gone}']"))).await.unwrap().is_empty(), "nothing shown after a cancel ({gone})");
+    }
+    assert_navigates(&c, "hardware", "models", "after a cancelled dialog").await;
+
+    // Import bundle…, clicked twice in a row: one dialog. The bundle folder is typed into it.
     click(&c, "[data-testid='import-bundle']").await;
+    let _ = c.execute("document.querySelector(\"[data-testid='import-bundle']\").click(); return true;", vec![]).await;
+    let title = "Import a bundle folder";
+    let window = wait_for_dialog(title);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(windows_titled(title).len(), 1, "two clicks open one dialog");
+    assert_answers(&c, "while the import dialog is open").await;
+    answer_dialog(&window, title, Some(&sb.bundle));
+    println!("import dialog answered by typing {}", sb.bundle.display());
     let mut saw_progress = false;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -257,22 +392,34 @@ async fn import_hardware_chat_and_restart() {
     let row_text = row.text().await.unwrap();
     assert!(row_text.contains("Q4_K_M") && row_text.contains("268"), "the list shows quantisation and parameters: {row_text}");
     println!("import progress panel seen: {saw_progress}");
+    assert_navigates(&c, "hardware", "models", "after the import dialog").await;
     screenshot(&c, "models").await;
 
-    // Export… the model to a zip (the path typed, as a user may), then require signatures in
-    // Settings: the same, unsigned bundle is now refused with a reason.
+    // The store folder opens in the file manager (or says why not) without blocking the window.
+    click(&c, "[data-testid='open-store']").await;
+    assert_answers(&c, "after Open store folder").await;
+
+    // Export… the model to a zip named in the save dialog (the key and folder dialogs open and
+    // are cancelled), then require signatures in Settings: the same, unsigned bundle is now
+    // refused with a reason.
     let zip = sb.bundle.with_file_name("exported.zip");
     click(&c, "[data-testid='export-open']").await;
     let choice = wait_for(&c, "[data-testid='export-model'][value='gemma3:270m']").await;
     if !choice.is_selected().await.unwrap() {
         choice.click().await.unwrap();
     }
-    wait_for(&c, "[data-testid='export-out']").await.send_keys(zip.to_str().unwrap()).await.unwrap();
+    through_dialog(&c, "[data-testid='export-pick-key']", "Sign with a secret key", None).await;
+    through_dialog(&c, "[data-testid='export-pick-folder']", "Export to a new bundle folder", None).await;
+    through_dialog(&c, "[data-testid='export-pick-file']", "Export to a .zip", Some(&zip)).await;
+    let out = wait_for(&c, "[data-testid='export-out']").await.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(out, zip.to_str().unwrap(), "the save dialog's answer fills the output path");
     click(&c, "[data-testid='export-start']").await;
     let exported = wait_for(&c, "[data-testid='export-result']").await.text().await.unwrap();
     assert!(exported.contains("exported.zip"), "the result names the file: {exported}");
     assert!(std::fs::metadata(&zip).unwrap().len() > 200_000_000, "the zip holds the model");
     click(&c, "[data-testid='nav-settings']").await;
+    through_dialog(&c, "[data-testid='trust-add']", "Trust a signing key", None).await;
+    assert!(c.find_all(Locator::Css("[data-testid='trusted-key']")).await.unwrap().is_empty(), "a cancelled key dialog trusts nothing");
     wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();
     click(&c, "[data-testid='nav-models']").await;
     wait_for(&c, "[data-testid='import-path']").await.send_keys(zip.to_str().unwrap()).await.unwrap();
@@ -402,6 +549,37 @@ async fn import_hardware_chat_and_restart() {
     let typed = wait_for(&c, "[data-testid='chat-input']").await.prop("value").await.unwrap().unwrap_or_default();
     assert_eq!(typed, draft, "the draft survived the kill");
     c.close().await.unwrap();
+    drop(driver);
+
+    // ---- A GPU: Mesa's software Vulkan device (lavapipe) listed for ggml. The Hardware page
+    // shows it and the model's full offload; a reply runs there and says so; the device's bar
+    // holds the loaded model.
+    #[cfg(feature = "vulkan")]
+    {
+        let gpu = Driver::start_with(&sb, &[("GGML_VK_VISIBLE_DEVICES", "0")]);
+        let (c, _) = gpu.launch().await;
+        click(&c, "[data-testid='nav-hardware']").await;
+        let device = wait_for(&c, "[data-testid='hw-gpu']").await.text().await.unwrap();
+        assert!(device.contains("llvmpipe") && device.contains("Vulkan0"), "the Vulkan device is listed: {device}");
+        let fit = wait_for(&c, "[data-testid='hw-fit'][data-name='gemma3:270m']").await;
+        assert_eq!(fit.attr("data-verdict").await.unwrap().as_deref(), Some("full_gpu"));
+        click(&c, "[data-testid='nav-chat']").await;
+        click(&c, "[data-testid='new-chat']").await;
+        wait_for(&c, "[data-testid='model-picker']").await.select_by_value("gemma3:270m").await.unwrap();
+        wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting: 1, 2, 3,").await.unwrap();
+        click(&c, "[data-testid='send']").await;
+        wait_until(&c, "a reply streams from the GPU", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return !!m && m.dataset.streaming === 'true' && m.querySelector(\"[data-testid='message-content']\").textContent.trim().length > 0;")).await;
+        click(&c, "[data-testid='stop']").await;
+        let runs_on = wait_for(&c, "[data-testid='message-runs-on']").await.text().await.unwrap();
+        assert_eq!(runs_on, "100% GPU", "the reply says where it ran");
+        click(&c, "[data-testid='nav-hardware']").await;
+        click(&c, "[data-testid='hw-refresh']").await;
+        wait_for(&c, "[data-testid='hw-gpu-segment'][data-model='gemma3:270m']").await;
+        let loaded = wait_for(&c, "[data-testid='hw-loaded'][data-name='gemma3:270m']").await.text().await.unwrap();
+        assert!(loaded.contains("100% GPU (Vulkan0"), "{loaded}");
+        screenshot(&c, "hardware-gpu").await;
+        c.close().await.unwrap();
+    }
 
     println!("\n== desktop figures (this machine, this run) ==");
     println!("window start to interactive: first start {start_ms:.0} ms, restart {restart_ms:.0} ms (WebDriver session request → UI ready)");

@@ -11,9 +11,9 @@ use tempfile::TempDir;
 
 use crate::common::*;
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _store: TempDir,
 }
 
@@ -28,7 +28,9 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
+/// `airlock serve` on a free port with its own store (holding the test model as `gemma3:270m`
+/// when `with_model`), with `env` added.
+pub(crate) fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
     let store = TempDir::new().unwrap();
     if with_model {
         let out = airlock(store.path(), &["import", real_model().to_str().unwrap(), "--name", "gemma3:270m", "--link"]);
@@ -61,11 +63,11 @@ fn request(port: u16, raw: &str) -> (u16, String) {
     (status, body)
 }
 
-fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
     request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"))
 }
 
-fn post(port: u16, path: &str, body: &str, extra: &str) -> (u16, String) {
+pub(crate) fn post(port: u16, path: &str, body: &str, extra: &str) -> (u16, String) {
     request(port, &format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}", body.len()))
 }
 

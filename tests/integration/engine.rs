@@ -24,7 +24,7 @@ fn config() -> EngineConfig {
 
 /// A store holding the real model as `gemma3:270m`, plus a variant whose params layer limits
 /// replies to 24 tokens (`gemma3:short`).
-fn store_with_real_model() -> TempDir {
+pub(crate) fn store_with_real_model() -> TempDir {
     let dir = TempDir::new().unwrap();
     let opts = ImportOptions { name: Some("gemma3:270m".into()), link: true, ..Default::default() };
     import(&Store::at(dir.path()), &real_model(), &opts, &NoProgress).unwrap();

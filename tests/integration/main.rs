@@ -8,3 +8,5 @@ mod runner;
 mod engine;
 mod api;
 mod hardware;
+mod kit;
+mod gpu;

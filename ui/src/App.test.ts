@@ -19,6 +19,7 @@ const hwReport: HardwareReport = {
   gpus: [],
   gpu_backends_built: [],
   no_gpu_reason: 'This build has no GPU backend.',
+  loaded: [],
   models: [
     {
       name: 'gemma3:270m',
@@ -71,9 +72,29 @@ describe('App', () => {
     handlers.hardware = () => d.promise;
     await fireEvent.click(screen.getByTestId('hw-refresh'));
     expect((screen.getByTestId('hw-refresh') as HTMLButtonElement).disabled).toBe(true);
-    d.resolve({ ...hwReport, gpus: [{ name: 'RTX 4090', device: 'CUDA0', backend: 'CUDA', memory_total_bytes: 24e9, memory_free_bytes: 20e9, driver: '550' }], no_gpu_reason: null, gpu_backends_built: ['CUDA'] });
+    d.resolve({
+      ...hwReport,
+      gpus: [{ name: 'RTX 4090', device: 'CUDA0', backend: 'CUDA', memory_total_bytes: 24e9, memory_free_bytes: 20e9, driver: '550' }],
+      no_gpu_reason: null,
+      gpu_backends_built: ['CUDA'],
+      loaded: [
+        { name: 'gemma3:270m', runs_on: '100% GPU (CUDA0, 19/19 layers)', devices: [{ name: 'CUDA0', bytes: 1e9 }], ram_bytes: 1e8 },
+        { name: 'qwen:7b', runs_on: '48%/52% CPU/GPU (CUDA0, 14/29 layers)', devices: [{ name: 'CUDA0', bytes: 2e9 }], ram_bytes: 3e9 },
+      ],
+    });
     await vi.waitFor(() => expect(screen.getAllByTestId('hw-gpu')).toHaveLength(1));
     expect(screen.getByTestId('hw-backends').textContent).toBe('CUDA');
+    // One bar per device: each loaded model's share of the 24 GB, and the rest in use by others.
+    const segments = screen.getAllByTestId('hw-gpu-segment');
+    expect(segments.map((s) => [s.dataset.model, s.style.width])).toEqual([
+      ['gemma3:270m', '4.17%'],
+      ['qwen:7b', '8.33%'],
+      ['', '4.17%'],
+    ]);
+    expect(screen.getAllByTestId('hw-loaded').map((l) => l.textContent)).toEqual([
+      expect.stringContaining('100% GPU (CUDA0, 19/19 layers)'),
+      expect.stringContaining('48%/52% CPU/GPU'),
+    ]);
 
     await fireEvent.click(screen.getByTestId('nav-settings'));
     expect(screen.getByTestId('store-path').textContent).toBe(settings().store_path);

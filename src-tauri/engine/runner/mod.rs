@@ -8,10 +8,11 @@
 //! everything that touches llama.cpp (context, slots with per-sequence KV-cache reuse, the queue,
 //! sampling, the batched decode step); [`text`] owns the
 //! pure UTF-8 and stop-sequence plumbing; [`platform`] finds the CPU-variant modules and counts
-//! cores. Nothing here may write to stdout except whole protocol lines (stdout *is* the
+//! cores; [`placement`] reads from llama.cpp's log where the model's buffers went. Nothing here may write to stdout except whole protocol lines (stdout *is* the
 //! protocol; llama.cpp's log goes to stderr), and nothing here may panic on a client's input:
 //! a bad line gets an `Error` event, never an exit.
 
+mod placement;
 mod platform;
 mod session;
 pub mod text;
@@ -23,7 +24,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use crate::engine::protocol::{encode, Event, Request};
 
-pub use platform::{backend_dir, physical_cores, LIB_DIR_ENV};
+pub use platform::{backend_dir, load_backends, physical_cores, LIB_DIR_ENV};
 
 /// `airlock runner` (hidden): serve one model over stdin/stdout. Started by the engine's
 /// supervisor, not by people.
@@ -45,9 +46,14 @@ pub struct RunnerArgs {
     /// batch (continuous batching); more wait in arrival order.
     #[arg(long, default_value_t = 1)]
     pub parallel: u32,
-    /// Layers to offload to a GPU (default: llama.cpp's choice; no effect without a GPU backend).
+    /// Layers to offload to GPUs (the supervisor decides from the fit estimate). 0 keeps the
+    /// runner off every GPU: no device is even opened.
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Leave out the CPU kernels that use Intel AMX (the supervisor sets it after they crashed
+    /// with an illegal instruction, as they do under some hypervisors).
     #[arg(long)]
-    pub gpu_layers: Option<u32>,
+    pub avoid_amx: bool,
 }
 
 pub fn main(args: RunnerArgs) -> ExitCode {

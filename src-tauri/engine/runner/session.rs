@@ -45,7 +45,15 @@ impl Loaded {
                 platform::LIB_DIR_ENV
             )
         })?;
-        llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+        if args.gpu_layers == 0 {
+            // On the CPU by decision: hide every GPU, or ggml would still open the devices and
+            // move large prompt batches to them.
+            for var in ["GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"] {
+                std::env::set_var(var, "");
+            }
+        }
+        super::placement::capture_log();
+        platform::load_backends(&dir, args.avoid_amx).map_err(|e| format!("cannot load the ggml modules from {}: {e}", dir.display()))?;
         let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp backend: {e}"))?;
         let cpu = llama_cpp_2::list_llama_ggml_backend_devices()
             .iter()
@@ -53,10 +61,7 @@ impl Loaded {
         if !cpu {
             return Err(format!("no usable CPU backend module in {}", dir.display()));
         }
-        let mut params = LlamaModelParams::default().with_use_mmap(true);
-        if let Some(n) = args.gpu_layers {
-            params = params.with_n_gpu_layers(n);
-        }
+        let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(args.gpu_layers);
         let model = LlamaModel::load_from_file(&backend, &args.model, &params).map_err(|e| {
             format!("llama.cpp could not load {} ({e}); its log is on stderr", args.model.display())
         })?;
@@ -87,6 +92,8 @@ impl Loaded {
         // llama.cpp rounds the context up (to 256); the request's size is still the limit.
         let n_ctx = (ctx.n_ctx() / parallel).min(n_ctx);
         let n_batch = ctx.n_batch() as usize;
+        let mut ctx = ctx;
+        warm_up(&self.model, &mut ctx, parallel)?;
         Ok(Session {
             model: &self.model,
             ctx,
@@ -102,6 +109,22 @@ impl Loaded {
             piece: Vec::with_capacity(32),
         })
     }
+}
+
+/// Decodes a few tokens once before the runner says it is ready: the first decode pages the
+/// weights in and builds the compute graph, and a CPU or GPU kernel that cannot run on this
+/// machine (an illegal instruction, a driver fault) fails the load, where the supervisor can
+/// react, instead of a user's first request.
+fn warm_up(model: &LlamaModel, ctx: &mut LlamaContext<'_>, parallel: u32) -> Result<(), String> {
+    let bos = model.vocab().bos();
+    let token = if bos.0 >= 0 && bos.0 < model.n_vocab() { bos } else { LlamaToken(0) };
+    let mut batch = LlamaBatch::new(8, parallel as i32);
+    for pos in 0..4 {
+        batch.add(token, pos, &[0], pos == 3).map_err(|e| format!("warm-up batch: {e}"))?;
+    }
+    ctx.decode(&mut batch).map_err(|e| format!("llama.cpp could not decode its warm-up batch: {e}"))?;
+    ctx.clear_kv_cache();
+    Ok(())
 }
 
 pub struct Session<'m> {
@@ -176,6 +199,8 @@ impl Session<'_> {
             bos_token: self.special_text(vocab.bos()),
             eos_token: self.special_text(vocab.eos()),
             load_ms,
+            // Offloadable layers: the repeating blocks and the output layer.
+            placement: super::placement::collected(self.model.n_layer() + 1),
         }
     }
 

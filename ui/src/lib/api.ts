@@ -58,9 +58,19 @@ export const modelDetails = (name: string) => invoke<ModelFullDetails>('model_de
 export const deleteModel = (name: string) => invoke<void>('delete_model', { name });
 export const openStoreFolder = () => invoke<void>('open_store_folder');
 
-/** A file or folder picker (rfd). Returns null when the user cancels. */
+/**
+ * A native file or folder dialog. Returns null when the user cancels, and when another dialog is
+ * already open (a second click while the first is on screen opens nothing).
+ */
 export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder';
-export const pickPath = (kind: PickKind) => invoke<string | null>('pick_path', { kind });
+export async function pickPath(kind: PickKind): Promise<string | null> {
+  try {
+    return await invoke<string | null>('pick_path', { kind });
+  } catch (e) {
+    if (e && typeof e === 'object' && (e as CommandError).code === 'busy') return null;
+    throw e;
+  }
+}
 
 // ---- Import / export progress ---------------------------------------------------------------
 
@@ -183,6 +193,16 @@ export interface HardwareReport {
   /** Why no GPU is usable, in words; null when `gpus` is not empty. */
   no_gpu_reason: string | null;
   models: ModelFit[];
+  /** Models the app has loaded, with their memory per GPU device (ggml's name) and in RAM. */
+  loaded: LoadedModelUse[];
+}
+
+export interface LoadedModelUse {
+  name: string;
+  /** e.g. "100% GPU (Vulkan0, 19/19 layers)" or "100% CPU (why)". */
+  runs_on: string;
+  devices: { name: string; bytes: number }[];
+  ram_bytes: number;
 }
 
 /** Probes again each call (a few hundred ms: the device probe runs in a child process). */
@@ -214,6 +234,8 @@ export interface ChatStats {
   eval_ms: number;
   load_ms: number;
   tokens_per_second: number;
+  /** Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)"; absent in older saved chats. */
+  runs_on?: string;
 }
 
 export type ChatEvent =
@@ -304,6 +326,8 @@ export interface Settings {
   theme: Theme;
   /** Last-used page, chat model etc.; free-form for the UI. */
   ui: Record<string, unknown>;
+  /** What `airlock --version` prints (several lines). */
+  version: string;
 }
 
 export const getSettings = () => invoke<Settings>('get_settings');

@@ -1,0 +1,13 @@
+# Sourced by the scripts that build (demo.sh, test.sh, package.sh): one profile, one feature set
+# and one set of compiler flags everywhere, so llama.cpp — minutes to build — is built once and
+# shared by the tests, the demo and the packages. The Vulkan backend needs newer headers than
+# Debian 12 has (scripts/vulkan-headers.sh).
+vulkan_prefix="$(scripts/vulkan-headers.sh)"
+export CXXFLAGS="-isystem $vulkan_prefix/include"
+export CMAKE_PREFIX_PATH="$vulkan_prefix"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+cargo_flags=(--release --locked --features vulkan)
+target="${CARGO_TARGET_DIR:-target}"
+# llama-cpp-sys-2's build script hard-links its libraries into the target folder and trips over
+# links a build with other features left dangling there: clear those first.
+clear_dangling() { if [ -d "$target" ]; then find "$target" -maxdepth 3 -xtype l -name "lib*.so*" -delete; fi; }

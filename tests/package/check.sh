@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Checks the packages scripts/package.sh wrote into dist/, as a person on the far side uses them:
+# the .deb's metadata and contents; then installs it for real with apt-get (Depends must resolve
+# from Debian's archive), runs the installed CLI (--version, hardware, import, run) on the test
+# model, opens the installed app's window (needs an X display: run under scripts/with-display.sh),
+# and removes the package again. Needs root (or sudo) and AIRLOCK_TEST_MODEL.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${AIRLOCK_TEST_MODEL:?AIRLOCK_TEST_MODEL must name the test model (tests/fixtures/fetch-test-model.sh)}"
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+fail() { echo "package check FAILED: $*" >&2; exit 1; }
+
+deb="$(ls dist/airlock_*.deb)"
+tarball="$(ls dist/airlock-*-linux-x86_64.tar.gz)"
+(cd dist && sha256sum -c --quiet SHA256SUMS) || fail "dist/SHA256SUMS does not match"
+
+# ---- Metadata and contents.
+info="$(dpkg-deb -I "$deb")"
+depends="$(dpkg-deb -f "$deb" Depends)"
+echo "Depends: $depends"
+for need in libc6 libwebkit2gtk-4.1-0 libgtk-3-0; do
+  grep -q "$need" <<<"$depends" || fail "Depends lacks $need"
+done
+# The GPU module's loader is recommended, not required: without it the package runs on the CPU.
+grep -q libvulkan1 <<<"$depends" && fail "libvulkan1 must not be a hard dependency"
+grep -q libvulkan1 <<<"$(dpkg-deb -f "$deb" Recommends)" || fail "Recommends lacks libvulkan1"
+grep -q '^ Package: airlock$' <<<"$info" || fail "the package is not named airlock"
+contents="$(dpkg-deb -c "$deb" | awk '{print $6}')"
+for f in ./usr/bin/airlock ./usr/bin/airlock-desktop ./usr/share/applications/airlock.desktop \
+         ./usr/lib/airlock/libllama.so ./usr/lib/airlock/libggml.so ./usr/lib/airlock/libggml-base.so; do
+  grep -qxF "$f" <<<"$contents" || fail "$f is missing from the .deb"
+done
+cpu_modules="$(grep -c '^./usr/lib/airlock/libggml-cpu-.*\.so$' <<<"$contents" || true)"
+[ "$cpu_modules" -ge 2 ] || fail "the .deb holds $cpu_modules CPU-variant modules"
+for size in 16 24 32 48 64 128 256 512; do
+  grep -qxF "./usr/share/icons/hicolor/${size}x${size}/apps/airlock.png" <<<"$contents" || fail "no ${size}x${size} icon"
+done
+grep -q '/bin/airlock$' <<<"$(tar tzf "$tarball")" || fail "the tarball has no bin/airlock"
+
+# ---- Install for real; remove again whatever happens.
+cleanup() { $sudo apt-get remove -y -qq airlock >/dev/null 2>&1 || true; rm -rf "$work"; }
+work="$(mktemp -d)"
+trap cleanup EXIT
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb" >/dev/null
+# The CLI needs no GUI library: a headless server installs the same binary.
+if readelf -d /usr/bin/airlock | grep NEEDED | grep -Eq 'gtk|webkit|soup'; then fail "/usr/bin/airlock links GTK/WebKit"; fi
+version="$(/usr/bin/airlock --version)"
+echo "$version"
+grep -q "CPU variants: .*[a-z]" <<<"$version" || fail "--version lists no CPU variants"
+grep -q "/usr/lib/airlock" <<<"$version" || fail "the installed binary does not use /usr/lib/airlock"
+export HOME="$work/home" AIRLOCK_MODELS="$work/store" AIRLOCK_CONFIG="$work/config" AIRLOCK_THREADS=2
+mkdir -p "$HOME"
+/usr/bin/airlock hardware | tee "$work/hardware.txt"
+grep -q "gemma" "$work/hardware.txt" && fail "an empty store lists a model"
+/usr/bin/airlock import "$AIRLOCK_TEST_MODEL" --name gemma3:270m
+/usr/bin/airlock list | grep -q gemma3:270m || fail "the import is not listed"
+# A base model writes until its context is full: read the first 200 bytes, then let it go.
+answer="$(timeout 300 /usr/bin/airlock run gemma3:270m "The capital of France is" </dev/null 2>/dev/null | head -c 200 || true)"
+echo "airlock run: $answer"
+[ -n "$(tr -d '[:space:]' <<<"$answer")" ] || fail "airlock run answered nothing"
+
+# The installed app opens its window (no GTK/WebKit loader error), then is closed.
+if [ -n "${DISPLAY:-}" ]; then
+  /usr/bin/airlock-desktop >"$work/desktop.log" 2>&1 &
+  app=$!
+  for _ in $(seq 300); do
+    xdotool search --onlyvisible --pid "$app" >/dev/null 2>&1 && break
+    kill -0 "$app" 2>/dev/null || { cat "$work/desktop.log" >&2; fail "the installed airlock-desktop exited"; }
+    sleep 0.1
+  done
+  xdotool search --onlyvisible --pid "$app" >/dev/null 2>&1 || fail "the installed airlock-desktop opened no window"
+  echo "installed airlock-desktop opened its window"
+  kill "$app"; wait "$app" 2>/dev/null || true
+else
+  echo "no DISPLAY: the installed app's window was not checked" >&2
+fi
+echo "package check passed: $(basename "$deb") ($(du -h "$deb" | cut -f1)), $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
