@@ -23,6 +23,7 @@ use crate::bundle::sign::{self, SigningKey, TrustedKey};
 use crate::bundle::volumes::{parse_size, FAT32_MAX};
 use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
 use crate::core::{Core, MachineOverview, ModelDetails};
+use crate::kit::{self, KitOptions};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
@@ -221,10 +222,21 @@ struct ExportChoices {
     fat32: bool,
     sign_key: Option<String>,
     key_password: Option<String>,
+    /// A transfer kit: Airlock itself, the models and SHA256SUMS in the folder `out`.
+    #[serde(default)]
+    kit: bool,
+}
+
+/// What an export wrote; for a kit, `outputs` are the kit's files.
+#[derive(Serialize)]
+struct ExportOutcome {
+    #[serde(flatten)]
+    report: ExportReport,
+    kit: bool,
 }
 
 #[tauri::command]
-async fn export_models(state: AppStateRef<'_>, models: Vec<String>, out: String, options: ExportChoices, on_progress: Channel<Progress>) -> CommandResult<ExportReport> {
+async fn export_models(state: AppStateRef<'_>, models: Vec<String>, out: String, options: ExportChoices, on_progress: Channel<Progress>) -> CommandResult<ExportOutcome> {
     if models.is_empty() || models.len() > 10_000 {
         return Err(CommandError::invalid("choose at least one model to export"));
     }
@@ -247,8 +259,22 @@ async fn export_models(state: AppStateRef<'_>, models: Vec<String>, out: String,
             Some(p) => Some(SigningKey::load(&p, password).map_err(|e| CommandError::new("signature", format!("cannot use the signing key {}: {e}", p.display())))?),
             None => None,
         };
-        let opts = ExportOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
-        Ok(export::export(&core.store, &models, &out, &opts, &sink)?)
+        if !options.kit {
+            let opts = ExportOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
+            return Ok(ExportOutcome { report: export::export(&core.store, &models, &out, &opts, &sink)?, kit: false });
+        }
+        let opts = KitOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
+        let kit = kit::write_kit(&core.store, &models, &out, &opts, &sink)?;
+        let report = ExportReport {
+            models: kit.models,
+            blobs_written: 0,
+            blobs_excluded: 0,
+            bytes_written: kit.total_bytes,
+            outputs: kit.files.iter().map(|f| kit.out.join(&f.path)).collect(),
+            signed_by: kit.signed_by,
+            base_inventory: None,
+        };
+        Ok(ExportOutcome { report, kit: true })
     })
     .await
 }

@@ -7,6 +7,7 @@ use crate::bundle::export::ExportError;
 use crate::bundle::sign::SignError;
 use crate::bundle::ImportError;
 use crate::engine::chat::ChatError;
+use crate::kit::KitError;
 use crate::store::StoreError;
 
 #[derive(Debug, Serialize)]
@@ -48,6 +49,13 @@ impl From<ImportError> for CommandError {
 impl From<ExportError> for CommandError {
     fn from(e: ExportError) -> Self {
         let code = if matches!(e, ExportError::Cancelled) { "cancelled" } else { "export" };
+        CommandError::new(code, e.to_string())
+    }
+}
+
+impl From<KitError> for CommandError {
+    fn from(e: KitError) -> Self {
+        let code = if matches!(e, KitError::Cancelled) { "cancelled" } else { "export" };
         CommandError::new(code, e.to_string())
     }
 }

@@ -417,7 +417,25 @@ async fn import_hardware_chat_and_restart() {
     let exported = wait_for(&c, "[data-testid='export-result']").await.text().await.unwrap();
     assert!(exported.contains("exported.zip"), "the result names the file: {exported}");
     assert!(std::fs::metadata(&zip).unwrap().len() > 200_000_000, "the zip holds the model");
+    // Export… again, as a transfer kit (Airlock itself with the model) into a new folder; the
+    // CLI on the far side verifies it.
+    let kit = sb.bundle.with_file_name("kit");
+    click(&c, "[data-testid='export-open']").await;
+    let choice = wait_for(&c, "[data-testid='export-model'][value='gemma3:270m']").await;
+    if !choice.is_selected().await.unwrap() {
+        choice.click().await.unwrap();
+    }
+    click(&c, "[data-testid='export-kit']").await;
+    wait_for(&c, "[data-testid='export-out']").await.send_keys(kit.to_str().unwrap()).await.unwrap();
+    click(&c, "[data-testid='export-start']").await;
+    let written = wait_for(&c, "[data-testid='export-result']").await.text().await.unwrap();
+    assert!(written.contains("Transfer kit") && written.contains("SHA256SUMS"), "the result lists the kit: {written}");
+    let verified = Command::new(CLI).args(["kit", "verify", kit.to_str().unwrap()]).output().unwrap();
+    assert!(verified.status.success(), "the kit verifies: {}", String::from_utf8_lossy(&verified.stderr));
+
     click(&c, "[data-testid='nav-settings']").await;
+    let version = wait_for(&c, "[data-testid='version']").await.text().await.unwrap();
+    assert!(version.contains(env!("CARGO_PKG_VERSION")) && version.contains("CPU variants"), "Settings shows the version line: {version}");
     through_dialog(&c, "[data-testid='trust-add']", "Trust a signing key", None).await;
     assert!(c.find_all(Locator::Css("[data-testid='trusted-key']")).await.unwrap().is_empty(), "a cancelled key dialog trusts nothing");
     wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();

@@ -115,6 +115,8 @@ export interface ExportOptions {
   sign_key: string | null;
   /** Password of that key; null when it is unencrypted. */
   key_password: string | null;
+  /** Write a transfer kit into the folder `out`: Airlock itself, the models and SHA256SUMS. */
+  kit: boolean;
 }
 
 export interface ExportReport {
@@ -126,9 +128,12 @@ export interface ExportReport {
   outputs: string[];
   /** Key ID of the signing key, when signed. */
   signed_by: string | null;
+  /** A transfer kit: `outputs` are its files. */
+  kit: boolean;
 }
 
-/** `out` ending in `.zip` writes a zip (optionally split); anything else a bundle folder. */
+/** `out` ending in `.zip` writes a zip (optionally split); anything else a bundle folder (or, with
+ * `kit`, a transfer kit). */
 export function exportModels(models: string[], out: string, options: ExportOptions, onProgress: (p: Progress) => void) {
   const channel = new Channel<Progress>();
   channel.onmessage = onProgress;
