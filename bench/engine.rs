@@ -3,8 +3,9 @@
 //! and prints ratios. Goals: decode ≥ 0.97×, prefill ≥ 0.95× of the thin loop; second-turn
 //! time-to-first-token of a ~2,000-token conversation ≤ 0.2× its first turn.
 //!
-//! Usage (see bench/engine.sh): engine_bench --airlock PATH --thin-loop PATH --model GGUF
-//!        [--threads N] [--reps N]
+//! Usage (see bench/engine.sh, bench/gpu.sh): engine_bench --airlock PATH --thin-loop PATH
+//!        --model GGUF [--threads N] [--reps N] [--gpu-layers N] [--avoid-amx]
+//! `--gpu-layers` and `--avoid-amx` go to both sides, so both run on the same devices.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -21,11 +22,12 @@ struct Runner {
 }
 
 impl Runner {
-    fn start(airlock: &PathBuf, model: &PathBuf, threads: u32) -> Self {
+    fn start(airlock: &PathBuf, model: &PathBuf, threads: u32, device: &[String]) -> Self {
         let mut child = Command::new(airlock)
             .args(["runner", "--model"])
             .arg(model)
             .args(["--threads", &threads.to_string(), "--ctx", "4096", "--batch", "512"])
+            .args(device)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -134,7 +136,7 @@ struct Thin {
     text: String,
 }
 
-fn thin(thin_loop: &PathBuf, model: &PathBuf, threads: u32, prompt: &str, n: u32) -> Thin {
+fn thin(thin_loop: &PathBuf, model: &PathBuf, threads: u32, device: &[String], prompt: &str, n: u32) -> Thin {
     let file = std::env::temp_dir().join(format!("airlock-bench-prompt-{}.txt", std::process::id()));
     std::fs::write(&file, prompt).unwrap();
     let out = Command::new(thin_loop)
@@ -143,6 +145,7 @@ fn thin(thin_loop: &PathBuf, model: &PathBuf, threads: u32, prompt: &str, n: u32
         .arg("--prompt-file")
         .arg(&file)
         .args(["-n", &n.to_string(), "--threads", &threads.to_string(), "--batch", "512", "--ctx", "4096"])
+        .args(device)
         .output()
         .expect("run thin_loop");
     let _ = std::fs::remove_file(&file);
@@ -169,8 +172,14 @@ fn best(v: &[f64]) -> f64 {
 fn main() {
     let (mut airlock, mut thin_loop, mut model) = (None, None, None);
     let (mut threads, mut reps) = (2u32, 3usize);
+    // Where both sides run: GPU layers, and whether the AMX CPU kernels are left out.
+    let mut device: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--avoid-amx" {
+            device.push(a);
+            continue;
+        }
         let v = args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
             "--airlock" => airlock = Some(PathBuf::from(v)),
@@ -178,11 +187,12 @@ fn main() {
             "--model" => model = Some(PathBuf::from(v)),
             "--threads" => threads = v.parse().unwrap(),
             "--reps" => reps = v.parse().unwrap(),
+            "--gpu-layers" => device.extend(["--gpu-layers".to_string(), v]),
             other => panic!("unknown argument {other}"),
         }
     }
     let (airlock, thin_loop, model) = (airlock.unwrap(), thin_loop.unwrap(), model.unwrap());
-    let mut r = Runner::start(&airlock, &model, threads);
+    let mut r = Runner::start(&airlock, &model, threads, &device);
 
     // Prefill, ~500 tokens: a different text each time so nothing but BOS is reused.
     let (mut run_pf, mut thin_pf) = (Vec::new(), Vec::new());
@@ -192,7 +202,7 @@ fn main() {
         let (_, s, _) = r.generate(&p, 1);
         n_prompt = s.prompt_tokens;
         run_pf.push((s.prompt_tokens - s.prompt_cached_tokens) as f64 / (s.prompt_eval_ns as f64 / 1e9));
-        thin_pf.push(thin(&thin_loop, &model, threads, &p, 1).prefill_tps);
+        thin_pf.push(thin(&thin_loop, &model, threads, &device, &p, 1).prefill_tps);
     }
 
     // Decode, 128 tokens after a short prompt.
@@ -204,7 +214,7 @@ fn main() {
     for _ in 0..reps {
         let (text, s, _) = r.generate(story, 128);
         run_dec.push(s.eval_tokens as f64 / (s.eval_ns as f64 / 1e9));
-        let t = thin(&thin_loop, &model, threads, story, 128);
+        let t = thin(&thin_loop, &model, threads, &device, story, 128);
         thin_dec.push(t.decode_tps);
         same_text.push(t.text == text);
     }

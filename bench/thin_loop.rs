@@ -31,6 +31,7 @@ fn main() {
     let (mut n_predict, mut threads, mut n_batch, mut n_ctx) = (32u32, 2i32, 512u32, 4096u32);
     let mut parallel = 1u32;
     let mut avoid_amx = false;
+    let mut gpu_layers = 0u32;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -46,6 +47,7 @@ fn main() {
             // As the runner's flag: leave out the CPU kernels using Intel AMX (they fault under
             // some hypervisors).
             "--avoid-amx" => avoid_amx = true,
+            "--gpu-layers" => gpu_layers = val().parse().expect("--gpu-layers"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -60,7 +62,7 @@ fn main() {
         .expect("set AIRLOCK_LIB_DIR to the directory of libggml-cpu-*.so");
     airlock::engine::runner::load_backends(std::path::Path::new(&dir), avoid_amx).expect("load ggml modules");
     let backend = LlamaBackend::init().expect("backend");
-    let model = LlamaModel::load_from_file(&backend, &model_path, &LlamaModelParams::default())
+    let model = LlamaModel::load_from_file(&backend, &model_path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers))
         .expect("load model");
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx.min(model.n_ctx_train())))

@@ -93,6 +93,9 @@ impl Driver {
             .env("AIRLOCK_MODELS", &sb.store)
             .env("AIRLOCK_CONFIG", &sb.config)
             .env("HOME", &sb.home)
+            // GTK's file chooser saves its settings through GSettings; without a session bus
+            // (Xvfb here) dconf would warn on every change.
+            .env("GSETTINGS_BACKEND", "memory")
             .env("XDG_DATA_HOME", &sb.data)
             .env("AIRLOCK_THREADS", "2")
             .stdout(Stdio::null())
