@@ -2,8 +2,9 @@
 # Runs every test: fetches the test model once (cached, hash-checked); the UI's vitest tests;
 # the Rust unit and integration tests; the official ollama/openai Python clients against
 # `airlock serve`; the desktop app end to end under Xvfb through tauri-driver + WebKitWebDriver
-# (its file dialogs answered with xdotool); then the packages: scripts/package.sh builds the
-# release, and tests/package/check.sh installs the .deb for real and runs it.
+# (its file dialogs answered with xdotool); then the packages: scripts/package.sh packs the
+# same build, and tests/package/check.sh installs the .deb for real (as root), runs it and
+# removes it again.
 #
 # llama.cpp takes minutes to build and is built again for every profile and feature set, so
 # there is one build (scripts/build-env.sh: release, Vulkan): the tests, the app under test and
