@@ -3,7 +3,7 @@
 # with every layer on the GPU and once on the CPU, from the same build (scripts/build-env.sh:
 # release, Vulkan), then decode and prefill GPU/CPU ratios. Run it on a machine with a GPU; on one
 # without, `GGML_VK_VISIBLE_DEVICES=0` with Mesa's lavapipe exercises the path (slowly).
-#   bench/gpu.sh [MODEL.gguf] [THREADS]
+#   bench/gpu.sh [MODEL.gguf] [THREADS]      (AIRLOCK_BENCH_REPS=N: best of N, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
@@ -14,7 +14,7 @@ dir="$(cd "$target" && pwd)/release"
 amx=()
 [ -n "${AIRLOCK_BENCH_AVOID_AMX:-}" ] && amx=(--avoid-amx)
 run() { "$dir/examples/engine_bench" --airlock "$dir/airlock" --thin-loop "$dir/examples/thin_loop" \
-          --model "$model" --threads "$threads" --gpu-layers "$1" "${amx[@]}"; }
+          --model "$model" --threads "$threads" --reps "${AIRLOCK_BENCH_REPS:-3}" --gpu-layers "$1" "${amx[@]}"; }
 echo "== GPU (all layers)"; gpu="$(run 999 | tee /dev/stderr)"
 echo "== CPU"; cpu="$(run 0 | tee /dev/stderr)"
 rate() { grep "^$1" <<<"$2" | sed -E 's/.*runner ([0-9.]+) tok\/s.*/\1/'; }
