@@ -305,7 +305,9 @@ impl Supervisor {
             return GpuPlan { layers: 0, why: format!("GPU use is off ({}=off)", hardware::GPU_ENV) };
         }
         if let Some(n) = spec.num_gpu {
-            return GpuPlan { layers: n, why: format!("num_gpu {n} was requested") };
+            // More than the model has means all of them (the blocks and the output layer).
+            let layers = if spec.size.layers > 0 { n.min(spec.size.layers + 1) } else { n };
+            return GpuPlan { layers, why: format!("num_gpu {n} was requested") };
         }
         let hw = hardware::probe_with(&self.cfg.runner_exe);
         if hw.gpus.is_empty() {
