@@ -15,8 +15,8 @@ amx=()
 [ -n "${AIRLOCK_BENCH_AVOID_AMX:-}" ] && amx=(--avoid-amx)
 run() { "$dir/examples/engine_bench" --airlock "$dir/airlock" --thin-loop "$dir/examples/thin_loop" \
           --model "$model" --threads "$threads" --reps "${AIRLOCK_BENCH_REPS:-3}" --gpu-layers "$1" "${amx[@]}"; }
-echo "== GPU (all layers)"; gpu="$(run 999 | tee /dev/stderr)"
-echo "== CPU"; cpu="$(run 0 | tee /dev/stderr)"
+echo "== GPU (all layers)" >&2; gpu="$(run 999)"; echo "$gpu" >&2
+echo "== CPU" >&2; cpu="$(run 0)"; echo "$cpu" >&2
 rate() { grep "^$1" <<<"$2" | sed -E 's/.*runner ([0-9.]+) tok\/s.*/\1/'; }
 for what in prefill decode; do
   awk -v w="$what" -v g="$(rate "$what" "$gpu")" -v c="$(rate "$what" "$cpu")" \

@@ -60,6 +60,12 @@ fn main() {
         .ok()
         .or(llama_cpp_sys_2::BACKENDS_DIR.map(String::from))
         .expect("set AIRLOCK_LIB_DIR to the directory of libggml-cpu-*.so");
+    if gpu_layers == 0 {
+        // As the runner does on the CPU: no GPU at all, or ggml would move prompt batches to one.
+        for var in ["GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"] {
+            std::env::set_var(var, "");
+        }
+    }
     airlock::engine::runner::load_backends(std::path::Path::new(&dir), avoid_amx).expect("load ggml modules");
     let backend = LlamaBackend::init().expect("backend");
     let model = LlamaModel::load_from_file(&backend, &model_path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers))
