@@ -19,7 +19,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::bundle::{self, ImportOptions};
 use crate::core::{Core, ModelDetails};
-use crate::store::fault::FaultPlan;
 use format::{human_bytes, human_since, table};
 use progress::CliProgress;
 
@@ -298,7 +297,7 @@ fn verify(core: &Core, model: Option<&str>, json: bool) -> Result<ExitCode> {
 }
 
 fn import(core: &Core, path: PathBuf, name: Option<String>, link: bool, signature: bundle::SignaturePolicy, json: bool) -> Result<ExitCode> {
-    let opts = ImportOptions { name, link, cancel: None, fault: FaultPlan::from_env(), signature, trust_dir: None };
+    let opts = ImportOptions { name, link, signature, ..Default::default() };
     let progress = CliProgress::new();
     let result = bundle::import(&core.store, &path, &opts, &progress);
     progress.finish();

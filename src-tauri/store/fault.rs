@@ -1,7 +1,6 @@
 //! Fault injection for crash-safety tests: every step of an import that writes to disk calls
 //! [`FaultPlan::step`]; a plan makes the N-th step fail (or abort the process, like `kill -9`).
-//! Off unless a test asks for it (in-process via options, or `AIRLOCK_TEST_FAULT=error:N|abort:N`
-//! for the CLI).
+//! Off unless a test asks for it through the import options; no binary reads a switch for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,17 +18,6 @@ impl FaultPlan {
     /// Fail the `n`-th step (1-based) with an error, or abort the process when `abort`.
     pub fn at_step(n: u64, abort: bool) -> Self {
         FaultPlan { at: Some((n, abort)), steps: AtomicU64::new(0) }
-    }
-
-    /// Reads `AIRLOCK_TEST_FAULT` (`error:N` or `abort:N`).
-    pub fn from_env() -> Self {
-        let Ok(v) = std::env::var("AIRLOCK_TEST_FAULT") else { return Self::none() };
-        let parsed = v.split_once(':').and_then(|(mode, n)| Some((mode, n.parse::<u64>().ok()?)));
-        match parsed {
-            Some(("error", n)) => Self::at_step(n, false),
-            Some(("abort", n)) => Self::at_step(n, true),
-            _ => Self::none(),
-        }
     }
 
     /// How many steps have run so far.

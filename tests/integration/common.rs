@@ -170,7 +170,6 @@ pub fn airlock(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
         .env("AIRLOCK_MODELS", store)
-        .env_remove("AIRLOCK_TEST_FAULT")
         .output()
         .expect("run airlock")
 }

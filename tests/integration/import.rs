@@ -310,18 +310,34 @@ fn store_invariant_holds_when_an_import_fails_at_any_step() {
     assert_eq!(Store::at(dst.path()).list().unwrap().0.len(), 3);
 }
 
+/// Set in the child process of the test below: `STEP|SOURCE|STORE`.
+const ABORTING_IMPORT: &str = "AIRLOCK_TEST_ABORTING_IMPORT";
+
+/// The child of `store_invariant_holds_when_the_import_process_is_killed_at_any_step`: this test
+/// binary run again with only this test selected; it imports with a plan that aborts the process
+/// (as `kill -9` would) at the given step. The fault plan is a library option, so no release
+/// binary reads a switch for it. Without the variable it has nothing to do.
+#[test]
+fn import_that_aborts_at_a_step() {
+    let Ok(spec) = std::env::var(ABORTING_IMPORT) else { return };
+    let mut parts = spec.splitn(3, '|');
+    let (step, src, dst) = (parts.next().unwrap().parse().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let opts = ImportOptions { fault: FaultPlan::at_step(step, true), ..Default::default() };
+    let done = import_path(Path::new(dst), Path::new(src), &opts);
+    std::process::exit(if done.is_ok() { 0 } else { 1 });
+}
+
 #[test]
 fn store_invariant_holds_when_the_import_process_is_killed_at_any_step() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     write_folder(src.path(), &two_models());
     for step in 1..=12 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["import", src.path().to_str().unwrap()])
-            .env("AIRLOCK_MODELS", dst.path())
-            .env("AIRLOCK_TEST_FAULT", format!("abort:{step}"))
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "import::import_that_aborts_at_a_step", "--nocapture", "--test-threads", "1"])
+            .env(ABORTING_IMPORT, format!("{step}|{}|{}", src.path().display(), dst.path().display()))
             .output()
             .unwrap();
-        if out.status.success() {
+    if out.status.success() {
             break;
         }
         assert!(out.status.code().is_none(), "step {step}: expected the process to die, got {:?}", out.status);
