@@ -193,7 +193,7 @@ fn final_stats(stats: &GenerationStats, total: Duration, load: Duration, dropped
 fn preload(core: &Arc<Core>, name: &str, settings: &RequestSettings) -> Result<Duration, ApiError> {
     let model = core.prepare(name)?;
     if settings.keep_alive == Some(Duration::ZERO) {
-        core.engine().supervisor.unload(&model.name);
+        core.engine().supervisor.unload(&model.model_path);
         return Ok(Duration::ZERO);
     }
     Ok(core.engine().preload(&model, &settings)?)

@@ -61,7 +61,7 @@ impl From<ChatError> for ApiError {
             ChatError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             ChatError::Store(StoreError::InvalidName(_)) | ChatError::NotRunnable { .. } | ChatError::TooLong { .. } | ChatError::Template(_) => StatusCode::BAD_REQUEST,
             ChatError::Engine(EngineError::Request { .. }) => StatusCode::BAD_REQUEST,
-            ChatError::Engine(EngineError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ChatError::Engine(EngineError::Busy { .. } | EngineError::TooManyLoads { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

@@ -43,11 +43,15 @@ impl Core {
         }
     }
 
-    /// Deletes a model from the store, first stopping its model process if one runs.
+    /// Deletes a model from the store, first stopping its model process if one runs and no
+    /// other name shares its weights (an alias's removal must not cut off the original's replies).
     pub fn remove_model(&self, name: &str) -> Result<(), StoreError> {
         let entry = self.store.resolve(name)?;
-        if let Some(engine) = self.engine.get() {
-            engine.supervisor.unload(&entry.name.display_shortest());
+        if let (Some(engine), Some(weights)) = (self.engine.get(), entry.manifest.layer(manifest::MEDIA_MODEL)) {
+            let shared = self.store.list().map(|(all, _)| all.iter().any(|e| e.manifest_path != entry.manifest_path && e.manifest.layer(manifest::MEDIA_MODEL).is_some_and(|l| l.digest == weights.digest))).unwrap_or(false);
+            if !shared {
+                engine.supervisor.unload(&self.store.blob_path(&weights.digest));
+            }
         }
         self.store.remove(name)?;
         Ok(())

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::protocol::SamplingOptions;
-use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, Supervisor};
+use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, RunnerGuard, Supervisor};
 use super::template::{render_chat, render_generate, ChatMessage, PromptFormat, RenderedPrompt, TemplateSpec};
 use crate::gguf;
 use crate::store::manifest::{self, Manifest};
@@ -132,21 +132,16 @@ fn kv_bytes_per_token(info: &gguf::GgufInfo) -> u64 {
 }
 
 /// Parallel slots for a model: `AIRLOCK_NUM_PARALLEL`, else up to 4 while the weights plus every
-/// slot's KV cache stay within half the memory available now.
+/// slot's KV cache stay within half the memory available now. Asked only when a runner starts:
+/// a loaded runner keeps its slots however memory changes.
 pub fn choose_parallel(model: &PreparedModel, num_ctx: u32) -> u32 {
     if let Some(n) = std::env::var("AIRLOCK_NUM_PARALLEL").ok().and_then(|v| v.parse::<u32>().ok()) {
         return n.clamp(1, 64);
     }
-    let budget = available_memory().unwrap_or(8 << 30) / 2;
+    let budget = crate::hardware::available_memory().unwrap_or(8 << 30) / 2;
     let per_slot = model.kv_bytes_per_token.saturating_mul(num_ctx as u64).max(1);
     let fits = budget.saturating_sub(model.weights_bytes) / per_slot;
     fits.clamp(1, 4) as u32
-}
-
-fn available_memory() -> Option<u64> {
-    let info = fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 fn text_layer(store: &Store, m: &Manifest, media_type: &str) -> Option<String> {
@@ -221,29 +216,32 @@ impl Engine {
         Engine { supervisor }
     }
 
-    fn load(&self, model: &PreparedModel, num_ctx: Option<u32>, num_gpu: Option<u32>) -> Result<(Arc<LoadedModel>, Duration), ChatError> {
-        let num_ctx = model.context_length(num_ctx);
+    /// The runner for `model`, held for this request until its reply ends.
+    fn load(&self, model: &PreparedModel, req: &RequestSettings) -> Result<(RunnerGuard, Duration), ChatError> {
+        let num_ctx = model.context_length(req.num_ctx);
         let started = std::time::Instant::now();
         let spec = LoadSpec {
             name: model.name.clone(),
             model_path: model.model_path.clone(),
             num_ctx,
+            // Only used when the runner has to start.
             parallel: choose_parallel(model, num_ctx),
-            num_gpu,
+            num_gpu: req.num_gpu,
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
         };
-        let runner = self.supervisor.load(&spec)?;
+        let runner = self.supervisor.load(&spec, req.keep_alive)?;
         Ok((runner, started.elapsed()))
     }
 
-    /// Loads the model without generating (Ollama's empty request preloads).
+    /// Loads the model without generating (Ollama's empty request preloads); the request's
+    /// keep-alive applies from now.
     pub fn preload(&self, model: &PreparedModel, req: &RequestSettings) -> Result<Duration, ChatError> {
-        Ok(self.load(model, req.num_ctx, req.num_gpu)?.1)
+        Ok(self.load(model, req)?.1)
     }
 
     /// Starts a chat reply to `messages`.
     pub fn chat(&self, model: &PreparedModel, messages: &[ChatMessage], req: RequestSettings) -> Result<ChatStream, ChatError> {
-        let (runner, load_duration) = self.load(model, req.num_ctx, req.num_gpu)?;
+        let (runner, load_duration) = self.load(model, &req)?;
         let mut messages = messages.to_vec();
         if let Some(system) = &model.system {
             if !messages.iter().any(|m| m.role == "system") {
@@ -257,7 +255,7 @@ impl Engine {
 
     /// Starts a completion of `prompt` (Ollama `/api/generate`): through the template unless `raw`.
     pub fn generate(&self, model: &PreparedModel, prompt: &str, system: Option<&str>, raw: bool, req: RequestSettings) -> Result<ChatStream, ChatError> {
-        let (runner, load_duration) = self.load(model, req.num_ctx, req.num_gpu)?;
+        let (runner, load_duration) = self.load(model, &req)?;
         let rendered = if raw {
             RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
         } else {
@@ -267,18 +265,19 @@ impl Engine {
         self.start(runner, rendered, options, req, 0, load_duration)
     }
 
-    fn start(&self, runner: Arc<LoadedModel>, rendered: RenderedPrompt, mut options: SamplingOptions, req: RequestSettings, dropped: usize, load_duration: Duration) -> Result<ChatStream, ChatError> {
+    fn start(&self, runner: RunnerGuard, rendered: RenderedPrompt, mut options: SamplingOptions, req: RequestSettings, dropped: usize, load_duration: Duration) -> Result<ChatStream, ChatError> {
         for s in rendered.stop {
             if !options.stop.contains(&s) {
                 options.stop.push(s);
             }
         }
-        let generation = self.supervisor.generate(&runner, rendered.text, options, req.grammar, req.keep_alive)?;
-        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration, runs_on: runner.runs_on() })
+        let runs_on = runner.runs_on();
+        let generation = self.supervisor.generate(runner, rendered.text, options, req.grammar)?;
+        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration, runs_on })
     }
 
     /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.
-    fn fit(&self, model: &PreparedModel, runner: &Arc<LoadedModel>, mut messages: Vec<ChatMessage>, options: &SamplingOptions) -> Result<(RenderedPrompt, usize), ChatError> {
+    fn fit(&self, model: &PreparedModel, runner: &LoadedModel, mut messages: Vec<ChatMessage>, options: &SamplingOptions) -> Result<(RenderedPrompt, usize), ChatError> {
         let n_ctx = runner.info.n_ctx;
         let reply_room = options.num_predict.filter(|n| *n > 0).map_or(n_ctx / 8, |n| n as u32).min(n_ctx / 2);
         let budget = n_ctx.saturating_sub(reply_room);

@@ -4,15 +4,25 @@
 //! requests with "model process exited: …" when a runner dies (the next request loads it again),
 //! and unloads models when their keep-alive runs out.
 //!
+//! Runners are keyed by what they load ([`RunnerKey`]: the weights file, the context, the GPU
+//! layers asked for), never by the name a request used, so names that share weights (an alias
+//! made with `/api/copy`) share one runner. Each key has at most one loader: requests for a key
+//! that is loading wait for that load (they count toward the busy limit), while requests for
+//! other models, loaded or loading, go on. A load whose runner does not say `ready` in time
+//! ([`EngineConfig::load_timeout_for`]) is stopped and fails its requests. A request holds its
+//! runner ([`RunnerGuard`]) from the moment `load` returns it until its reply ends: the
+//! keep-alive reaper and eviction only ever stop runners nobody holds.
+//!
 //! It never links llama.cpp itself and never blocks on a runner while holding its model table.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Deref;
 use std::io::{self, BufRead, BufReader, Lines, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +33,10 @@ use crate::hardware::{self, FitVerdict};
 
 /// Ollama's default keep-alive.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
+/// A runner gets at least this long to load and say `ready` (`AIRLOCK_LOAD_TIMEOUT` in seconds)…
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// …plus this long per GiB of weights (a slow disk, a GPU upload).
+pub const DEFAULT_LOAD_TIMEOUT_PER_GIB: Duration = Duration::from_secs(30);
 const STDERR_LINES_KEPT: usize = 30;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -36,6 +50,12 @@ pub enum EngineError {
     /// Every slot of the model is busy and its queue is full; try again shortly.
     #[error("model {model} is busy ({waiting} requests running or waiting); try again shortly")]
     Busy { model: String, waiting: usize },
+    /// As many models as may be loaded at once are loading now; try again shortly.
+    #[error("cannot load model {model} now: {loading} models are loading already, as many as may be loaded at once (AIRLOCK_MAX_LOADED_MODELS); try again shortly")]
+    TooManyLoads { model: String, loading: usize },
+    /// The runner did not finish loading in time; it was stopped.
+    #[error("model {model} did not finish loading within {secs} s, so its process was stopped; the disk may be very slow or the machine overloaded — try again, or raise AIRLOCK_LOAD_TIMEOUT (seconds)")]
+    LoadTimeout { model: String, secs: u64 },
     /// The runner refused the request (`code` says why: "context_overflow", "grammar", …).
     #[error("{message}")]
     Request { code: String, message: String },
@@ -50,8 +70,13 @@ pub struct EngineConfig {
     /// At most this many models loaded at once; the least recently used idle one goes first.
     pub max_loaded: usize,
     pub default_keep_alive: Duration,
-    /// Requests allowed to wait per model beyond its parallel slots; more are refused as busy.
+    /// Requests allowed to wait per model beyond its parallel slots (while it runs or while it
+    /// loads); more are refused as busy.
     pub max_queue: usize,
+    /// How long a runner may take to say `ready`: this floor…
+    pub load_timeout: Duration,
+    /// …plus this much per GiB of weights.
+    pub load_timeout_per_gib: Duration,
 }
 
 impl EngineConfig {
@@ -62,25 +87,49 @@ impl EngineConfig {
             max_loaded: std::env::var("AIRLOCK_MAX_LOADED_MODELS").ok().and_then(|v| v.parse().ok()).unwrap_or(3),
             default_keep_alive: DEFAULT_KEEP_ALIVE,
             max_queue: std::env::var("AIRLOCK_MAX_QUEUE").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+            load_timeout: std::env::var("AIRLOCK_LOAD_TIMEOUT").ok().and_then(|v| v.trim().parse().ok()).filter(|&s: &u64| s > 0).map_or(DEFAULT_LOAD_TIMEOUT, Duration::from_secs),
+            load_timeout_per_gib: DEFAULT_LOAD_TIMEOUT_PER_GIB,
         }
+    }
+
+    /// How long a runner loading `weights_bytes` of weights may take to say `ready`.
+    pub fn load_timeout_for(&self, weights_bytes: u64) -> Duration {
+        let gib = weights_bytes as f64 / (1u64 << 30) as f64;
+        self.load_timeout + self.load_timeout_per_gib.mul_f64(gib)
     }
 }
 
 /// What to load: a model's weights and the context to give it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadSpec {
-    /// The name users know it by (for `ps` and messages).
+    /// The name the request used (for `ps` and messages; not part of the runner's key).
     pub name: String,
     pub model_path: PathBuf,
     /// Context per sequence.
     pub num_ctx: u32,
-    /// Sequences decoded together in one context (continuous batching).
+    /// Sequences decoded together in one context (continuous batching), used when a runner
+    /// starts; a loaded runner keeps the slots it started with (not part of its key).
     pub parallel: u32,
     /// Layers on GPUs: Ollama's `num_gpu` when a request sets it; `None` decides from the fit
     /// estimate (free VRAM) when the runner starts.
     pub num_gpu: Option<u32>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
+}
+
+impl LoadSpec {
+    pub fn key(&self) -> RunnerKey {
+        RunnerKey { weights: self.model_path.clone(), num_ctx: self.num_ctx, num_gpu: self.num_gpu }
+    }
+}
+
+/// What makes two runners interchangeable: the weights file (a store blob, named by its digest),
+/// the context, and the GPU layers a request asked for. Names and slot counts are not part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunnerKey {
+    pub weights: PathBuf,
+    pub num_ctx: u32,
+    pub num_gpu: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,7 +178,9 @@ enum Reply {
 
 /// A loaded model: its runner process and the requests in flight on it.
 pub struct LoadedModel {
+    /// What it was started with (`spec.name` is the name of the request that started it).
     pub spec: LoadSpec,
+    pub key: RunnerKey,
     pub info: RunnerInfo,
     pub loaded_at: SystemTime,
     stdin: Mutex<Option<ChildStdin>>,
@@ -137,6 +188,8 @@ pub struct LoadedModel {
     events: Mutex<Option<Lines<BufReader<ChildStdout>>>>,
     child: Mutex<Child>,
     pending: Mutex<HashMap<u64, Reply>>,
+    /// Requests holding it ([`RunnerGuard`]s): from `load` until their reply ends. Taken only
+    /// under the supervisor's table lock, where the reaper and eviction read it.
     in_flight: AtomicUsize,
     expires: Mutex<Instant>,
     keep_alive: Mutex<Duration>,
@@ -185,7 +238,12 @@ impl LoadedModel {
         if let Some(k) = keep_alive {
             *ka = k;
         }
-        *self.expires.lock().unwrap() = Instant::now() + *ka;
+        *self.expires.lock().unwrap() = Instant::now().checked_add(*ka).unwrap_or_else(far_future);
+    }
+
+    /// Requests holding this runner now.
+    pub fn holders(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Ends the runner: closing stdin asks it to exit; a kill makes sure.
@@ -205,18 +263,133 @@ impl LoadedModel {
 
 pub struct Supervisor {
     cfg: EngineConfig,
-    models: Mutex<Vec<Arc<LoadedModel>>>,
-    /// Serialises loads so two requests for one model start one runner.
-    loading: Mutex<()>,
+    table: Mutex<Table>,
     /// Set once a runner died of an illegal instruction in the CPU's AMX kernels: every later
     /// runner leaves them out.
     avoid_amx: AtomicBool,
     next_id: AtomicU64,
+    runner_starts: AtomicU64,
+}
+
+/// The runners up and the loads under way. Never held while waiting on a runner.
+#[derive(Default)]
+struct Table {
+    models: Vec<Arc<LoadedModel>>,
+    loading: HashMap<RunnerKey, Arc<PendingLoad>>,
+}
+
+/// A load in progress: the requests waiting for it, and its outcome once there.
+#[derive(Default)]
+struct PendingLoad {
+    /// Requests waiting besides the loader (changed under the table lock only).
+    waiters: AtomicUsize,
+    outcome: Mutex<Option<Result<Arc<LoadedModel>, EngineError>>>,
+    done: Condvar,
+}
+
+impl PendingLoad {
+    fn finish(&self, outcome: Result<Arc<LoadedModel>, EngineError>) {
+        *self.outcome.lock().unwrap() = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<Arc<LoadedModel>, EngineError> {
+        let mut outcome = self.outcome.lock().unwrap();
+        loop {
+            if let Some(o) = outcome.as_ref() {
+                return o.clone();
+            }
+            outcome = self.done.wait(outcome).unwrap();
+        }
+    }
+}
+
+/// The loader's claim on a key: whatever happens to the loader (an error, a panic), the key is
+/// freed and its waiters get an outcome.
+struct LoadClaim<'a> {
+    sup: &'a Supervisor,
+    key: RunnerKey,
+    name: String,
+    pending: Arc<PendingLoad>,
+    settled: bool,
+}
+
+impl LoadClaim<'_> {
+    /// Publishes the outcome: a started runner joins the table already held by the loader and
+    /// by every waiter, so nothing can stop it before they get it.
+    fn settle(mut self, started: Result<LoadedModel, EngineError>) -> Result<Arc<LoadedModel>, EngineError> {
+        self.settled = true;
+        let mut table = self.sup.table.lock().unwrap();
+        table.loading.remove(&self.key);
+        let holders = 1 + self.pending.waiters.load(Ordering::SeqCst);
+        let outcome = started.map(|model| {
+            let model = Arc::new(model);
+            model.in_flight.store(holders, Ordering::SeqCst);
+            start_router(&model);
+            table.models.push(model.clone());
+            model
+        });
+        drop(table);
+        self.pending.finish(outcome.clone());
+        outcome
+    }
+}
+
+impl Drop for LoadClaim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.sup.table.lock().unwrap_or_else(|e| e.into_inner()).loading.remove(&self.key);
+            self.pending.finish(Err(EngineError::Load { model: self.name.clone(), message: "the load was abandoned (an internal error); try again".into() }));
+        }
+    }
+}
+
+/// A request's hold on a runner, from `load` until its reply ends (dropping it lets the
+/// keep-alive clock run again). Derefs to the runner.
+pub struct RunnerGuard {
+    model: Arc<LoadedModel>,
+    keep_alive: Option<Duration>,
+    released: bool,
+}
+
+impl RunnerGuard {
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// Ends the hold: the keep-alive starts from now (the request's, else the runner's).
+    fn release(&mut self) {
+        if !self.released {
+            self.released = true;
+            // Expiry first, so the reaper never sees an unheld runner with a stale deadline.
+            self.model.touch(self.keep_alive);
+            self.model.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Deref for RunnerGuard {
+    type Target = Arc<LoadedModel>;
+    fn deref(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+}
+
+impl Drop for RunnerGuard {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Supervisor {
     pub fn new(cfg: EngineConfig) -> Arc<Self> {
-        let sup = Arc::new(Supervisor { cfg, models: Mutex::new(Vec::new()), loading: Mutex::new(()), avoid_amx: AtomicBool::new(false), next_id: AtomicU64::new(1) });
+        let sup = Arc::new(Supervisor {
+            cfg,
+            table: Mutex::new(Table::default()),
+            avoid_amx: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            runner_starts: AtomicU64::new(0),
+        });
         let weak = Arc::downgrade(&sup);
         thread::Builder::new().name("keep-alive".into()).spawn(move || reap_expired(weak)).expect("spawn keep-alive thread");
         sup
@@ -228,41 +401,76 @@ impl Supervisor {
 
     /// The models loaded now (for `ps`).
     pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
-        self.models.lock().unwrap().iter().filter(|m| m.is_alive()).cloned().collect()
+        self.table.lock().unwrap().models.iter().filter(|m| m.is_alive()).cloned().collect()
     }
 
-    /// Returns the loaded runner for `spec`, starting one if needed (a different context size
-    /// means a different runner, as in Ollama).
-    pub fn load(&self, spec: &LoadSpec) -> Result<Arc<LoadedModel>, EngineError> {
-        let _one_at_a_time = self.loading.lock().unwrap();
-        {
-            let mut models = self.models.lock().unwrap();
-            models.retain(|m| m.is_alive());
-            if let Some(m) = models.iter().find(|m| m.spec == *spec) {
-                return Ok(m.clone());
+    /// The loads under way, each with the requests waiting for it (its loader included).
+    pub fn loading(&self) -> Vec<(RunnerKey, usize)> {
+        self.table.lock().unwrap().loading.iter().map(|(k, p)| (k.clone(), 1 + p.waiters.load(Ordering::SeqCst))).collect()
+    }
+
+    /// Runner processes this supervisor has started (retries of one load count each).
+    pub fn runner_starts(&self) -> u64 {
+        self.runner_starts.load(Ordering::SeqCst)
+    }
+
+    /// Returns the runner for `spec` held for the caller, starting one if none has its key (a
+    /// different context size means a different runner, as in Ollama). `keep_alive` is how long
+    /// the runner stays after this request (`None`: what it had).
+    ///
+    /// Never waits for another key's load; waits for a load of the same key (the wait counts
+    /// toward the busy limit, like a queued request).
+    pub fn load(&self, spec: &LoadSpec, keep_alive: Option<Duration>) -> Result<RunnerGuard, EngineError> {
+        let key = spec.key();
+        let busy_limit = |parallel: u32| parallel.max(1) as usize + self.cfg.max_queue;
+        let (claim, to_stop) = {
+            let mut table = self.table.lock().unwrap();
+            table.models.retain(|m| m.is_alive());
+            if let Some(m) = table.models.iter().find(|m| m.key == key) {
+                let holders = m.in_flight.load(Ordering::SeqCst);
+                if holders >= busy_limit(m.info.n_parallel) {
+                    return Err(EngineError::Busy { model: spec.name.clone(), waiting: holders });
+                }
+                m.in_flight.fetch_add(1, Ordering::SeqCst);
+                return Ok(RunnerGuard { model: m.clone(), keep_alive, released: false });
             }
-        }
-        // Same model with other settings, or too many models: make room first.
-        let to_stop: Vec<Arc<LoadedModel>> = {
-            let mut models = self.models.lock().unwrap();
-            let mut out: Vec<_> = models.iter().filter(|m| m.spec.model_path == spec.model_path && m.in_flight.load(Ordering::SeqCst) == 0).cloned().collect();
-            models.retain(|m| !out.iter().any(|o| Arc::ptr_eq(o, m)));
-            while models.len() >= self.cfg.max_loaded.max(1) {
-                let idle = models.iter().enumerate().filter(|(_, m)| m.in_flight.load(Ordering::SeqCst) == 0).min_by_key(|(_, m)| m.expires_at()).map(|(i, _)| i);
-                match idle {
-                    Some(i) => out.push(models.remove(i)),
+            if let Some(pending) = table.loading.get(&key).cloned() {
+                let waiting = 1 + pending.waiters.load(Ordering::SeqCst);
+                if waiting >= busy_limit(spec.parallel) {
+                    return Err(EngineError::Busy { model: spec.name.clone(), waiting });
+                }
+                pending.waiters.fetch_add(1, Ordering::SeqCst);
+                drop(table);
+                // The loader counted this request as a holder when it published the runner.
+                return pending.wait().map(|model| RunnerGuard { model, keep_alive, released: false });
+            }
+            let max_loaded = self.cfg.max_loaded.max(1);
+            if table.loading.len() >= max_loaded {
+                return Err(EngineError::TooManyLoads { model: spec.name.clone(), loading: table.loading.len() });
+            }
+            let pending = Arc::new(PendingLoad::default());
+            table.loading.insert(key.clone(), pending.clone());
+            let claim = LoadClaim { sup: self, key: key.clone(), name: spec.name.clone(), pending, settled: false };
+            // Make room: the same weights with other settings, then the least recently used,
+            // counting loads under way; only runners nobody holds.
+            let idle = |m: &Arc<LoadedModel>| m.in_flight.load(Ordering::SeqCst) == 0;
+            let mut out: Vec<_> = table.models.iter().filter(|m| m.key.weights == key.weights && idle(m)).cloned().collect();
+            table.models.retain(|m| !out.iter().any(|o| Arc::ptr_eq(o, m)));
+            while table.models.len() + table.loading.len() > max_loaded {
+                let lru = table.models.iter().enumerate().filter(|(_, m)| idle(m)).min_by_key(|(_, m)| m.expires_at()).map(|(i, _)| i);
+                match lru {
+                    Some(i) => out.push(table.models.remove(i)),
                     None => break,
                 }
             }
-            out
+            (claim, out)
         };
         for m in to_stop {
             m.shut_down();
         }
-        let model = Arc::new(self.start(spec)?);
-        start_router(&model);
-        self.models.lock().unwrap().push(model.clone());
-        Ok(model)
+        let started = self.start(spec);
+        let model = claim.settle(started)?;
+        Ok(RunnerGuard { model, keep_alive, released: false })
     }
 
     /// Starts a runner with the planned GPU layers. A load that fails with layers on a GPU (out
@@ -336,6 +544,7 @@ impl Supervisor {
         }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| EngineError::Spawn { exe: self.cfg.runner_exe.display().to_string(), message: e.to_string() })?;
+        self.runner_starts.fetch_add(1, Ordering::SeqCst);
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stderr = child.stderr.take().expect("piped stderr");
@@ -350,29 +559,39 @@ impl Supervisor {
                 t.push_back(line);
             }
         });
-        let mut lines = stdout.lines();
+        // The handshake is read on its own thread so that a runner that never answers can be
+        // given up on.
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("runner-handshake".into())
+            .spawn(move || {
+                let mut lines = stdout.lines();
+                let said = read_handshake(&mut lines);
+                let _ = tx.send((said, lines));
+            })
+            .map_err(|e| EngineError::Spawn { exe: self.cfg.runner_exe.display().to_string(), message: e.to_string() })?;
         let load_error = |message: String| EngineError::Load { model: spec.name.clone(), message };
-        let info = loop {
-            match lines.next() {
-                Some(Ok(line)) => match serde_json::from_str::<Event>(&line) {
-                    Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement }) => {
-                        break RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement, placement_reason: String::new() }
-                    }
-                    Ok(Event::Error { message, .. }) => {
-                        let _ = child.wait();
-                        return Err(load_error(message));
-                    }
-                    _ => continue,
-                },
-                _ => {
-                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                    thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
-                    return Err(load_error(describe_exit(&status, &stderr_tail)));
-                }
+        let timeout = self.cfg.load_timeout_for(spec.size.weights_bytes);
+        let (info, lines) = match rx.recv_timeout(timeout) {
+            Ok((Handshake::Ready(info), lines)) => (info, lines),
+            Ok((Handshake::Failed(message), _)) => {
+                let _ = child.wait();
+                return Err(load_error(message));
+            }
+            Ok((Handshake::Ended, _)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
+                return Err(load_error(describe_exit(&status, &stderr_tail)));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(EngineError::LoadTimeout { model: spec.name.clone(), secs: timeout.as_secs() });
             }
         };
         let model = LoadedModel {
             spec: spec.clone(),
+            key: spec.key(),
             info,
             loaded_at: SystemTime::now(),
             stdin: Mutex::new(stdin),
@@ -380,7 +599,7 @@ impl Supervisor {
             child: Mutex::new(child),
             pending: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
-            expires: Mutex::new(Instant::now() + self.cfg.default_keep_alive),
+            expires: Mutex::new(Instant::now().checked_add(self.cfg.default_keep_alive).unwrap_or_else(far_future)),
             keep_alive: Mutex::new(self.cfg.default_keep_alive),
             exited: Mutex::new(None),
             stderr_tail,
@@ -388,58 +607,58 @@ impl Supervisor {
         Ok(model)
     }
 
-    /// Starts generating on `model`. Dropping the returned [`Generation`] before it is done
-    /// cancels it (a client that went away frees the runner within one token).
-    pub fn generate(
-        self: &Arc<Self>,
-        model: &Arc<LoadedModel>,
-        prompt: String,
-        options: SamplingOptions,
-        grammar: Option<String>,
-        keep_alive: Option<Duration>,
-    ) -> Result<Generation, EngineError> {
-        let waiting = model.in_flight.fetch_add(1, Ordering::SeqCst);
-        if waiting >= model.info.n_parallel.max(1) as usize + self.cfg.max_queue {
-            model.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(EngineError::Busy { model: model.spec.name.clone(), waiting });
-        }
+    /// Starts generating on the held runner; the generation keeps the hold until it ends.
+    /// Dropping the returned [`Generation`] before it is done cancels it (a client that went
+    /// away frees the runner within one token).
+    pub fn generate(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>) -> Result<Generation, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
-        model.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        model.touch(keep_alive);
-        if let Err(e) = model.send(&Request::Generate { id, prompt, options, grammar }) {
-            model.pending.lock().unwrap().remove(&id);
-            model.in_flight.fetch_sub(1, Ordering::SeqCst);
+        runner.pending.lock().unwrap().insert(id, Reply::Stream(tx));
+        if let Err(e) = runner.send(&Request::Generate { id, prompt, options, grammar }) {
+            runner.pending.lock().unwrap().remove(&id);
             return Err(e);
         }
-        Ok(Generation { id, model: model.clone(), rx, finished: false, keep_alive })
+        Ok(Generation { id, runner, rx, finished: false })
     }
 
     /// How many tokens `text` takes as a prompt for `model`.
-    pub fn count_tokens(&self, model: &Arc<LoadedModel>, text: &str) -> Result<u32, EngineError> {
+    pub fn count_tokens(&self, model: &LoadedModel, text: &str) -> Result<u32, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         model.pending.lock().unwrap().insert(id, Reply::Tokens(tx));
-        model.send(&Request::Tokenize { id, text: text.to_string() })?;
-        rx.recv().unwrap_or_else(|_| Err(model.exit_error()))
+        if let Err(e) = model.send(&Request::Tokenize { id, text: text.to_string() }) {
+            model.pending.lock().unwrap().remove(&id);
+            return Err(e);
+        }
+        let count = rx.recv().unwrap_or_else(|_| Err(model.exit_error()));
+        model.pending.lock().unwrap().remove(&id);
+        count
     }
 
-    /// Unloads every loaded model named `name`; returns whether one was loaded.
-    pub fn unload(&self, name: &str) -> bool {
-        let stopped: Vec<_> = {
-            let mut models = self.models.lock().unwrap();
-            let (gone, keep): (Vec<_>, Vec<_>) = models.drain(..).partition(|m| m.spec.name == name);
-            *models = keep;
-            gone
+    /// Unloads the runners of the weights at `weights` (every name that shares them): those
+    /// nobody holds stop now, the others as soon as their last request ends. Returns whether
+    /// one was loaded.
+    pub fn unload(&self, weights: &Path) -> bool {
+        let (stopped, found) = {
+            let mut table = self.table.lock().unwrap();
+            let mut found = false;
+            for m in table.models.iter().filter(|m| m.key.weights == weights) {
+                found = true;
+                *m.keep_alive.lock().unwrap() = Duration::ZERO;
+                *m.expires.lock().unwrap() = Instant::now();
+            }
+            let (gone, keep): (Vec<_>, Vec<_>) = table.models.drain(..).partition(|m| m.key.weights == weights && m.in_flight.load(Ordering::SeqCst) == 0);
+            table.models = keep;
+            (gone, found)
         };
         for m in &stopped {
             m.shut_down();
         }
-        !stopped.is_empty()
+        found
     }
 
     pub fn unload_all(&self) {
-        let all: Vec<_> = self.models.lock().unwrap().drain(..).collect();
+        let all: Vec<_> = self.table.lock().unwrap_or_else(|e| e.into_inner()).models.drain(..).collect();
         for m in all {
             m.shut_down();
         }
@@ -452,13 +671,40 @@ impl Drop for Supervisor {
     }
 }
 
-/// A generation in progress.
+/// What a runner said before it started serving.
+enum Handshake {
+    Ready(RunnerInfo),
+    /// It could not load the model and said why.
+    Failed(String),
+    /// It exited (or closed its stdout) without a word.
+    Ended,
+}
+
+fn read_handshake(lines: &mut Lines<BufReader<ChildStdout>>) -> Handshake {
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Event>(&line) {
+            Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement }) => {
+                return Handshake::Ready(RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement, placement_reason: String::new() })
+            }
+            Ok(Event::Error { message, .. }) => return Handshake::Failed(message),
+            _ => continue,
+        }
+    }
+    Handshake::Ended
+}
+
+/// A deadline that never comes (a keep-alive of "forever").
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// A generation in progress. It holds its runner until it ends.
 pub struct Generation {
     id: u64,
-    model: Arc<LoadedModel>,
+    runner: RunnerGuard,
     rx: Receiver<StreamEvent>,
     finished: bool,
-    keep_alive: Option<Duration>,
 }
 
 impl Generation {
@@ -467,7 +713,7 @@ impl Generation {
         if self.finished {
             return None;
         }
-        let ev = self.rx.recv().unwrap_or_else(|_| StreamEvent::Error(self.model.exit_error()));
+        let ev = self.rx.recv().unwrap_or_else(|_| StreamEvent::Error(self.runner.model.exit_error()));
         if !matches!(ev, StreamEvent::Piece(_)) {
             self.finish();
         }
@@ -489,25 +735,24 @@ impl Generation {
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 self.finish();
-                Some(StreamEvent::Error(self.model.exit_error()))
+                Some(StreamEvent::Error(self.runner.model.exit_error()))
             }
         }
     }
 
     /// Asks the runner to stop; the stream then ends with `Done` (reason "cancel").
     pub fn cancel(&self) {
-        let _ = self.model.send(&Request::Cancel { id: self.id });
+        let _ = self.runner.model.send(&Request::Cancel { id: self.id });
     }
 
     pub fn model(&self) -> &Arc<LoadedModel> {
-        &self.model
+        &self.runner.model
     }
 
     fn finish(&mut self) {
         self.finished = true;
-        self.model.pending.lock().unwrap().remove(&self.id);
-        self.model.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.model.touch(self.keep_alive);
+        self.runner.model.pending.lock().unwrap().remove(&self.id);
+        self.runner.release();
     }
 }
 
@@ -599,11 +844,13 @@ fn reap_expired(sup: Weak<Supervisor>) {
         let Some(sup) = sup.upgrade() else { return };
         let now = Instant::now();
         let expired: Vec<_> = {
-            let mut models = sup.models.lock().unwrap();
-            let (gone, keep): (Vec<_>, Vec<_>) = models
+            let mut table = sup.table.lock().unwrap();
+            // A runner a request holds is never stopped here, however late its deadline.
+            let (gone, keep): (Vec<_>, Vec<_>) = table
+                .models
                 .drain(..)
                 .partition(|m| !m.is_alive() || (m.in_flight.load(Ordering::SeqCst) == 0 && m.expires_at() <= now));
-            *models = keep;
+            table.models = keep;
             gone
         };
         for m in expired {

@@ -8,7 +8,7 @@
 //! (`airlock hardware --probe-devices`, [`devices`]), like the runner, because a GPU driver may
 //! hang or abort on initialisation, backends load only once per process (a Refresh would
 //! register them again), and the desktop app and the server must never hold llama.cpp or driver
-//! libraries themselves. CPU and RAM come from `/proc` in the calling process (cheap and safe).
+//! libraries themselves. CPU and RAM come from `sysinfo` in the calling process (cheap and safe).
 
 mod build_info;
 pub mod devices;
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use build_info::BuildInfo;
 pub use devices::DeviceProbe;
 pub use fit::{estimate_fit, human, overhead_bytes, FitEstimate, FitVerdict, FIXED_OVERHEAD_BYTES};
-pub use host::{parse_cpuinfo, parse_meminfo, probe_host, CpuInfoFields, HostInfo};
+pub use host::{available_memory, physical_cores, probe_host, HostInfo};
 
 /// Environment variable overriding the runner's thread count (read by the engine's supervisor).
 pub const THREADS_ENV: &str = "AIRLOCK_THREADS";
@@ -122,7 +122,7 @@ pub fn assemble(host: HostInfo, mut d: DeviceProbe) -> HardwareReport {
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(crate::engine::runner::physical_cores);
+        .unwrap_or_else(host::physical_cores);
     let no_gpu_reason = match (off, d.gpus.is_empty()) {
         (true, _) => Some(format!("GPU use is off ({GPU_ENV}=off)")),
         (false, true) => Some(no_gpu_reason(&d)),

@@ -17,6 +17,16 @@ pub(crate) struct Server {
     _store: TempDir,
 }
 
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn store(&self) -> &std::path::Path {
+        self._store.path()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

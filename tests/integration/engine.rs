@@ -18,8 +18,16 @@ use tempfile::TempDir;
 
 use crate::common::*;
 
-fn config() -> EngineConfig {
-    EngineConfig { runner_exe: env!("CARGO_BIN_EXE_airlock").into(), threads: Some(2), max_loaded: 2, default_keep_alive: Duration::from_secs(300), max_queue: 16 }
+pub(crate) fn config() -> EngineConfig {
+    EngineConfig {
+        runner_exe: env!("CARGO_BIN_EXE_airlock").into(),
+        threads: Some(2),
+        max_loaded: 2,
+        default_keep_alive: Duration::from_secs(300),
+        max_queue: 16,
+        load_timeout: Duration::from_secs(600),
+        load_timeout_per_gib: Duration::ZERO,
+    }
 }
 
 /// A store holding the real model as `gemma3:270m`, plus a variant whose params layer limits

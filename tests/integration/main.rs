@@ -6,6 +6,8 @@ mod store_cli;
 mod export;
 mod runner;
 mod engine;
+mod engine_sharing;
+mod load;
 mod api;
 mod hardware;
 mod kit;

@@ -7,8 +7,7 @@
 //! requests and `Cancel`s are seen between decode steps) and the request loop; [`session`] owns
 //! everything that touches llama.cpp (context, slots with per-sequence KV-cache reuse, the queue,
 //! sampling, the batched decode step); [`text`] owns the
-//! pure UTF-8 and stop-sequence plumbing; [`platform`] finds the CPU-variant modules and counts
-//! cores; [`placement`] reads from llama.cpp's log where the model's buffers went. Nothing here may write to stdout except whole protocol lines (stdout *is* the
+//! pure UTF-8 and stop-sequence plumbing; [`platform`] finds the CPU-variant modules; [`placement`] reads from llama.cpp's log where the model's buffers went. Nothing here may write to stdout except whole protocol lines (stdout *is* the
 //! protocol; llama.cpp's log goes to stderr), and nothing here may panic on a client's input:
 //! a bad line gets an `Error` event, never an exit.
 
@@ -24,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use crate::engine::protocol::{encode, Event, Request};
 
-pub use platform::{backend_dir, load_backends, physical_cores, LIB_DIR_ENV};
+pub use platform::{backend_dir, load_backends, LIB_DIR_ENV};
 
 /// `airlock runner` (hidden): serve one model over stdin/stdout. Started by the engine's
 /// supervisor, not by people.

@@ -1,5 +1,6 @@
-//! Where the runner finds llama.cpp's CPU-variant modules, and how many threads it uses. Owns
-//! only discovery; it must never load a model or decide anything per request.
+//! Where the runner finds llama.cpp's CPU-variant modules (its thread count comes from
+//! [`crate::hardware::physical_cores`]). Owns only discovery; it must never load a model or
+//! decide anything per request.
 
 use std::path::{Path, PathBuf};
 
@@ -77,59 +78,4 @@ fn has_cpu_module(dir: &Path) -> bool {
         let name = name.to_string_lossy();
         name.starts_with("libggml-cpu") || name.starts_with("ggml-cpu")
     })
-}
-
-/// Physical cores: llama.cpp decodes fastest with one thread per core (hyper-threads share the
-/// core's vector units and slow it down). Counts distinct (package, core) pairs of
-/// `/proc/cpuinfo`; elsewhere, or when that file says nothing, the logical CPU count.
-pub fn physical_cores() -> u32 {
-    let logical = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };
-    let cores = parse_physical_cores(&info);
-    if cores == 0 {
-        logical
-    } else {
-        // A CPU affinity mask (containers, taskset) may allow fewer CPUs than the machine has.
-        cores.min(logical)
-    }
-}
-
-fn parse_physical_cores(cpuinfo: &str) -> u32 {
-    let mut seen = std::collections::BTreeSet::new();
-    let (mut package, mut core) = (None::<String>, None::<String>);
-    for line in cpuinfo.lines().chain(std::iter::once("")) {
-        if line.trim().is_empty() {
-            if let Some(c) = core.take() {
-                seen.insert((package.take().unwrap_or_default(), c));
-            }
-            package = None;
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            match k.trim() {
-                "physical id" => package = Some(v.trim().to_owned()),
-                "core id" => core = Some(v.trim().to_owned()),
-                _ => {}
-            }
-        }
-    }
-    seen.len() as u32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_distinct_cores_not_hyperthreads() {
-        let info = "processor: 0\nphysical id: 0\ncore id: 0\n\nprocessor: 1\nphysical id: 0\ncore id: 0\n\n\
-                    processor: 2\nphysical id: 0\ncore id: 1\n\nprocessor: 3\nphysical id: 1\ncore id: 0\n";
-        assert_eq!(parse_physical_cores(info), 3);
-        assert_eq!(parse_physical_cores("processor: 0\nmodel name: x\n"), 0);
-    }
-
-    #[test]
-    fn physical_cores_is_positive() {
-        assert!(physical_cores() >= 1);
-    }
 }

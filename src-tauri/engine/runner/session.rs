@@ -72,7 +72,7 @@ impl Loaded {
         let n_ctx_train = self.model.n_ctx_train().max(1);
         let n_ctx = args.ctx.clamp(16, n_ctx_train);
         let parallel = args.parallel.max(1);
-        let threads = args.threads.unwrap_or_else(platform::physical_cores).max(1);
+        let threads = args.threads.unwrap_or_else(crate::hardware::physical_cores).max(1);
         let n_batch = args.batch.max(1);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx * parallel))

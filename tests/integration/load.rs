@@ -1,0 +1,232 @@
+//! `airlock serve` under load, on the real test model, over loopback: streaming clients across
+//! two models and an alias, a model removed and imported again in a loop, and a runner killed
+//! mid-stream — all at once. Every request must be answered (a reply, a 503, or a clear error),
+//! nothing may deadlock, no two runners may serve one weights key at the same time, and the
+//! store must verify clean afterwards. Bounded in requests and time; prints its figures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::api::{post, serve};
+use crate::common::*;
+
+const CLIENTS: usize = 8;
+const REQUESTS_PER_CLIENT: usize = 5;
+/// Rounds of import + remove of the churned model (fewer if the clients finish first).
+const CHURN_ROUNDS: usize = 6;
+/// Past this the run is called deadlocked (far above what it needs).
+const DEADLOCK: Duration = Duration::from_secs(420);
+/// One request's bound: a reply that takes longer counts as unanswered.
+const REPLY_BOUND: Duration = Duration::from_secs(240);
+
+/// The test model with one metadata letter changed: the same network, a distinct weights file
+/// (its own digest, so its own runner key).
+fn distinct_copy_of_real_model(to: &Path) {
+    let mut bytes = std::fs::read(real_model()).unwrap();
+    let key = b"general.name";
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("the test model names itself");
+    // key, then the value's type (u32) and length (u64), then the value.
+    let len = u64::from_le_bytes(bytes[at + key.len() + 4..at + key.len() + 12].try_into().unwrap()) as usize;
+    let value = at + key.len() + 12;
+    assert!(len > 0 && bytes[value..value + len].is_ascii());
+    let last = &mut bytes[value + len - 1];
+    *last = if *last == b'X' { b'Y' } else { b'X' };
+    std::fs::write(to, bytes).unwrap();
+}
+
+/// Live runner processes of the server: (pid, runner key = weights file @ context).
+fn runners(server: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid …": comm may hold spaces, so read after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        if fields.len() < 2 || fields[0] == "Z" || fields[1].parse::<u32>().ok() != Some(server) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.get(1).map(String::as_str) != Some("runner") {
+            continue;
+        }
+        let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_default();
+        out.push((pid, format!("{}@{}", arg("--model"), arg("--ctx"))));
+    }
+    out
+}
+
+/// The body of an HTTP/1.1 response, chunked or not.
+fn body_of(head_and_body: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(head_and_body).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return (0, text, String::new()) };
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return (status, head.to_string(), body.to_string());
+    }
+    let (mut rest, mut out) = (body, String::new());
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
+    }
+    (status, head.to_string(), out)
+}
+
+/// One streaming `/api/generate`; how it ended, as a kind for the figures.
+fn streamed_reply(port: u16, model: &str, prompt: &str) -> String {
+    let body = serde_json::json!({ "model": model, "prompt": prompt, "stream": true, "options": { "temperature": 0, "num_predict": 12, "num_ctx": 1024 } }).to_string();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return "unanswered: cannot connect".into() };
+    s.set_read_timeout(Some(REPLY_BOUND)).unwrap();
+    let req = format!("POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    if s.write_all(req.as_bytes()).is_err() {
+        return "unanswered: cannot send".into();
+    }
+    let mut raw = Vec::new();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        return format!("unanswered: {e}");
+    }
+    let (status, _, body) = body_of(&raw);
+    let last = body.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default().to_string();
+    let error = serde_json::from_str::<serde_json::Value>(&last).ok().and_then(|v| v["error"].as_str().map(str::to_string));
+    match (status, error) {
+        (200, None) if last.contains("\"done\":true") => "reply".into(),
+        (200, Some(e)) if e.starts_with("model process exited") => "error in stream: model process exited".into(),
+        (200, Some(e)) => format!("error in stream: {e}"),
+        (503, Some(_)) => "503 busy".into(),
+        (404, Some(e)) if e.contains("not found") => "404 model not found".into(),
+        (status, Some(e)) if !e.is_empty() => format!("{status} error: {e}"),
+        (status, _) => format!("unanswered: status {status}, last line {last:?}"),
+    }
+}
+
+#[test]
+fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
+    let began = Instant::now();
+    let server = serve(&[("AIRLOCK_GPU", "off")], true);
+    let (port, pid, store) = (server.port, server.pid(), server.store().to_path_buf());
+    // The second model: other weights, imported by copy; the alias shares the first's weights.
+    let tmp = TempDir::new().unwrap();
+    let second = tmp.path().join("second.gguf");
+    distinct_copy_of_real_model(&second);
+    let out = airlock(&store, &["import", second.to_str().unwrap(), "--name", "second"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(&second).unwrap();
+    assert_eq!(post(port, "/api/copy", r#"{"source":"gemma3:270m","destination":"alias"}"#, "").0, 200);
+
+    let finished = Arc::new(AtomicBool::new(false));
+    let replies = Arc::new(AtomicUsize::new(0));
+    // Every runner seen, and any moment two served one key.
+    let seen: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
+    let doubled: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sampler = {
+        let (finished, seen, doubled) = (finished.clone(), seen.clone(), doubled.clone());
+        thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                let now = runners(pid);
+                let mut keys = BTreeSet::new();
+                for (p, key) in &now {
+                    seen.lock().unwrap().entry(*p).or_insert_with(|| key.clone());
+                    if !keys.insert(key.clone()) {
+                        doubled.lock().unwrap().push(format!("{now:?}"));
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let killer = {
+        let (finished, replies) = (finished.clone(), replies.clone());
+        thread::spawn(move || -> Option<u32> {
+            // Once replies flow, while the clients keep streaming: SIGKILL a runner.
+            while replies.load(Ordering::SeqCst) < 3 && !finished.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let (victim, _) = runners(pid).into_iter().next()?;
+            let killed = std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status().ok()?.success();
+            killed.then_some(victim)
+        })
+    };
+    let churn = {
+        let (finished, store) = (finished.clone(), store.clone());
+        thread::spawn(move || -> Result<usize, String> {
+            let mut rounds = 0;
+            while rounds < CHURN_ROUNDS && !finished.load(Ordering::SeqCst) {
+                let out = airlock(&store, &["import", real_model().to_str().unwrap(), "--name", "churn"]);
+                if !out.status.success() {
+                    return Err(format!("import: {}", stderr(&out)));
+                }
+                let (status, body) = post(port, "/api/delete", r#"{"model":"churn"}"#, "");
+                if status != 200 {
+                    return Err(format!("delete: {status} {body}"));
+                }
+                rounds += 1;
+            }
+            Ok(rounds)
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    for c in 0..CLIENTS {
+        let (tx, replies) = (tx.clone(), replies.clone());
+        thread::spawn(move || {
+            let models = ["gemma3:270m", "alias", "second", "churn"];
+            for i in 0..REQUESTS_PER_CLIENT {
+                let kind = streamed_reply(port, models[(c + i) % models.len()], &format!("Client {c} asks question {i}: what is the sky?"));
+                if kind == "reply" {
+                    replies.fetch_add(1, Ordering::SeqCst);
+                }
+                if tx.send(kind).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = Instant::now() + DEADLOCK;
+    while kinds.values().sum::<usize>() < CLIENTS * REQUESTS_PER_CLIENT {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(kind) => *kinds.entry(kind).or_default() += 1,
+            Err(_) => break,
+        }
+    }
+    finished.store(true, Ordering::SeqCst);
+    let killed = killer.join().unwrap();
+    let churned = churn.join().unwrap();
+    sampler.join().unwrap();
+    let verify = airlock(&store, &["verify"]);
+    let starts = seen.lock().unwrap().clone();
+    let per_key: BTreeMap<&str, usize> = starts.values().fold(BTreeMap::new(), |mut m, k| {
+        *m.entry(k.rsplit('/').next().unwrap_or(k)).or_default() += 1;
+        m
+    });
+
+    let answered: usize = kinds.values().sum();
+    eprintln!("load test: {answered} of {} requests answered in {:.0?}", CLIENTS * REQUESTS_PER_CLIENT, began.elapsed());
+    for (kind, n) in &kinds {
+        eprintln!("  {n:3}  {kind}");
+    }
+    eprintln!("runner starts: {} ({per_key:?}); runner killed mid-stream: {killed:?}; churn rounds (import + rm): {churned:?}", starts.len());
+
+    assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT, "requests left unanswered after {DEADLOCK:?}: a deadlock");
+    let unanswered: Vec<_> = kinds.keys().filter(|k| k.starts_with("unanswered")).collect();
+    assert!(unanswered.is_empty(), "{unanswered:?}");
+    assert!(kinds.get("reply").copied().unwrap_or(0) > 0, "{kinds:?}");
+    assert!(killed.is_some(), "no runner to kill");
+    assert!(churned.is_ok(), "{churned:?}");
+    assert!(doubled.lock().unwrap().is_empty(), "two runners for one weights key at once: {:?}", doubled.lock().unwrap());
+    assert!(verify.status.success(), "airlock verify: {}{}", stdout(&verify), stderr(&verify));
+    drop(server);
+}
