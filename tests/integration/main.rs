@@ -10,3 +10,5 @@ mod api;
 mod hardware;
 mod kit;
 mod gpu;
+mod durability;
+mod store_lock;
