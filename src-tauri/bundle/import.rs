@@ -19,7 +19,7 @@ use crate::gguf;
 use crate::progress::{Progress, ProgressSink};
 use crate::store::fault::FaultPlan;
 use crate::store::manifest::{self, is_gguf_layer, Layer, Manifest};
-use crate::store::{Digest, ModelName, Staging, Store};
+use crate::store::{Digest, ModelName, Staging, Store, StoreError};
 
 const CHUNK: usize = 1 << 20;
 
@@ -27,7 +27,8 @@ const CHUNK: usize = 1 << 20;
 pub struct ImportOptions {
     /// Import under this name (only for a source holding exactly one model).
     pub name: Option<String>,
-    /// Hard-link instead of copying when the source is on the store's filesystem.
+    /// Clone blobs copy-on-write (a reflink) where the filesystem can, else copy. Never a hard
+    /// link: the store must not share a file that the source's owner may edit later.
     pub link: bool,
     pub cancel: Option<Arc<AtomicBool>>,
     pub fault: FaultPlan,
@@ -48,6 +49,7 @@ pub struct ImportedModel {
 pub struct ImportReport {
     pub models: Vec<ImportedModel>,
     pub blobs_copied: usize,
+    /// Blobs cloned copy-on-write (`link`): no bytes copied, no blocks shared with later edits.
     pub blobs_linked: usize,
     pub blobs_already_present: usize,
     pub bytes_copied: u64,
@@ -88,8 +90,8 @@ impl Copier<'_> {
         self.progress.report(&Progress { phase: "importing", item: item.to_string(), done_bytes: self.done, total_bytes: self.total });
     }
 
-    /// Stages one blob: hard-link or copy, hashing every byte, then checks the digest and size
-    /// (when known), validates GGUF layers and fsyncs. Returns the digest and size found.
+    /// Stages one blob: clone (reflink) or copy, hashing every byte, then checks the digest and
+    /// size (when known), validates GGUF layers and fsyncs. Returns the digest and size found.
     fn stage<'r>(
         &mut self,
         staging: &mut Staging,
@@ -103,11 +105,18 @@ impl Copier<'_> {
         // Unknown digests (a bare .gguf) get a temporary staging name until hashed.
         let tmp_digest = expected.map(|l| l.digest).unwrap_or(Digest::of_bytes(origin.as_bytes()));
         let staged = staging.blob_path(&tmp_digest);
-        let linked = self.opts.link && link_from.as_ref().is_some_and(|src| fs::hard_link(src, &staged).is_ok());
+        // A reflink shares disk blocks copy-on-write: instant, and a later edit of the source
+        // never reaches the store (a hard link would change the blob behind its digest).
+        let linked = self.opts.link && link_from.as_ref().is_some_and(|src| reflink_copy::reflink(src, &staged).is_ok());
+        if self.opts.link && !linked {
+            let _ = fs::remove_file(&staged);
+        }
         let limit = expected.map_or(u64::MAX, |l| l.size);
         let (digest, len) = if linked {
             let file = File::open(&staged).map_err(|e| ImportError::source(origin, e.to_string()))?;
-            self.hash_copy(Box::new(file), None, limit, origin)?
+            let hashed = self.hash_copy(Box::new(file), None, limit, origin)?;
+            File::open(&staged).and_then(|f| f.sync_all()).map_err(|e| ImportError::source(origin, format!("cannot write to the store: {e}")))?;
+            hashed
         } else {
             let (out, _) = staging.create_blob(&tmp_digest)?;
             self.hash_copy(read()?, Some(out), limit, origin)?
@@ -284,7 +293,29 @@ fn import_from(store: &Store, src: &mut dyn Source, opts: &ImportOptions, progre
         return Err(ImportError::Cancelled);
     }
     let manifests: Vec<(ModelName, Vec<u8>)> = publish.iter().map(|(n, b, _)| (n.clone(), b.clone())).collect();
-    staging.publish(&manifests, &opts.fault)?;
+    // A blob found present (and so not copied) may be deleted by a concurrent `rm` before the
+    // manifests are published: publishing checks under the store lock, and the import copies
+    // what vanished and tries again.
+    let mut attempts = 0;
+    loop {
+        match staging.publish(&manifests, &opts.fault) {
+            Err(StoreError::BlobsRemoved(gone)) if attempts < 3 => {
+                attempts += 1;
+                for digest in gone {
+                    let (layer, model) = &needed[&digest];
+                    let origin = src.blob_origin(&digest);
+                    let listed_ok = listed.as_ref().is_none_or(|l| l.get(&digest) == Some(&layer.size));
+                    if !listed_ok || src.blob_len(&digest)? != Some(layer.size) {
+                        return Err(ImportError::MissingBlobs(vec![format!("{origin} (for {model}; it was in the store when the import began, and was removed while it ran)")]));
+                    }
+                    copier.total += layer.size;
+                    let link_from = src.blob_file(&digest);
+                    copier.stage(&mut staging, || src.open_blob(&digest), link_from, Some(layer), &layer.media_type, &origin)?;
+                }
+            }
+            done => break done?,
+        }
+    }
     let mut report = copier.report;
     report.models = publish
         .into_iter()

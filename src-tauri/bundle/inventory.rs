@@ -68,15 +68,8 @@ impl Inventory {
         Ok((inv, Digest::of_bytes(&bytes)))
     }
 
-    /// Writes the inventory atomically (temporary file, then rename).
+    /// Writes the inventory atomically and durably (see [`crate::durable::write_atomic`]).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let mut tmp = path.as_os_str().to_os_string();
-        tmp.push(format!(".partial-{}", std::process::id()));
-        let tmp = std::path::PathBuf::from(tmp);
-        let bytes = serde_json::to_vec_pretty(self).expect("inventory serialises");
-        fs::write(&tmp, bytes)?;
-        fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        crate::durable::write_atomic(path, &serde_json::to_vec_pretty(self).expect("inventory serialises"))
     }
 }

@@ -176,10 +176,7 @@ pub fn trust_add(dir: &Path, pub_file: &Path) -> Result<String, SignError> {
     fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let target = dir.join(format!("{id}.pub"));
     let bytes = pk.to_box().map_err(|e| err(e.to_string()))?.to_bytes();
-    let tmp = dir.join(format!(".{id}.pub.tmp"));
-    let _ = fs::remove_file(&tmp);
-    write_new(&tmp, &bytes, false)?;
-    fs::rename(&tmp, &target).map_err(|e| err(format!("cannot write {}: {e}", target.display())))?;
+    crate::durable::write_atomic(&target, &bytes).map_err(|e| err(e.to_string()))?;
     Ok(id)
 }
 

@@ -245,7 +245,9 @@ impl Seek for VolumeReader {
 // Writing
 
 /// Writes one stream into one file, or cut into volumes of at most `split` bytes. Files are
-/// created with `create_new` (never overwriting) and fsynced when complete.
+/// created with `create_new` (never overwriting) and fsynced after their last write: a full
+/// volume when the next one starts, and again at [`VolumeWriter::finish`] when a
+/// [`VolumeWriter::patch`] has written into it since.
 pub struct VolumeWriter {
     base: PathBuf,
     split: Option<u64>,
@@ -255,6 +257,8 @@ pub struct VolumeWriter {
     pos: u64,
     /// How much of the current file has been handed to the kernel's writeback.
     flushed: u64,
+    /// Earlier volumes written by `patch` after they were fsynced.
+    patched: std::collections::BTreeSet<usize>,
 }
 
 /// Start writing back every this many bytes, so the final fsync finds little left to do.
@@ -280,7 +284,7 @@ impl VolumeWriter {
     pub fn create(base: &Path, split: Option<u64>) -> io::Result<Self> {
         let first = if split.is_some() { volume_path(base, 1) } else { base.to_path_buf() };
         let cur = create_new(&first)?;
-        Ok(VolumeWriter { base: base.to_path_buf(), split, paths: vec![first], cur, cur_len: 0, pos: 0, flushed: 0 })
+        Ok(VolumeWriter { base: base.to_path_buf(), split, paths: vec![first], cur, cur_len: 0, pos: 0, flushed: 0, patched: Default::default() })
     }
 
     /// Bytes written so far.
@@ -298,15 +302,22 @@ impl VolumeWriter {
             let mut f = OpenOptions::new().write(true).open(&self.paths[i])?;
             f.seek(SeekFrom::Start(within))?;
             f.write_all(&bytes[..n])?;
+            if i + 1 < self.paths.len() {
+                self.patched.insert(i);
+            }
             bytes = &bytes[n..];
             offset += n as u64;
         }
         Ok(())
     }
 
-    /// fsyncs the last volume and returns every file written.
+    /// fsyncs the last volume and every earlier one patched since it was synced; returns every
+    /// file written.
     pub fn finish(self) -> io::Result<Vec<PathBuf>> {
         self.cur.sync_all()?;
+        for &i in &self.patched {
+            File::open(&self.paths[i]).and_then(|f| f.sync_all()).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.paths[i].display())))?;
+        }
         Ok(self.paths)
     }
 }

@@ -81,7 +81,7 @@ enum Command {
         /// Import under this name (a source with one model only), e.g. mymodel:q4
         #[arg(long)]
         name: Option<String>,
-        /// Hard-link blobs instead of copying when the source is on the same filesystem (still verified)
+        /// Clone blobs copy-on-write where the filesystem can (Btrfs, XFS, APFS), else copy; never a hard link, so editing the source later cannot change the store (still verified)
         #[arg(long)]
         link: bool,
         /// Refuse bundles not signed by a trusted key (`airlock trust`); same as --signature require
@@ -315,7 +315,7 @@ fn import(core: &Core, path: PathBuf, name: Option<String>, link: bool, signatur
     if let Some(s) = &report.signer {
         println!("signed by trusted key {} ({})", s.key_id, s.trusted_comment);
     }
-    let linked = if report.blobs_linked > 0 { format!(", {} linked", report.blobs_linked) } else { String::new() };
+    let linked = if report.blobs_linked > 0 { format!(", {} cloned (copy-on-write)", report.blobs_linked) } else { String::new() };
     eprintln!(
         "{} blob(s) copied and verified ({}){linked}, {} already present",
         report.blobs_copied,

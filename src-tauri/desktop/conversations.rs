@@ -3,10 +3,8 @@
 //! (tauri-plugin-store rewrites its one file in place, which a kill can truncate: every
 //! conversation at once. Settings stay there; conversations are written far more often.)
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs;
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -58,7 +56,7 @@ impl Conversations {
             return Err(CommandError::invalid(format!("the conversation is larger than {} MiB; start a new one", MAX_CONVERSATION_BYTES >> 20)));
         }
         fs::create_dir_all(&self.dir).map_err(|e| CommandError::new("io", format!("cannot create {}: {e}", self.dir.display())))?;
-        write_atomically(&path, &bytes).map_err(|e| CommandError::new("io", format!("cannot save the conversation to {}: {e}", path.display())))
+        crate::durable::write_atomic(&path, &bytes).map_err(|e| CommandError::new("io", format!("cannot save the conversation to {}: {e}", path.display())))
     }
 
     pub fn delete(&self, id: &str) -> CommandResult<()> {
@@ -77,22 +75,6 @@ impl Conversations {
         }
         Ok(self.dir.join(format!("{id}.json")))
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // A name of its own per write, so two saves of one conversation can never share a file.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let tmp = path.with_extension(format!("json.{}.tmp", WRITES.fetch_add(1, Ordering::Relaxed)));
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    // The rename itself must reach the disk too.
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -139,10 +139,8 @@ pub fn write_kit(store: &Store, models: &[String], out: &Path, opts: &KitOptions
         let sig = key.sign(text.as_bytes(), &comment).map_err(|e| KitError::Signature(format!("cannot sign {SUMS_FILE}: {e}")))?;
         write_new(&out.join(SUMS_SIG_FILE), &sig)?;
     }
-    let tmp = out.join(format!(".{SUMS_FILE}.tmp"));
-    write_new(&tmp, text.as_bytes())?;
     let sums_path = out.join(SUMS_FILE);
-    fs::rename(&tmp, &sums_path).map_err(io_at(&sums_path))?;
+    crate::durable::write_atomic(&sums_path, text.as_bytes()).map_err(io_at(&sums_path))?;
     for d in [&app, &models_dir, out] {
         crate::store::sync_dir(d).map_err(io_at(d))?;
     }

@@ -1,6 +1,8 @@
 //! Fault injection for crash-safety tests: every step of an import that writes to disk calls
 //! [`FaultPlan::step`]; a plan makes the N-th step fail (or abort the process, like `kill -9`).
-//! Off unless a test asks for it through the import options; no binary reads a switch for it.
+//! A plan can only be made by [`FaultPlan::at_step`], which exists only in test builds (feature
+//! `test-hooks`, which the tests turn on); no binary reads a switch for it. In a release build
+//! every plan is [`FaultPlan::none`] and `step` only counts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,7 @@ impl FaultPlan {
     }
 
     /// Fail the `n`-th step (1-based) with an error, or abort the process when `abort`.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn at_step(n: u64, abort: bool) -> Self {
         FaultPlan { at: Some((n, abort)), steps: AtomicU64::new(0) }
     }

@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod fault;
+mod lock;
 pub mod manifest;
 pub mod name;
 mod staging;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use digest::{hash_reader, Digest, InvalidDigest};
+pub use lock::{StoreLock, LOCK_FILE};
 pub use manifest::{Layer, Manifest, ManifestError};
 pub use name::{InvalidName, ModelName};
 pub use staging::Staging;
@@ -45,6 +47,10 @@ pub enum StoreError {
     Manifest { path: PathBuf, source: ManifestError },
     #[error("no home or data directory known; set AIRLOCK_MODELS to the folder for the model store")]
     NoDataDir,
+    /// Blobs an import relied on (found present, so not copied) were removed before it could
+    /// publish its manifests: a concurrent `rm`. The import copies them again.
+    #[error("{} blob(s) this import needs were removed from the store while it ran (by a concurrent `airlock rm`?); import again", .0.len())]
+    BlobsRemoved(Vec<Digest>),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -186,9 +192,17 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(name.to_string()))
     }
 
+    /// Takes the store lock (see [`StoreLock`]): every change to which manifests exist or which
+    /// blobs they may rely on happens under it.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        StoreLock::exclusive(&self.root)
+    }
+
     /// Removes a model: its manifest first, then the blobs no other manifest references.
-    /// Returns the blobs deleted.
+    /// Returns the blobs deleted. Holds the store lock, so no import publishes a manifest
+    /// relying on a blob between the listing and the deletion.
     pub fn remove(&self, name: &str) -> Result<Vec<Digest>, StoreError> {
+        let _lock = self.lock()?;
         let entry = self.resolve(name)?;
         fs::remove_file(&entry.manifest_path).map_err(io_err(&entry.manifest_path))?;
         prune_empty_dirs(entry.manifest_path.parent(), &self.manifests_dir());
@@ -216,16 +230,13 @@ impl Store {
 
     /// Copies a model under a new name (the manifest only: blobs are shared), like `ollama cp`.
     pub fn copy(&self, source: &str, destination: &str) -> Result<ModelName, StoreError> {
+        let _lock = self.lock()?;
         let entry = self.resolve(source)?;
         let dest = ModelName::parse(destination)?;
         let target = self.manifests_dir().join(dest.manifest_rel_path());
         let parent = target.parent().expect("manifest paths have four components");
         fs::create_dir_all(parent).map_err(io_err(parent))?;
-        // Write beside the target, then rename: a reader never sees half a manifest.
-        let tmp = parent.join(format!(".{}.tmp-{}", dest.tag, std::process::id()));
-        fs::write(&tmp, &entry.manifest_bytes).and_then(|_| File::open(&tmp)?.sync_all()).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &target).map_err(io_err(&target))?;
-        sync_dir(parent).map_err(io_err(parent))?;
+        crate::durable::write_atomic(&target, &entry.manifest_bytes).map_err(io_err(&target))?;
         Ok(dest)
     }
 
@@ -318,11 +329,4 @@ fn prune_empty_dirs(mut dir: Option<&Path>, stop: &Path) {
     }
 }
 
-/// fsyncs a directory so a rename into it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
+pub(crate) use crate::durable::sync_dir;

@@ -3,18 +3,23 @@
 //! and only when all of them are verified renames them into `blobs/` and writes the manifests,
 //! last and atomically. A killed import leaves only its staging folder, which the next import
 //! removes; no manifest ever points at a blob that is not there.
+//!
+//! Publishing holds the store lock and first checks, under it, that every blob the manifests
+//! reference is staged or present: an import skips blobs it finds already in the store, and a
+//! concurrent `rm` may have deleted one since.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::fault::FaultPlan;
-use super::{io_err, sync_dir, Digest, ModelName, Store, StoreError};
+use super::{io_err, sync_dir, Digest, Manifest, ModelName, Store, StoreError};
 
 pub const STAGING_DIR: &str = ".airlock-staging";
 
 pub struct Staging {
+    root: PathBuf,
     dir: PathBuf,
     blobs_dir: PathBuf,
     manifests_dir: PathBuf,
@@ -30,8 +35,9 @@ impl Staging {
         remove_abandoned(&top);
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let dir = top.join(format!("{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).map_err(io_err(&dir))?;
-        Ok(Staging { dir, blobs_dir: store.blobs_dir(), manifests_dir: store.manifests_dir(), staged: Vec::new() })
+        // `_all`: another import that just finished may have removed the (then empty) top folder.
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Staging { root: store.root().to_path_buf(), dir, blobs_dir: store.blobs_dir(), manifests_dir: store.manifests_dir(), staged: Vec::new() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -55,28 +61,43 @@ impl Staging {
         self.staged.push((digest, path));
     }
 
-    /// Moves every staged blob into `blobs/`, then writes the manifests. Each step reports to
-    /// `fault` so tests can stop the process between any two of them.
-    pub fn publish(self, manifests: &[(ModelName, Vec<u8>)], fault: &FaultPlan) -> Result<(), StoreError> {
-        for (digest, staged) in &self.staged {
-            fault.step("move blob into store").map_err(io_err(staged))?;
+    /// Under the store lock: checks that every blob the manifests reference is staged or in the
+    /// store ([`StoreError::BlobsRemoved`] names those that vanished; stage them and publish
+    /// again), moves every staged blob into `blobs/`, then writes the manifests. Each step
+    /// reports to `fault` so tests can stop the process between any two of them.
+    pub fn publish(&mut self, manifests: &[(ModelName, Vec<u8>)], fault: &FaultPlan) -> Result<(), StoreError> {
+        let store = Store::at(&self.root);
+        let _lock = store.lock()?;
+        let staged: BTreeSet<Digest> = self.staged.iter().map(|(d, _)| *d).collect();
+        let mut removed = BTreeSet::new();
+        for (name, bytes) in manifests {
+            let path = self.manifests_dir.join(name.manifest_rel_path());
+            let manifest = Manifest::parse(bytes).map_err(|source| StoreError::Manifest { path, source })?;
+            for layer in manifest.blobs() {
+                if !staged.contains(&layer.digest) && store.blob_size(&layer.digest) != Some(layer.size) {
+                    removed.insert(layer.digest);
+                }
+            }
+        }
+        if !removed.is_empty() {
+            return Err(StoreError::BlobsRemoved(removed.into_iter().collect()));
+        }
+        for (digest, staged) in std::mem::take(&mut self.staged) {
+            fault.step("move blob into store").map_err(io_err(&staged))?;
             let target = self.blobs_dir.join(digest.file_name());
             if target.exists() || self.blobs_dir.join(digest.legacy_file_name()).exists() {
                 continue;
             }
-            fs::rename(staged, &target).map_err(io_err(&target))?;
+            fs::rename(&staged, &target).map_err(io_err(&target))?;
         }
         sync_dir(&self.blobs_dir).map_err(io_err(&self.blobs_dir))?;
-        for (i, (name, bytes)) in manifests.iter().enumerate() {
-            let staged = self.dir.join(format!("manifest-{i}"));
-            fault.step("stage manifest").map_err(io_err(&staged))?;
-            write_synced(&staged, bytes).map_err(io_err(&staged))?;
+        for (name, bytes) in manifests {
             let target = self.manifests_dir.join(name.manifest_rel_path());
             let parent = target.parent().expect("manifest paths have four components");
+            fault.step("create manifest folder").map_err(io_err(parent))?;
             fs::create_dir_all(parent).map_err(io_err(parent))?;
             fault.step("publish manifest").map_err(io_err(&target))?;
-            fs::rename(&staged, &target).map_err(io_err(&target))?;
-            sync_dir(parent).map_err(io_err(parent))?;
+            crate::durable::write_atomic(&target, bytes).map_err(io_err(&target))?;
         }
         Ok(())
     }
@@ -90,12 +111,6 @@ impl Drop for Staging {
             let _ = fs::remove_dir(top);
         }
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Removes staging folders of imports that are no longer running (killed, crashed, power loss).

@@ -210,9 +210,9 @@ pub fn assert_store_consistent(root: &Path) {
     assert!(bad.is_empty(), "store has a model with missing or corrupt blobs: {bad:?}");
 }
 
-/// Files of the store proper (manifests and blobs), ignoring empty folders and staging.
+/// Files of the store proper (manifests and blobs), ignoring empty folders, staging and the lock.
 pub fn store_files(root: &Path) -> BTreeMap<PathBuf, Digest> {
-    snapshot(root).into_iter().filter(|(p, _)| !p.starts_with(".airlock-staging")).collect()
+    snapshot(root).into_iter().filter(|(p, _)| !p.starts_with(".airlock-staging") && !p.starts_with(airlock::store::LOCK_FILE)).collect()
 }
 
 /// The real test model, fetched by tests/fixtures/fetch-test-model.sh. Its absence is a failure:

@@ -94,17 +94,41 @@ fn imports_a_single_gguf_under_its_file_name_or_a_given_name() {
     assert_store_consistent(dst.path());
 }
 
+/// Overwrites a file's bytes in place (same inode), as an editor or a re-download might.
+fn edit_in_place(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.write_all(b"edited after the import").unwrap();
+}
+
 #[test]
-fn link_hard_links_blobs_on_the_same_filesystem_and_still_verifies() {
+fn link_never_lets_a_later_edit_of_the_source_change_the_store() {
     let base = TempDir::new().unwrap();
     let (src, dst) = (base.path().join("src"), base.path().join("store"));
     let m = FixtureModel::new("registry.ollama.ai/library/linked/latest", 4);
     write_folder(&src, std::slice::from_ref(&m));
     let opts = ImportOptions { link: true, ..Default::default() };
     let r = import_path(&dst, &src, &opts).unwrap();
-    assert_eq!(r.blobs_linked, 2);
+    // Cloned copy-on-write where the filesystem can, else copied; never the same file.
+    assert_eq!(r.blobs_linked + r.blobs_copied, 2, "{r:?}");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(fs::metadata(model_blob_path(&src, &m, 1)).unwrap().ino(), fs::metadata(model_blob_path(&dst, &m, 1)).unwrap().ino());
+    let (src_blob, dst_blob) = (model_blob_path(&src, &m, 1), model_blob_path(&dst, &m, 1));
+    assert_ne!(fs::metadata(&src_blob).unwrap().ino(), fs::metadata(&dst_blob).unwrap().ino(), "the store shares a file with the source");
+    let stored = fs::read(&dst_blob).unwrap();
+    edit_in_place(&src_blob);
+    assert_eq!(fs::read(&dst_blob).unwrap(), stored, "editing the source changed the store");
+    assert_store_consistent(&dst);
+
+    // A single .gguf through the CLI's --link, edited afterwards: `airlock verify` stays clean.
+    let gguf = base.path().join("solo.gguf");
+    fs::write(&gguf, tiny_gguf(7)).unwrap();
+    let out = airlock(&dst, &["import", gguf.to_str().unwrap(), "--link"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    edit_in_place(&gguf);
+    let out = airlock(&dst, &["verify"]);
+    assert!(out.status.success(), "verify after editing the source: {}{}", stdout(&out), stderr(&out));
 
     // A linked blob whose content does not match its name is still refused.
     let other = TempDir::new_in(base.path()).unwrap();
@@ -349,6 +373,29 @@ fn store_invariant_holds_when_the_import_process_is_killed_at_any_step() {
     assert!(!dst.path().join(".airlock-staging").exists(), "staging leftovers not removed");
     assert_store_consistent(dst.path());
     assert_eq!(Store::at(dst.path()).list().unwrap().0.len(), 2);
+}
+
+/// The variable older builds read to inject faults: no binary may act on it, whatever its value
+/// (the fault plan exists only in test builds, set through the library's import options).
+#[test]
+fn the_airlock_binary_ignores_the_old_fault_injection_variable() {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_folder(src.path(), &two_models());
+    for value in ["abort:1", "abort:3", "fail:1", "1"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["import", src.path().to_str().unwrap()])
+            .env("AIRLOCK_MODELS", dst.path())
+            .env("AIRLOCK_TEST_FAULT", value)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "AIRLOCK_TEST_FAULT={value}: {:?} {}", out.status, stderr(&out));
+        let verify = airlock(dst.path(), &["verify"]);
+        assert!(verify.status.success(), "AIRLOCK_TEST_FAULT={value}: {}", stderr(&verify));
+        assert_eq!(Store::at(dst.path()).list().unwrap().0.len(), 2);
+        for m in ["alpha", "team/beta:v2"] {
+            assert!(airlock(dst.path(), &["rm", m]).status.success());
+        }
+    }
 }
 
 #[test]

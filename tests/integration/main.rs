@@ -12,3 +12,5 @@ mod api;
 mod hardware;
 mod kit;
 mod gpu;
+mod durability;
+mod store_lock;
