@@ -133,17 +133,32 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Loads a minisign secret key. An encrypted key is opened with `password`, or with a
-    /// password prompted on the terminal when `password` is `None`.
+    /// Loads a minisign secret key; an encrypted one is opened with `password`. Never prompts:
+    /// minisign's own prompt would wait on a terminal the app does not have, so an encrypted
+    /// key without a password is refused at once, saying so (callers ask the person: the app's
+    /// password field, the CLI's prompt when it runs on a terminal).
     pub fn load(path: &Path, password: Option<String>) -> Result<Self, SignError> {
-        let text = fs::read_to_string(path).map_err(|e| err(format!("cannot read the secret key {}: {e}", path.display())))?;
+        let sk_box = read_secret_box(path)?;
         let bad = |e: minisign::PError| err(format!("{}: not a usable minisign secret key: {e}", path.display()));
-        let sk = match SecretKeyBox::from_string(&text).and_then(|b| b.into_unencrypted_secret_key()) {
-            Ok(sk) => sk,
-            Err(_) => SecretKeyBox::from_string(&text).and_then(|b| b.into_secret_key(password)).map_err(bad)?,
+        let sk = if !box_is_encrypted(&sk_box, path)? {
+            sk_box.into_unencrypted_secret_key().map_err(bad)?
+        } else {
+            let Some(password) = password.filter(|p| !p.is_empty()) else {
+                return Err(err(format!("this key is encrypted: enter its password ({})", path.display())));
+            };
+            match SecretKey::from_box(sk_box, Some(password)) {
+                Ok(sk) => sk,
+                Err(e) if e.to_string().contains("Wrong password") => return Err(err(format!("wrong password for the encrypted key {}; enter it again", path.display()))),
+                Err(e) => return Err(bad(e)),
+            }
         };
         let key_id = key_id(sk.keynum());
         Ok(SigningKey { sk, key_id })
+    }
+
+    /// Whether the secret key in `path` needs a password.
+    pub fn is_encrypted(path: &Path) -> Result<bool, SignError> {
+        box_is_encrypted(&read_secret_box(path)?, path)
     }
 
     /// Signs `data` (the index bytes) with `trusted_comment`; returns the `.minisig` file bytes.
@@ -152,6 +167,21 @@ impl SigningKey {
         let sig = minisign::sign(None, &self.sk, Cursor::new(data), Some(trusted_comment), Some(&untrusted)).map_err(|e| err(format!("cannot sign: {e}")))?;
         Ok(sig.to_bytes())
     }
+}
+
+fn read_secret_box(path: &Path) -> Result<SecretKeyBox, SignError> {
+    let text = fs::read_to_string(path).map_err(|e| err(format!("cannot read the secret key {}: {e}", path.display())))?;
+    SecretKeyBox::from_string(&text).map_err(|e| err(format!("{}: not a minisign secret key: {e}", path.display())))
+}
+
+/// Reads the key's algorithm fields (its second line, base64) without decrypting anything.
+fn box_is_encrypted(sk_box: &SecretKeyBox, path: &Path) -> Result<bool, SignError> {
+    use ct_codecs::{Base64, Decoder};
+    let text = sk_box.to_string();
+    let encoded = text.lines().nth(1).unwrap_or_default().trim();
+    let sk = Base64::decode_to_vec(encoded, None).ok().and_then(|bytes| SecretKey::from_bytes(&bytes).ok());
+    let sk = sk.ok_or_else(|| err(format!("{}: not a minisign secret key (its key line is not valid base64 of a key)", path.display())))?;
+    Ok(sk.is_encrypted())
 }
 
 /// The trusted-keys folder under `config`.
@@ -167,6 +197,11 @@ fn read_public_key(path: &Path) -> Result<(PublicKey, String), SignError> {
         .or_else(|_| PublicKey::from_base64(text.trim()))
         .map_err(|e| err(format!("{}: not a minisign public key: {e}", path.display())))?;
     Ok((pk, comment))
+}
+
+/// The key ID of the public key in `pub_file` (to name it before trusting it).
+pub fn public_key_id(pub_file: &Path) -> Result<String, SignError> {
+    Ok(key_id(read_public_key(pub_file)?.0.keynum()))
 }
 
 /// Adds the public key in `pub_file` to the trusted keys; returns its ID.
@@ -240,5 +275,43 @@ pub fn check(index: &[u8], signature: Option<&[u8]>, dir: &Path) -> Result<Verdi
     match minisign::verify(&pk, &sig, Cursor::new(index), true, false, false) {
         Ok(()) => Ok(Verdict::Signed(Signer { key_id: id, trusted_comment: sig.trusted_comment().unwrap_or_default() })),
         Err(e) => Ok(Verdict::Bad(format!("the signature by trusted key {id} does not match airlock-bundle.json ({e}): the bundle was changed after it was signed"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encrypted_key_without_a_password_is_refused_without_prompting() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("signer");
+        let id = keygen(&prefix, Some("correct horse".into())).unwrap();
+        let key = dir.path().join("signer.key");
+        assert!(SigningKey::is_encrypted(&key).unwrap());
+        // minisign would prompt on the terminal here; the load must return, saying what to do.
+        for missing in [None, Some(String::new())] {
+            let e = SigningKey::load(&key, missing).err().expect("refused").to_string();
+            assert!(e.contains("this key is encrypted: enter its password"), "{e}");
+        }
+        let e = SigningKey::load(&key, Some("wrong".into())).err().expect("a wrong password is refused").to_string();
+        assert!(e.contains("wrong password"), "{e}");
+        let sk = SigningKey::load(&key, Some("correct horse".into())).unwrap();
+        assert_eq!(sk.key_id, id);
+        assert!(!sk.sign(b"index", "t").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unencrypted_key_loads_without_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = keygen(&dir.path().join("k"), None).unwrap();
+        let key = dir.path().join("k.key");
+        assert!(!SigningKey::is_encrypted(&key).unwrap());
+        assert_eq!(SigningKey::load(&key, None).unwrap().key_id, id);
+        // A password given for a key that has none is not needed, and not an error.
+        assert_eq!(SigningKey::load(&key, Some("unused".into())).unwrap().key_id, id);
+        let pubkey = dir.path().join("k.pub");
+        let e = SigningKey::load(&pubkey, None).err().expect("a public key is not a secret key").to_string();
+        assert!(e.contains("not a minisign secret key") || e.contains("not a usable"), "{e}");
     }
 }

@@ -164,10 +164,20 @@ pub fn run(core: &Core, cmd: BundleCommand) -> Result<ExitCode> {
     }
 }
 
-/// The `--sign` key; an encrypted one opens with AIRLOCK_KEY_PASSWORD or a prompted password.
+/// The `--sign` key; an encrypted one opens with AIRLOCK_KEY_PASSWORD, or a password prompted
+/// when stdin is a terminal (never a prompt nobody can answer: a script gets a clear error).
 pub(super) fn load_signing_key(path: Option<&Path>) -> Result<Option<SigningKey>> {
+    use std::io::IsTerminal;
     let Some(p) = path else { return Ok(None) };
-    Ok(Some(SigningKey::load(p, key_password()).with_context(|| format!("cannot use the signing key {}", p.display()))?))
+    let context = || format!("cannot use the signing key {}", p.display());
+    let mut password = key_password();
+    if password.is_none() && SigningKey::is_encrypted(p).with_context(context)? {
+        if !std::io::stdin().is_terminal() {
+            bail!("the signing key {} is encrypted: set AIRLOCK_KEY_PASSWORD to its password, or run on a terminal to be asked for it", p.display());
+        }
+        password = Some(rpassword::prompt_password(format!("Password for {}: ", p.display()))?);
+    }
+    Ok(Some(SigningKey::load(p, password).with_context(context)?))
 }
 
 /// The creation time for reproducible output: a fixed `SOURCE_DATE_EPOCH` gives identical bytes.

@@ -2,7 +2,8 @@
 //! its arguments, then calls the same modules as the CLI; long work runs off the main thread and
 //! reports through a Channel.
 
-use std::path::{Path, PathBuf};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,17 +14,17 @@ use tauri::ipc::{Channel, Invoke};
 use tauri::{AppHandle, State};
 use tauri_plugin_opener::OpenerExt;
 
+use super::access::{self, blocking, check_name, Access, ExportChoices, ExportOutcome};
+use super::confirm::NativeConfirmer;
 use super::error::{CommandError, CommandResult};
+use super::grants::{Chosen, PathArg, Purpose};
 use super::pick::{self, PickKind};
 use super::server::ApiServerStatus;
 use super::settings::{ApiSettings, Theme};
 use super::AppState;
-use crate::bundle::export::{self, ExportOptions, ExportReport};
-use crate::bundle::sign::{self, SigningKey, TrustedKey};
-use crate::bundle::volumes::{parse_size, FAT32_MAX};
-use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
+use crate::bundle::sign::{self, TrustedKey};
+use crate::bundle::{ImportReport, SignaturePolicy};
 use crate::core::{Core, MachineOverview, ModelDetails};
-use crate::kit::{self, KitOptions};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
@@ -60,25 +61,13 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
     ]
 }
 
-/// Runs blocking work (disk, hashing, child processes) off the async runtime's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
-    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| CommandError::new("app", e.to_string()))?
+/// The real native dialog, for the commands in [`access`].
+fn confirmer<'a>(app: &'a AppHandle, state: &'a AppState) -> NativeConfirmer<'a> {
+    NativeConfirmer { app, slot: &state.confirming }
 }
 
-fn check_name(name: &str) -> CommandResult<()> {
-    if name.trim().is_empty() || name.len() > 512 {
-        return Err(CommandError::invalid("a model name must be 1 to 512 characters"));
-    }
-    Ok(())
-}
-
-/// A path from the web view: absolute, so nothing depends on the app's working directory.
-fn check_path(path: &str, what: &str) -> CommandResult<PathBuf> {
-    let p = PathBuf::from(path.trim());
-    if path.trim().is_empty() || path.len() > 4096 || !p.is_absolute() {
-        return Err(CommandError::invalid(format!("{what}: give a full path (starting with /), not {path:?}")));
-    }
-    Ok(p)
+fn access_of<'a>(state: &'a AppState, confirm: &'a NativeConfirmer<'a>) -> Access<'a, NativeConfirmer<'a>> {
+    Access { core: &state.core, grants: &state.grants, confirm, transfer: &state.transfer }
 }
 
 // ---- Models --------------------------------------------------------------------------------
@@ -146,9 +135,14 @@ fn open_store_folder(app: AppHandle, state: AppStateRef<'_>) -> CommandResult<()
     app.opener().open_path(root.display().to_string(), None::<&str>).map_err(|e| CommandError::new("app", format!("cannot open {}: {e}", root.display())))
 }
 
+/// A native file dialog; the answer comes back as a handle (and the path, to show).
 #[tauri::command]
-async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> CommandResult<Option<String>> {
-    Ok(pick::pick(&app, &state.picker, kind).await?.map(|p| p.display().to_string()))
+async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> CommandResult<Option<Chosen>> {
+    let Some(mut path) = pick::pick(&app, &state.picker, kind).await? else { return Ok(None) };
+    if matches!(kind, PickKind::ExportFile) && !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        path.as_mut_os_string().push(".zip");
+    }
+    Ok(Some(state.grants.grant(path, Purpose::of(kind))))
 }
 
 // ---- Import and export -----------------------------------------------------------------------
@@ -171,41 +165,12 @@ impl ProgressSink for ChannelProgress {
     }
 }
 
-/// Holds the one running transfer's cancel flag; dropping it frees the slot.
-struct TransferSlot<'a>(&'a Mutex<Option<Arc<AtomicBool>>>);
-
-impl<'a> TransferSlot<'a> {
-    fn take(slot: &'a Mutex<Option<Arc<AtomicBool>>>) -> CommandResult<(Self, Arc<AtomicBool>)> {
-        let mut s = slot.lock().unwrap();
-        if s.is_some() {
-            return Err(CommandError::new("busy", "another import or export is running; wait for it or cancel it first"));
-        }
-        let flag = Arc::new(AtomicBool::new(false));
-        *s = Some(flag.clone());
-        Ok((TransferSlot(slot), flag))
-    }
-}
-
-impl Drop for TransferSlot<'_> {
-    fn drop(&mut self) {
-        *self.0.lock().unwrap() = None;
-    }
-}
-
+/// Imports a chosen or typed (then confirmed) bundle folder, zip or GGUF.
 #[tauri::command]
-async fn import_path(state: AppStateRef<'_>, path: String, name: Option<String>, on_progress: Channel<Progress>) -> CommandResult<ImportReport> {
-    let path = check_path(&path, "import")?;
-    if let Some(n) = &name {
-        check_name(n)?;
-    }
-    if !path.exists() {
-        return Err(CommandError::new("import", format!("{} does not exist; check the path or pick the bundle again", path.display())));
-    }
-    let (_slot, cancel) = TransferSlot::take(&state.transfer)?;
-    let core = state.core.clone();
-    let opts = ImportOptions { name: name.filter(|n| !n.trim().is_empty()), cancel: Some(cancel), signature: state.settings.signature_policy(), ..Default::default() };
+async fn import_path(app: AppHandle, state: AppStateRef<'_>, source: PathArg, name: Option<String>, on_progress: Channel<Progress>) -> CommandResult<ImportReport> {
+    let confirm = confirmer(&app, &state);
     let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
-    blocking(move || Ok(bundle::import(&core.store, &path, &opts, &sink)?)).await
+    access::import(&access_of(&state, &confirm), source, name, state.settings.signature_policy(), sink).await
 }
 
 #[tauri::command]
@@ -215,72 +180,16 @@ fn cancel_transfer(state: AppStateRef<'_>) {
     }
 }
 
-#[derive(Deserialize)]
-struct ExportChoices {
-    split_size: Option<String>,
-    #[serde(default)]
-    fat32: bool,
-    sign_key: Option<String>,
-    key_password: Option<String>,
-    /// A transfer kit: Airlock itself, the models and SHA256SUMS in the folder `out`.
-    #[serde(default)]
-    kit: bool,
-}
-
-/// What an export wrote; for a kit, `outputs` are the kit's files.
-#[derive(Serialize)]
-struct ExportOutcome {
-    #[serde(flatten)]
-    report: ExportReport,
-    kit: bool,
-}
-
 #[tauri::command]
-async fn export_models(state: AppStateRef<'_>, models: Vec<String>, out: String, options: ExportChoices, on_progress: Channel<Progress>) -> CommandResult<ExportOutcome> {
-    if models.is_empty() || models.len() > 10_000 {
-        return Err(CommandError::invalid("choose at least one model to export"));
-    }
-    for m in &models {
-        check_name(m)?;
-    }
-    let out = check_path(&out, "export")?;
-    let split_size = match (options.fat32, options.split_size.as_deref().map(str::trim).filter(|s| !s.is_empty())) {
-        (true, _) => Some(FAT32_MAX),
-        (false, Some(s)) => Some(parse_size(s).map_err(CommandError::invalid)?),
-        (false, None) => None,
-    };
-    let sign_key = options.sign_key.filter(|s| !s.trim().is_empty()).map(|p| check_path(&p, "signing key")).transpose()?;
-    let password = options.key_password.filter(|p| !p.is_empty());
-    let (_slot, cancel) = TransferSlot::take(&state.transfer)?;
-    let core = state.core.clone();
+async fn export_models(app: AppHandle, state: AppStateRef<'_>, models: Vec<String>, out: PathArg, options: ExportChoices, on_progress: Channel<Progress>) -> CommandResult<ExportOutcome> {
+    let confirm = confirmer(&app, &state);
     let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
-    blocking(move || {
-        let sign = match sign_key {
-            Some(p) => Some(SigningKey::load(&p, password).map_err(|e| CommandError::new("signature", format!("cannot use the signing key {}: {e}", p.display())))?),
-            None => None,
-        };
-        if !options.kit {
-            let opts = ExportOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
-            return Ok(ExportOutcome { report: export::export(&core.store, &models, &out, &opts, &sink)?, kit: false });
-        }
-        let opts = KitOptions { split_size, sign, cancel: Some(cancel), ..Default::default() };
-        let kit = kit::write_kit(&core.store, &models, &out, &opts, &sink)?;
-        let report = ExportReport {
-            models: kit.models,
-            blobs_written: 0,
-            blobs_excluded: 0,
-            bytes_written: kit.total_bytes,
-            outputs: kit.files.iter().map(|f| kit.out.join(&f.path)).collect(),
-            signed_by: kit.signed_by,
-            base_inventory: None,
-        };
-        Ok(ExportOutcome { report, kit: true })
-    })
-    .await
+    access::export(&access_of(&state, &confirm), models, out, options, sink).await
 }
 
+/// Paths dropped on the window arrive as [`Chosen`] handles: a drop is the person's choice.
 #[tauri::command]
-fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<String>>) {
+fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<Chosen>>) {
     *state.drops.lock().unwrap() = Some(on_drop);
 }
 
@@ -317,7 +226,7 @@ impl ChatParameters {
     }
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ChatEvent {
     /// One or more tokens' text (see [`PIECE_BATCH`]).
@@ -326,7 +235,7 @@ enum ChatEvent {
     Error { message: String },
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 struct ChatStats {
     done_reason: String,
     prompt_tokens: u32,
@@ -389,12 +298,48 @@ fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, message
     let core = state.core.clone();
     let replies = state.replies.clone();
     std::thread::spawn(move || {
-        if let Err(message) = stream_reply(&core, &model, &messages, &parameters, &stop, &on_event) {
-            let _ = on_event.send(ChatEvent::Error { message });
-        }
-        replies.lock().unwrap().remove(&request_id);
+        let send = |e: ChatEvent| on_event.send(e).is_ok();
+        let forget = || {
+            replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
+        };
+        run_reply(&send, |send| stream_reply(&core, &model, &messages, &parameters, &stop, send), forget);
     });
     Ok(())
+}
+
+/// Runs one reply to its end on this thread: whatever `reply` does (finishes, fails, or panics),
+/// the web view gets exactly one terminal event (done or error) and `cleanup` runs, so the UI
+/// never waits for a reply that died.
+fn run_reply(send: &dyn Fn(ChatEvent) -> bool, reply: impl FnOnce(&dyn Fn(ChatEvent) -> bool) -> Result<(), String>, cleanup: impl FnOnce()) {
+    /// Runs the cleanup however this function is left.
+    struct Finally<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Finally<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    let _cleanup = Finally(Some(cleanup));
+    let ended = AtomicBool::new(false);
+    let once = |e: ChatEvent| {
+        let terminal = matches!(e, ChatEvent::Done { .. } | ChatEvent::Error { .. });
+        if ended.load(Ordering::SeqCst) || (terminal && ended.swap(true, Ordering::SeqCst)) {
+            return false;
+        }
+        send(e)
+    };
+    let message = match catch_unwind(AssertUnwindSafe(|| reply(&once))) {
+        Ok(Ok(())) => "the reply ended without a result; try again".to_string(),
+        Ok(Err(message)) => message,
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            format!("the reply stopped on an internal error ({what}); try again, and report it if it happens again")
+        }
+    };
+    if !ended.swap(true, Ordering::SeqCst) {
+        send(ChatEvent::Error { message });
+    }
 }
 
 /// Pieces are sent to the web view in batches at most this far apart: fewer IPC messages (each
@@ -402,7 +347,7 @@ fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, message
 /// decode speed of a chat streamed into the window from ≈25 to ≈33–41 tokens/s.
 const PIECE_BATCH: Duration = Duration::from_millis(40);
 
-fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, stop: &AtomicBool, on_event: &Channel<ChatEvent>) -> Result<(), String> {
+fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, stop: &AtomicBool, send: &dyn Fn(ChatEvent) -> bool) -> Result<(), String> {
     let prepared = core.prepare(model).map_err(|e| e.to_string())?;
     let options = SamplingOptions { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, num_predict: p.num_predict, ..Default::default() };
     let req = RequestSettings { options, num_ctx: p.num_ctx, ..Default::default() };
@@ -410,7 +355,7 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
     let mut cancelled = false;
     // Text not sent yet, its token count, and when its first token arrived.
     let (mut text, mut tokens, mut since) = (String::new(), 0u32, None::<Instant>);
-    let send_batch = |text: &mut String, tokens: &mut u32| on_event.send(ChatEvent::Piece { text: std::mem::take(text), tokens: std::mem::take(tokens) }).is_ok();
+    let send_batch = |text: &mut String, tokens: &mut u32| send(ChatEvent::Piece { text: std::mem::take(text), tokens: std::mem::take(tokens) });
     loop {
         if !cancelled && stop.load(Ordering::SeqCst) {
             stream.generation.cancel();
@@ -428,7 +373,7 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
                 if tokens > 0 {
                     send_batch(&mut text, &mut tokens);
                 }
-                let _ = on_event.send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream.runs_on) });
+                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream.runs_on) });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
@@ -530,9 +475,11 @@ async fn set_api_server(state: AppStateRef<'_>, enabled: bool, port: u16, token:
     blocking(move || Ok(server.apply(core, api))).await
 }
 
+/// A weaker policy than the current one only after a native confirmation.
 #[tauri::command]
-fn set_signature_policy(state: AppStateRef<'_>, policy: SignaturePolicy) -> CommandResult<()> {
-    state.settings.set_signature_policy(policy)
+async fn set_signature_policy(app: AppHandle, state: AppStateRef<'_>, policy: SignaturePolicy) -> CommandResult<()> {
+    let current = state.settings.signature_policy();
+    access::set_signature_policy(&confirmer(&app, &state), current, policy, |p| state.settings.set_signature_policy(p)).await
 }
 
 #[tauri::command]
@@ -545,10 +492,10 @@ fn set_ui_state(state: AppStateRef<'_>, ui: Map<String, Value>) -> CommandResult
     state.settings.set_ui(ui)
 }
 
+/// Trusts the key chosen in the key dialog (`handle`) after a native confirmation naming it.
 #[tauri::command]
-fn trust_add(path: String) -> CommandResult<String> {
-    let path = check_path(&path, "public key")?;
-    Ok(sign::trust_add(&trust_dir()?, Path::new(&path))?)
+async fn trust_add(app: AppHandle, state: AppStateRef<'_>, handle: String) -> CommandResult<String> {
+    access::trust_add(&state.grants, &confirmer(&app, &state), &handle, &trust_dir()?).await
 }
 
 #[tauri::command]
@@ -564,15 +511,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_from_the_web_view_must_be_absolute() {
-        assert!(check_path("/media/usb/models.zip", "import").is_ok());
-        for bad in ["", "  ", "models.zip", "../etc/passwd", "~/models"] {
-            assert_eq!(check_path(bad, "import").unwrap_err().code, "invalid_argument", "{bad:?}");
-        }
-        assert!(check_path(&format!("/{}", "a".repeat(5000)), "import").is_err());
-    }
-
-    #[test]
     fn chat_parameters_outside_their_ranges_are_refused() {
         let p = |temperature, top_p, top_k, num_predict, num_ctx| ChatParameters { temperature, top_p, top_k, num_predict, num_ctx };
         assert!(p(None, None, None, None, None).check().is_ok());
@@ -580,6 +518,66 @@ mod tests {
         for bad in [p(Some(-1.0), None, None, None, None), p(Some(f32::NAN), None, None, None, None), p(None, Some(1.5), None, None, None), p(None, None, Some(-3), None, None), p(None, None, None, Some(-2), None), p(None, None, None, None, Some(16))] {
             assert_eq!(bad.check().unwrap_err().code, "invalid_argument");
         }
+    }
+
+    /// Runs `reply` through [`run_reply`]; returns the events sent and whether cleanup ran.
+    fn events_of(reply: impl FnOnce(&dyn Fn(ChatEvent) -> bool) -> Result<(), String>) -> (Vec<ChatEvent>, bool) {
+        let events = Mutex::new(Vec::new());
+        let cleaned = AtomicBool::new(false);
+        run_reply(&|e| {
+            events.lock().unwrap().push(e);
+            true
+        }, reply, || cleaned.store(true, Ordering::SeqCst));
+        (events.into_inner().unwrap(), cleaned.load(Ordering::SeqCst))
+    }
+
+    fn terminal(events: &[ChatEvent]) -> Vec<&ChatEvent> {
+        events.iter().filter(|e| !matches!(e, ChatEvent::Piece { .. })).collect()
+    }
+
+    fn stats() -> ChatStats {
+        ChatStats { done_reason: "stop".into(), prompt_tokens: 1, eval_tokens: 1, prompt_eval_ms: 1.0, eval_ms: 1.0, load_ms: 0.0, tokens_per_second: 1.0, runs_on: "100% CPU".into() }
+    }
+
+    #[test]
+    fn a_reply_that_panics_ends_with_one_error_event_and_cleans_up() {
+        let (events, cleaned) = events_of(|send| {
+            send(ChatEvent::Piece { text: "Hello".into(), tokens: 1 });
+            panic!("index out of bounds in the test reply");
+        });
+        assert!(cleaned, "the reply is forgotten, so its ID can be stopped and reused");
+        assert!(matches!(&events[0], ChatEvent::Piece { text, .. } if text == "Hello"));
+        let ends = terminal(&events);
+        assert_eq!(ends.len(), 1, "{events:?}");
+        assert!(matches!(ends[0], ChatEvent::Error { message } if message.contains("internal error") && message.contains("index out of bounds")), "{events:?}");
+        assert_eq!(events.len(), 2, "nothing after the terminal event");
+    }
+
+    #[test]
+    fn every_reply_ends_with_exactly_one_terminal_event() {
+        let (events, cleaned) = events_of(|send| {
+            send(ChatEvent::Done { stats: stats() });
+            Ok(())
+        });
+        assert!(cleaned && matches!(terminal(&events)[..], [ChatEvent::Done { .. }]), "{events:?}");
+        let (events, _) = events_of(|_| Err("the model process exited".into()));
+        assert!(matches!(terminal(&events)[..], [ChatEvent::Error { message }] if message == "the model process exited"), "{events:?}");
+        // Done, then a panic or an error: still only the Done.
+        let (events, cleaned) = events_of(|send| {
+            send(ChatEvent::Done { stats: stats() });
+            panic!("after done")
+        });
+        assert!(cleaned && matches!(terminal(&events)[..], [ChatEvent::Done { .. }]), "{events:?}");
+        // Returning without a result is an error too, and later events are dropped.
+        let (events, _) = events_of(|_| Ok(()));
+        assert!(matches!(terminal(&events)[..], [ChatEvent::Error { .. }]), "{events:?}");
+        let (events, _) = events_of(|send| {
+            send(ChatEvent::Error { message: "first".into() });
+            send(ChatEvent::Piece { text: "late".into(), tokens: 1 });
+            send(ChatEvent::Done { stats: stats() });
+            Ok(())
+        });
+        assert_eq!(events.len(), 1, "{events:?}");
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The desktop app: a thin Tauri layer over the same [`Core`] as the CLI and the API. It owns the
 //! window, the pickers, the settings and the saved conversations; everything else is a call into
 //! the modules the CLI uses. The web view may call only the commands in [`commands`]
-//! (capabilities/default.json); it gets no Tauri core or plugin API.
+//! (capabilities/default.json); it gets no Tauri core or plugin API. The web view shows model
+//! output, so it is treated as untrusted: it names files only by handles of paths the person
+//! chose, and what widens access asks a native confirmation (docs/desktop-security.md).
 
+mod access;
 mod commands;
+mod confirm;
 mod conversations;
 mod error;
+mod grants;
 mod pick;
 mod server;
 mod settings;
@@ -24,13 +29,17 @@ use crate::core::Core;
 pub struct AppState {
     core: Arc<Core>,
     /// Cancel flag of the import or export in progress (one at a time).
-    transfer: Mutex<Option<Arc<AtomicBool>>>,
+    transfer: access::Transfer,
     /// Stop flags of the replies streaming now, by the UI's request ID.
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
-    drops: Mutex<Option<Channel<Vec<String>>>>,
+    drops: Mutex<Option<Channel<Vec<grants::Chosen>>>>,
     /// Set while a file dialog is open (one at a time).
     picker: pick::PickerSlot,
+    /// The paths the person chose in a dialog or dropped, by handle.
+    grants: grants::PathGrants,
+    /// Set while a native confirmation is open (one at a time).
+    confirming: confirm::ConfirmSlot,
     server: Arc<server::ApiServer>,
     conversations: conversations::Conversations,
     settings: settings::Settings,
@@ -64,6 +73,8 @@ pub fn main() -> ExitCode {
                 replies: Arc::default(),
                 drops: Mutex::new(None),
                 picker: pick::PickerSlot::default(),
+                grants: grants::PathGrants::default(),
+                confirming: confirm::ConfirmSlot::default(),
                 server: Arc::default(),
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,
@@ -80,7 +91,7 @@ pub fn main() -> ExitCode {
                 let state = window.state::<AppState>();
                 let drops = state.drops.lock().unwrap();
                 if let Some(channel) = drops.as_ref() {
-                    let _ = channel.send(paths.iter().map(|p| p.display().to_string()).collect());
+                    let _ = channel.send(paths.iter().map(|p| state.grants.grant(p.clone(), grants::Purpose::Import)).collect());
                 }
             }
         })

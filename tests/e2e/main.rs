@@ -9,7 +9,9 @@
 //! model in the list (and Export… through the save dialog, and a signature policy that refuses it) → Hardware shows the CPU and why there
 //! is no GPU → Chat: a reply streams in, Stop works, a killed model process shows an error and
 //! Retry answers → Settings: the API server comes up → the app is killed with a draft typed →
-//! restart: the conversation and the draft are still there. Screenshots of each page are written, and the
+//! restart: the conversation and the draft are still there. Paths typed into the window, trusting
+//! a key and a weaker signature policy go through the app's native confirmations, answered
+//! Cancel (nothing changes) and OK (it goes ahead). Screenshots of each page are written, and the
 //! figures the issue asks for are printed (never asserted: machines here are noisy);
 //! `AIRLOCK_DESKTOP_BIN=target/release/airlock-desktop` takes them from the release build.
 
@@ -52,6 +54,8 @@ struct Sandbox {
     config: PathBuf,
     home: PathBuf,
     bundle: PathBuf,
+    /// A minisign public key to trust through the key dialog.
+    public_key: PathBuf,
 }
 
 impl Sandbox {
@@ -68,7 +72,9 @@ impl Sandbox {
         };
         run(&["import", model.to_str().unwrap(), "--name", "gemma3:270m"]);
         run(&["export", "gemma3:270m", "--out", bundle.to_str().unwrap()]);
-        Sandbox { _root: root, store, data, config, home, bundle }
+        let key = p.join("friend");
+        run(&["keygen", "--unencrypted", "--out", key.to_str().unwrap()]);
+        Sandbox { _root: root, store, data, config, home, bundle, public_key: key.with_extension("pub") }
     }
 }
 
@@ -139,7 +145,12 @@ impl Drop for Driver {
 }
 
 async fn wait_for(c: &Client, css: &str) -> Element {
-    match c.wait().at_most(WAIT).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await {
+    wait_for_within(c, css, WAIT).await
+}
+
+/// [`wait_for`] with a longer limit, for work that grows with a loaded machine (a kit's copy).
+async fn wait_for_within(c: &Client, css: &str, limit: Duration) -> Element {
+    match c.wait().at_most(limit).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await {
         Ok(e) => e,
         Err(e) => {
             let page = c.execute("return document.body.innerText;", vec![]).await.map(|v| v.as_str().unwrap_or_default().to_string()).unwrap_or_default();
@@ -316,6 +327,20 @@ fn answer_dialog(window: &str, title: &str, path: Option<&Path>) {
     wait_for_dialog_gone(title);
 }
 
+/// Answers the app's native confirmation titled `title`: `Some(key)` presses the button that
+/// goes ahead by its mnemonic (Alt+key, as GTK labels it `_Import`), `None` presses Escape
+/// (Cancel), as a person would.
+fn answer_confirmation(title: &str, proceed: Option<&str>) {
+    let window = wait_for_dialog(title);
+    xdotool(&["windowfocus", "--sync", &window]);
+    match proceed {
+        Some(key) => xdotool(&["key", "--clearmodifiers", &format!("alt+{key}")]),
+        None => xdotool(&["key", "--clearmodifiers", "Escape"]),
+    };
+    wait_for_dialog_gone(title);
+    println!("confirmation {title:?} answered {}", if proceed.is_some() { "OK" } else { "Cancel" });
+}
+
 /// The window's web view answers a script within a second: its event loop is not blocked (a
 /// dialog waited for on the main thread freezes it for good). Returns the milliseconds taken.
 async fn assert_answers(c: &Client, after: &str) -> f64 {
@@ -370,6 +395,17 @@ async fn import_hardware_chat_and_restart() {
         assert!(c.find_all(Locator::Css(&format!("[data-testid='{gone}']"))).await.unwrap().is_empty(), "nothing shown after a cancel ({gone})");
     }
     assert_navigates(&c, "hardware", "models", "after a cancelled dialog").await;
+
+    // A path typed into the field (as a page showing model output could write it) is read only
+    // after the app's own dialog, naming it, says yes: Cancel there, and nothing is imported.
+    wait_for(&c, "[data-testid='import-path']").await.send_keys(sb.bundle.to_str().unwrap()).await.unwrap();
+    click(&c, "[data-testid='import-path-submit']").await;
+    wait_for_dialog("Import from a typed path?");
+    assert_answers(&c, "while the confirmation is open").await;
+    answer_confirmation("Import from a typed path?", None);
+    let declined = wait_for(&c, "[data-testid='import-result']").await.text().await.unwrap();
+    assert!(declined.contains("Nothing was imported"), "a declined typed path imports nothing: {declined}");
+    assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "the store is still empty");
 
     // Import bundle…, clicked twice in a row: one dialog. The bundle folder is typed into it.
     click(&c, "[data-testid='import-bundle']").await;
@@ -438,7 +474,9 @@ async fn import_hardware_chat_and_restart() {
     click(&c, "[data-testid='export-kit']").await;
     wait_for(&c, "[data-testid='export-out']").await.send_keys(kit.to_str().unwrap()).await.unwrap();
     click(&c, "[data-testid='export-start']").await;
-    let written = wait_for(&c, "[data-testid='export-result']").await.text().await.unwrap();
+    // Typed, not chosen: the app asks first; OK goes ahead.
+    answer_confirmation("Export to a typed path?", Some("e"));
+    let written = wait_for_within(&c, "[data-testid='export-result']", Duration::from_secs(600)).await.text().await.unwrap();
     assert!(written.contains("Transfer kit") && written.contains("SHA256SUMS"), "the result lists the kit: {written}");
     let verified = Command::new(CLI).args(["kit", "verify", kit.to_str().unwrap()]).output().unwrap();
     assert!(verified.status.success(), "the kit verifies: {}", String::from_utf8_lossy(&verified.stderr));
@@ -448,12 +486,22 @@ async fn import_hardware_chat_and_restart() {
     assert!(version.contains(env!("CARGO_PKG_VERSION")) && version.contains("CPU variants"), "Settings shows the version line: {version}");
     through_dialog(&c, "[data-testid='trust-add']", "Trust a signing key", None).await;
     assert!(c.find_all(Locator::Css("[data-testid='trusted-key']")).await.unwrap().is_empty(), "a cancelled key dialog trusts nothing");
+    // A key chosen in the dialog is trusted only after the app's confirmation naming its ID.
+    through_dialog(&c, "[data-testid='trust-add']", "Trust a signing key", Some(&sb.public_key)).await;
+    answer_confirmation("Trust this signing key?", Some("t"));
+    wait_for(&c, "[data-testid='trusted-key']").await;
     wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();
     click(&c, "[data-testid='nav-models']").await;
     wait_for(&c, "[data-testid='import-path']").await.send_keys(zip.to_str().unwrap()).await.unwrap();
     click(&c, "[data-testid='import-path-submit']").await;
+    answer_confirmation("Import from a typed path?", Some("i"));
     let refusal = wait_for(&c, "[data-testid='import-error']").await.text().await.unwrap();
     assert!(refusal.contains("not signed"), "an unsigned bundle is refused under `require`: {refusal}");
+    // Switching signatures off asks first; Cancel keeps `require`.
+    click(&c, "[data-testid='nav-settings']").await;
+    wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("off").await.unwrap();
+    answer_confirmation("Lower the signature policy?", None);
+    wait_until(&c, "the policy is back at require", "return document.querySelector(\"[data-testid='signature-policy']\").value === 'require';").await;
 
     // ---- Hardware: the CPU, and in words why there is no GPU.
     click(&c, "[data-testid='nav-hardware']").await;

@@ -466,6 +466,39 @@ fn cli_keygen_trust_signed_export_and_required_signature() {
     drop(a);
 }
 
+/// An encrypted `--sign` key with no AIRLOCK_KEY_PASSWORD and no terminal: a clear error at once
+/// (never minisign's prompt, which would wait for a terminal nobody types into), nothing
+/// written; with the password the same export is signed.
+#[test]
+fn cli_encrypted_key_without_password_and_no_terminal_is_a_clear_error() {
+    let (a, store) = store_with(&["alpha:1b"]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let config = w.join("config");
+    let (ok, out, err) = airlock(store.root(), &config, &["keygen", "--out", w.join("signer").to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let bundle = w.join("b.zip");
+    let key = w.join("signer.key");
+    let args = ["export", "alpha:1b", "--out", bundle.to_str().unwrap(), "--sign", key.to_str().unwrap()];
+    let run = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env("AIRLOCK_MODELS", store.root())
+        .env("AIRLOCK_CONFIG", &config)
+        .env_remove("AIRLOCK_KEY_PASSWORD")
+        .env_remove("OLLAMA_MODELS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{err}");
+    assert!(err.contains("is encrypted") && err.contains("AIRLOCK_KEY_PASSWORD"), "says what to do: {err}");
+    assert!(!bundle.exists(), "nothing written");
+    let (ok, out, err) = airlock(store.root(), &config, &args);
+    assert!(ok, "{out}{err}");
+    assert!(bundle.exists());
+    drop(a);
+}
+
 #[test]
 fn cli_split_export_and_fat32_flag() {
     let (_a, store) = store_with(&["alpha:1b"]);

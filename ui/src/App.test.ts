@@ -121,6 +121,31 @@ describe('App', () => {
     handlers.set_signature_policy = () => undefined;
     await fireEvent.change(screen.getByTestId('signature-policy'), { target: { value: 'require' } });
     expect(callsOf('set_signature_policy')[0].args).toEqual({ policy: 'require' });
+
+    // Lowering it is refused in the app's native dialog: the page shows the old policy, no error.
+    handlers.set_signature_policy = () => Promise.reject({ code: 'not_confirmed', message: 'not confirmed in Airlock\'s dialog; nothing was done' });
+    const policy = screen.getByTestId('signature-policy') as HTMLSelectElement;
+    await fireEvent.change(policy, { target: { value: 'off' } });
+    expect(callsOf('set_signature_policy')[1].args).toEqual({ policy: 'off' });
+    await vi.waitFor(() => expect(policy.value).toBe('require'));
+    expect(screen.queryByText(/not confirmed/)).toBeNull();
+  });
+
+  it('trusts a key through the key dialog by handle, and a refused confirmation trusts nothing', async () => {
+    resetMock();
+    installDefaults();
+    render(App);
+    await vi.waitFor(() => expect(document.body.dataset.ready).toBe('true'));
+    await fireEvent.click(screen.getByTestId('nav-settings'));
+    handlers.pick_path = () => ({ handle: 'h-pub', path: '/keys/friend.pub' });
+    handlers.trust_add = () => Promise.reject({ code: 'not_confirmed', message: 'not confirmed' });
+    await fireEvent.click(screen.getByTestId('trust-add'));
+    await vi.waitFor(() => expect(callsOf('trust_add')).toHaveLength(1));
+    expect(callsOf('trust_add')[0].args).toEqual({ handle: 'h-pub' });
+    expect(screen.queryByRole('alert')).toBeNull();
+    handlers.trust_add = () => 'ABCDEF0123456789';
+    await fireEvent.click(screen.getByTestId('trust-add'));
+    await vi.waitFor(() => expect(screen.getByText('ABCDEF0123456789')).toBeTruthy());
   });
 
   it('imports with progress, shows the result, a refusal, a cancellation, and deletes with confirmation', async () => {
@@ -140,7 +165,7 @@ describe('App', () => {
     await fireEvent.input(screen.getByTestId('import-path'), { target: { value: '/media/usb/models.zip' } });
     await fireEvent.click(screen.getByTestId('import-path-submit'));
     await vi.waitFor(() => expect(screen.getByTestId('import-progress')).toBeTruthy());
-    expect(callsOf('import_path')[0].args).toMatchObject({ path: '/media/usb/models.zip', name: null });
+    expect(callsOf('import_path')[0].args).toMatchObject({ source: { typed: '/media/usb/models.zip' }, name: null });
     progress!({ phase: 'importing', item: 'gemma3:270m sha256:abcd', done_bytes: 50, total_bytes: 100 });
     await vi.waitFor(() => expect(screen.getByTestId('import-progress').textContent).toContain('gemma3:270m sha256:abcd'));
     d.resolve({
@@ -170,10 +195,17 @@ describe('App', () => {
     await fireEvent.input(screen.getByTestId('import-path'), { target: { value: '/y.gguf' } });
     await fireEvent.input(screen.getByTestId('import-name'), { target: { value: 'mine:latest' } });
     await fireEvent.click(screen.getByTestId('import-path-submit'));
-    expect(callsOf('import_path').at(-1)!.args).toMatchObject({ path: '/y.gguf', name: 'mine:latest' });
+    expect(callsOf('import_path').at(-1)!.args).toMatchObject({ source: { typed: '/y.gguf' }, name: 'mine:latest' });
     await vi.waitFor(() => expect(screen.getByTestId('import-cancel')).toBeTruthy());
     await fireEvent.click(screen.getByTestId('import-cancel'));
     await vi.waitFor(() => expect(screen.getByTestId('import-result').textContent).toContain('Nothing was imported'));
+
+    // A typed path refused in the app's native confirmation: nothing imported, no error.
+    handlers.import_path = () => Promise.reject({ code: 'not_confirmed', message: 'not confirmed' });
+    await fireEvent.input(screen.getByTestId('import-path'), { target: { value: '/etc/crafted' } });
+    await fireEvent.click(screen.getByTestId('import-path-submit'));
+    await vi.waitFor(() => expect(screen.getByTestId('import-result').textContent).toContain('Nothing was imported from /etc/crafted'));
+    expect(screen.queryByTestId('import-error')).toBeNull();
 
     // Delete with confirmation.
     handlers.delete_model = () => undefined;
@@ -204,9 +236,41 @@ describe('App', () => {
     await vi.waitFor(() => expect(screen.getByTestId('export-result').textContent).toContain('/out/m.zip.002'));
     expect(callsOf('export_models')[0].args).toMatchObject({
       models: ['a:1'],
-      out: '/out/m.zip',
-      options: { split_size: null, fat32: true, sign_key: '/k/me.key', key_password: 'pw' },
+      out: { typed: '/out/m.zip' },
+      options: { split_size: null, fat32: true, sign_key: { typed: '/k/me.key' }, key_password: 'pw' },
     });
     expect(screen.getByTestId('export-result').textContent).toContain('KEYID');
+  });
+
+  it('exports to paths chosen in the dialogs by handle, and asks for the key password in the window', async () => {
+    resetMock();
+    installDefaults({ models: [model('a:1')] });
+    render(App);
+    await vi.waitFor(() => expect(document.body.dataset.ready).toBe('true'));
+    await fireEvent.click(screen.getByTestId('nav-models'));
+    await fireEvent.click(screen.getByLabelText('Select a:1 for export'));
+    await fireEvent.click(screen.getByTestId('export-open'));
+    handlers.pick_path = (a: { kind: string }) => (a.kind === 'secret_key' ? { handle: 'h-key', path: '/k/me.key' } : { handle: 'h-out', path: '/media/usb/models.zip' });
+    await fireEvent.click(screen.getByTestId('export-pick-file'));
+    await vi.waitFor(() => expect((screen.getByTestId('export-out') as HTMLInputElement).value).toBe('/media/usb/models.zip'));
+    await fireEvent.click(screen.getByTestId('export-pick-key'));
+    await vi.waitFor(() => expect((screen.getByTestId('export-key') as HTMLInputElement).value).toBe('/k/me.key'));
+    // The key is encrypted and no password was typed: the export stops at once, saying so.
+    handlers.export_models = () => Promise.reject({ code: 'signature', message: 'cannot use the signing key /k/me.key: this key is encrypted: enter its password (/k/me.key)' });
+    await fireEvent.click(screen.getByTestId('export-start'));
+    await vi.waitFor(() => expect(screen.getByTestId('export-error').textContent).toContain('this key is encrypted: enter its password'));
+    expect(callsOf('export_models')[0].args).toMatchObject({ out: { handle: 'h-out' }, options: { sign_key: { handle: 'h-key' }, key_password: null } });
+
+    handlers.export_models = () => ({ models: [{ name: 'a:1', id: 'x', size: 1 }], blobs_written: 2, blobs_excluded: 0, bytes_written: 10, outputs: ['/media/usb/models.zip'], signed_by: 'KEYID', kit: false });
+    await fireEvent.click(screen.getByTestId('export-open'));
+    await fireEvent.click(screen.getByTestId('export-pick-file'));
+    await fireEvent.click(screen.getByTestId('export-pick-key'));
+    await vi.waitFor(() => expect((screen.getByTestId('export-key') as HTMLInputElement).value).toBe('/k/me.key'));
+    await fireEvent.input(screen.getByTestId('export-password'), { target: { value: 'correct horse' } });
+    // Editing a chosen path makes it a typed one (the app confirms it in its own dialog).
+    await fireEvent.input(screen.getByTestId('export-out'), { target: { value: '/media/usb/other.zip' } });
+    await fireEvent.click(screen.getByTestId('export-start'));
+    await vi.waitFor(() => expect(screen.getByTestId('export-result').textContent).toContain('KEYID'));
+    expect(callsOf('export_models')[1].args).toMatchObject({ out: { typed: '/media/usb/other.zip' }, options: { sign_key: { handle: 'h-key' }, key_password: 'correct horse' } });
   });
 });

@@ -10,6 +10,11 @@ export interface CommandError {
   message: string;
 }
 
+/** The person said no in a native confirmation: nothing was done. */
+export function notConfirmed(e: unknown): boolean {
+  return !!e && typeof e === 'object' && (e as CommandError).code === 'not_confirmed';
+}
+
 export function errorMessage(e: unknown): string {
   if (e && typeof e === 'object' && 'message' in e) return String((e as CommandError).message);
   return String(e);
@@ -59,13 +64,36 @@ export const deleteModel = (name: string) => invoke<void>('delete_model', { name
 export const openStoreFolder = () => invoke<void>('open_store_folder');
 
 /**
+ * A path the person chose in a native dialog (or dropped on the window). The Rust side keeps the
+ * path; the UI passes `handle` back and only shows `path`. (The web view renders model output, so
+ * it never names a file itself: docs/desktop-security.md.)
+ */
+export interface Chosen {
+  handle: string;
+  path: string;
+}
+
+/**
+ * A path argument: a chosen file's handle, or a path typed into a field, which the app uses only
+ * after the person confirms it in a native dialog (refused: the command rejects with code
+ * "not_confirmed" and does nothing).
+ */
+export type PathArg = { handle: string } | { typed: string };
+
+/** The argument for a field that holds either a chosen path (shown as typed) or typed text. */
+export function pathArg(text: string, chosen: Chosen | null): PathArg {
+  const t = text.trim();
+  return chosen && chosen.path === t ? { handle: chosen.handle } : { typed: t };
+}
+
+/**
  * A native file or folder dialog. Returns null when the user cancels, and when another dialog is
  * already open (a second click while the first is on screen opens nothing).
  */
 export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder';
-export async function pickPath(kind: PickKind): Promise<string | null> {
+export async function pickPath(kind: PickKind): Promise<Chosen | null> {
   try {
-    return await invoke<string | null>('pick_path', { kind });
+    return await invoke<Chosen | null>('pick_path', { kind });
   } catch (e) {
     if (e && typeof e === 'object' && (e as CommandError).code === 'busy') return null;
     throw e;
@@ -99,10 +127,10 @@ export interface ImportReport {
 }
 
 /** Imports a bundle folder, a `.zip`, a first volume `.zip.001`, or a `.gguf` (then `name` is used). */
-export function importPath(path: string, name: string | null, onProgress: (p: Progress) => void) {
+export function importPath(source: PathArg, name: string | null, onProgress: (p: Progress) => void) {
   const channel = new Channel<Progress>();
   channel.onmessage = onProgress;
-  return invoke<ImportReport>('import_path', { path, name, onProgress: channel });
+  return invoke<ImportReport>('import_path', { source, name, onProgress: channel });
 }
 /** Cancels the running import or export; it then rejects with code "cancelled". */
 export const cancelTransfer = () => invoke<void>('cancel_transfer');
@@ -111,9 +139,10 @@ export interface ExportOptions {
   /** e.g. "100M", "4G"; null for one file. Only for a `.zip` output. */
   split_size: string | null;
   fat32: boolean;
-  /** Path of a minisign secret key (`.key`) to sign with, or null. */
-  sign_key: string | null;
-  /** Password of that key; null when it is unencrypted. */
+  /** A minisign secret key (`.key`) to sign with, or null. */
+  sign_key: PathArg | null;
+  /** Password of that key; null when it is unencrypted (an encrypted key without one is refused
+   * with code "signature": "this key is encrypted: enter its password"). */
   key_password: string | null;
   /** Write a transfer kit into the folder `out`: Airlock itself, the models and SHA256SUMS. */
   kit: boolean;
@@ -134,15 +163,15 @@ export interface ExportReport {
 
 /** `out` ending in `.zip` writes a zip (optionally split); anything else a bundle folder (or, with
  * `kit`, a transfer kit). */
-export function exportModels(models: string[], out: string, options: ExportOptions, onProgress: (p: Progress) => void) {
+export function exportModels(models: string[], out: PathArg, options: ExportOptions, onProgress: (p: Progress) => void) {
   const channel = new Channel<Progress>();
   channel.onmessage = onProgress;
   return invoke<ExportReport>('export_models', { models, out, options, onProgress: channel });
 }
 
 /** Paths dropped on the window, delivered as they happen (the UI subscribes once). */
-export function onDrop(handler: (paths: string[]) => void) {
-  const channel = new Channel<string[]>();
+export function onDrop(handler: (dropped: Chosen[]) => void) {
+  const channel = new Channel<Chosen[]>();
   channel.onmessage = handler;
   return invoke<void>('subscribe_drops', { onDrop: channel });
 }
@@ -339,9 +368,11 @@ export const getSettings = () => invoke<Settings>('get_settings');
 /** Starts, stops or restarts the API server; resolves with its new status (an error inside). */
 export const setApiServer = (enabled: boolean, port: number, token: string | null) =>
   invoke<ApiServerStatus>('set_api_server', { enabled, port, token });
+/** A weaker policy asks the person in a native dialog first (refused: code "not_confirmed"). */
 export const setSignaturePolicy = (policy: SignaturePolicy) => invoke<void>('set_signature_policy', { policy });
 export const setTheme = (theme: Theme) => invoke<void>('set_theme', { theme });
 export const setUiState = (ui: Record<string, unknown>) => invoke<void>('set_ui_state', { ui });
-/** Adds a minisign public key file; resolves with its key ID. */
-export const trustAdd = (path: string) => invoke<string>('trust_add', { path });
+/** Trusts the public key chosen with `pickPath('public_key')`, once the person confirms its ID in a
+ * native dialog; resolves with the key ID. */
+export const trustAdd = (handle: string) => invoke<string>('trust_add', { handle });
 export const trustRemove = (keyId: string) => invoke<void>('trust_remove', { keyId });

@@ -22,7 +22,7 @@ describe('Models page: the file dialogs', () => {
   });
 
   it('opens one dialog for two clicks, and a cancel changes nothing', async () => {
-    const answer = deferred<string | null>();
+    const answer = deferred<{ handle: string; path: string } | null>();
     handlers.pick_path = () => answer.promise;
     handlers.import_path = () => new Promise(() => {});
     render(Models);
@@ -36,6 +36,17 @@ describe('Models page: the file dialogs', () => {
     await vi.waitFor(() => expect(button.disabled).toBe(false));
     expect(callsOf('import_path')).toHaveLength(0);
     expect(screen.queryByTestId('action-error')).toBeNull();
+  });
+
+  it('imports a chosen bundle by its handle, never by its path', async () => {
+    handlers.pick_path = () => ({ handle: 'h1', path: '/media/usb/bundle' });
+    handlers.import_path = () => new Promise(() => {});
+    render(Models);
+    await tick();
+    await fireEvent.click(screen.getByTestId('import-bundle'));
+    await vi.waitFor(() => expect(callsOf('import_path')).toHaveLength(1));
+    expect(callsOf('import_path')[0].args).toMatchObject({ source: { handle: 'h1' }, name: null });
+    await vi.waitFor(() => expect(screen.getByTestId('import-progress').textContent).toContain('/media/usb/bundle'));
   });
 
   it('treats "a dialog is already open" as nothing chosen, and shows other errors', async () => {

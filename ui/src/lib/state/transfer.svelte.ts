@@ -1,6 +1,6 @@
 // Import and export: one transfer at a time, with progress, rate/ETA, cancel, and the result.
 import * as api from '../api';
-import type { ExportOptions, ExportReport, ImportReport, Progress } from '../api';
+import type { ExportOptions, ExportReport, ImportReport, PathArg, Progress } from '../api';
 import { addSample, estimate, type RateEstimate, type RateSample } from '../rate';
 import { app } from './app.svelte';
 
@@ -42,7 +42,10 @@ class ProgressTracker {
 }
 
 export interface QueuedImport {
-  path: string;
+  /** A chosen file's handle, or a typed path (the app confirms it in a native dialog). */
+  source: PathArg;
+  /** The path, to show. */
+  label: string;
   name: string | null;
 }
 
@@ -63,9 +66,9 @@ class Transfers {
 
   /** Queues imports; they run one after another. */
   enqueue(items: QueuedImport[]): void {
-    const clean = items.filter((i) => i.path.trim());
+    const clean = items.filter((i) => ('handle' in i.source ? i.source.handle : i.source.typed.trim()));
     if (!clean.length) return;
-    this.queue = [...this.queue, ...clean.map((i) => ({ path: i.path.trim(), name: i.name?.trim() || null }))];
+    this.queue = [...this.queue, ...clean.map((i) => ({ ...i, name: i.name?.trim() || null }))];
     if (!this.busy) void this.runQueue();
   }
 
@@ -86,14 +89,14 @@ class Transfers {
     this.importCancelled = null;
     this.progress.start('importing');
     try {
-      const report = await api.importPath(item.path, item.name, this.progress.push);
+      const report = await api.importPath($state.snapshot(item.source), item.name, this.progress.push);
       this.importResult = report;
     } catch (e) {
-      if (isCancelled(e)) {
-        this.importCancelled = item.path;
+      if (isCancelled(e) || api.notConfirmed(e)) {
+        this.importCancelled = item.label;
         this.queue = []; // cancelling stops the rest of a dropped batch too
       } else {
-        this.importError = { path: item.path, message: api.errorMessage(e) };
+        this.importError = { path: item.label, message: api.errorMessage(e) };
       }
     } finally {
       this.progress.stop();
@@ -104,7 +107,7 @@ class Transfers {
     }
   }
 
-  async exportModels(models: string[], out: string, options: ExportOptions): Promise<void> {
+  async exportModels(models: string[], out: PathArg, options: ExportOptions): Promise<void> {
     if (this.busy) return;
     this.busy = 'export';
     this.cancelling = false;
@@ -115,7 +118,7 @@ class Transfers {
     try {
       this.exportResult = await api.exportModels(models, out, options, this.progress.push);
     } catch (e) {
-      if (isCancelled(e)) this.exportCancelled = true;
+      if (isCancelled(e) || api.notConfirmed(e)) this.exportCancelled = true;
       else this.exportError = api.errorMessage(e);
     } finally {
       this.progress.stop();
