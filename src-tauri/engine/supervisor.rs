@@ -79,6 +79,8 @@ pub struct LoadSpec {
     /// Layers on GPUs: Ollama's `num_gpu` when a request sets it; `None` decides from the fit
     /// estimate (free VRAM) when the runner starts.
     pub num_gpu: Option<u32>,
+    /// A LoRA adapter (the model's `adapter` layer) the runner applies to the weights.
+    pub adapter: Option<PathBuf>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
 }
@@ -328,6 +330,9 @@ impl Supervisor {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
         cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
+        if let Some(adapter) = &spec.adapter {
+            cmd.arg("--lora").arg(adapter);
+        }
         if avoid_amx {
             cmd.arg("--avoid-amx");
         }

@@ -277,9 +277,13 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
 
     let mut staging = store.begin_staging()?;
     let mut staged = std::collections::HashSet::new();
-    for (layer, blob) in &new_blobs {
-        if store.blob_size(&layer.digest) == Some(layer.size) || !staged.insert(layer.digest) {
+    for layer in layers.iter().chain(std::iter::once(&config)) {
+        let source = new_blobs.iter().find(|(l, _)| l.digest == layer.digest).map(|(_, b)| b);
+        let Some(blob) = source.filter(|_| store.blob_size(&layer.digest) != Some(layer.size)) else {
             status(format!("using existing layer {}", layer.digest));
+            continue;
+        };
+        if !staged.insert(layer.digest) {
             continue;
         }
         status(format!("creating new layer {}", layer.digest));
@@ -296,7 +300,7 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
         }
         staging.add_verified(layer.digest, path);
     }
-    let manifest = Manifest { schema_version: 2, media_type: MANIFEST_MEDIA_TYPE.into(), config, layers };
+    let manifest = Manifest { schema_version: 2, media_type: MANIFEST_MEDIA_TYPE.into(), config: config.clone(), layers: layers.clone() };
     // Ollama's json.Encoder ends the manifest with a newline; so do we, so IDs match.
     let mut bytes = manifest.to_bytes();
     bytes.push(b'\n');
