@@ -185,7 +185,6 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
     let mut base_config: serde_json::Map<String, Value> = serde_json::Map::new();
     let mut base_params = Parameters::default();
 
-    status("parsing GGUF".into());
     let (weights_info, _weights) = match recipe.from.as_ref().ok_or_else(|| CreateError::Invalid("no FROM: name a .gguf file, a folder holding one, or a model in the store".into()))? {
         Source::Model(from) => {
             let entry = store.resolve(from).map_err(|e| match e {
@@ -275,6 +274,8 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
         }
     }
 
+    // Everything is checked; from here on the store is written (blobs first, the manifest last).
+    status("parsing GGUF".into());
     let mut staging = store.begin_staging()?;
     let mut staged = std::collections::HashSet::new();
     for layer in layers.iter().chain(std::iter::once(&config)) {

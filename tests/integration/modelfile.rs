@@ -114,3 +114,95 @@ fn cp_writes_a_new_manifest_and_copies_no_blob() {
     let out = airlock(store.path(), &["cp", "nothing-here", "x"]);
     assert!(!out.status.success() && stderr(&out).contains("not found"), "{}", stderr(&out));
 }
+
+/// `airlock serve` on a free port over `store`; killed when dropped.
+struct Serve(std::process::Child, u16);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_store(store: &Path) -> Serve {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("serve")
+        .env("AIRLOCK_MODELS", store)
+        .env("AIRLOCK_HOST", format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Serve(child, port)
+}
+
+/// One raw HTTP/1.1 request (`headers` end with CRLF each); returns (status, body).
+fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n", body.len());
+    let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn blob_upload_with_a_wrong_digest_is_refused_and_leaves_nothing() {
+    let store = TempDir::new().unwrap();
+    let server = serve_store(store.path());
+    let data = b"some bytes that are not what the digest says".repeat(1000);
+    let right = airlock::store::Digest::of_bytes(&data);
+    let wrong = airlock::store::Digest::of_bytes(b"other");
+    assert_eq!(http(server.1, "HEAD", &format!("/api/blobs/{right}"), "", b"").0, 404);
+    assert_eq!(http(server.1, "HEAD", "/api/blobs/sha256:not-hex", "", b"").0, 400);
+    let (status, body) = http(server.1, "POST", &format!("/api/blobs/{wrong}"), "Content-Type: application/octet-stream\r\n", &data);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("digest mismatch") && body.contains(&right.to_string()), "{body}");
+    assert!(store_files(store.path()).is_empty(), "a refused upload left files: {:?}", store_files(store.path()));
+    assert!(!store.path().join(".airlock-staging").exists());
+    // The right digest is kept; a second upload of it is a no-op.
+    assert_eq!(http(server.1, "POST", &format!("/api/blobs/{right}"), "", &data).0, 201);
+    assert_eq!(http(server.1, "HEAD", &format!("/api/blobs/{right}"), "", b"").0, 200);
+    assert_eq!(http(server.1, "POST", &format!("/api/blobs/{right}"), "", &data).0, 200);
+    assert_eq!(fs::read(Store::at(store.path()).blob_path(&right)).unwrap(), data);
+}
+
+#[test]
+fn api_create_streams_ollamas_status_lines_and_refuses_quantize() {
+    let store = store_with_real_model();
+    let server = serve_store(store.path());
+    let json = "Content-Type: application/json\r\n";
+    let req = r#"{"model":"api-made","from":"gemma3:short","system":"Be brief.","parameters":{"temperature":0.5,"stop":["<end>"]},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (status, body) = http(server.1, "POST", "/api/create", json, req.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<serde_json::Value> = body.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.last().unwrap()["status"], "success", "{body}");
+    assert!(lines.iter().any(|l| l["status"] == "writing manifest"), "{body}");
+    let shown = stdout(&ok(airlock(store.path(), &["show", "api-made", "--modelfile"])));
+    assert!(shown.contains("SYSTEM Be brief.") && shown.contains("PARAMETER stop <end>") && shown.contains("MESSAGE user Hi"), "{shown}");
+    let params = fs::read_to_string(Store::at(store.path()).blob_path(&Store::at(store.path()).resolve("api-made").unwrap().manifest.layer(airlock::store::manifest::MEDIA_PARAMS).unwrap().digest)).unwrap();
+    // Ollama's bytes: sorted keys, Go's HTML escaping, inherited num_predict kept, trailing newline.
+    assert_eq!(params, "{\"num_predict\":24,\"stop\":[\"\\u003cend\\u003e\"],\"temperature\":0.5}\n");
+
+    let before = store_files(store.path());
+    for (req, needle) in [
+        (r#"{"model":"q","from":"gemma3:270m","quantize":"q4_K_M"}"#, "not supported"),
+        (r#"{"model":"t","from":"gemma3:270m","template":"{{ range .Messages }}"}"#, "TEMPLATE does not parse"),
+        (r#"{"model":"p","from":"gemma3:270m","parameters":{"top_k":"many"}}"#, "whole number"),
+        (r#"{"model":"f","files":{"../x.gguf":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}"#, "relative"),
+        (r#"{"model":"n"}"#, "neither 'from' or 'files'"),
+    ] {
+        let (status, body) = http(server.1, "POST", "/api/create", json, req.as_bytes());
+        assert!(status == 400 && body.contains(needle), "{req}: {status} {body}");
+    }
+    assert_eq!(store_files(store.path()), before, "a refused create wrote to the store");
+}
