@@ -6,6 +6,7 @@
 //! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
 //! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files.
 //! - [`kit`]: the app and models in one checked folder (`airlock kit`), and its verification.
+//! - [`modelfile`]: Ollama Modelfiles: parsing, `create`, `show --modelfile`.
 //! - [`engine`]: prompts and inference.
 //! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
 //! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod gguf;
 pub mod hardware;
 pub mod kit;
+pub mod modelfile;
 pub mod progress;
 pub mod store;
 #[cfg(feature = "desktop")]

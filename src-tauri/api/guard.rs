@@ -66,7 +66,9 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         let ct = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("");
         let is_json = ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
         let has_body = headers.get(header::CONTENT_LENGTH).is_none_or(|l| l != "0");
-        if has_body && !is_json {
+        // Blob uploads are raw bytes; they are kept only if they hash to the digest in the URL.
+        let is_upload = req.uri().path().starts_with("/api/blobs/");
+        if has_body && !is_json && !is_upload {
             return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request bodies must be JSON (Content-Type: application/json)");
         }
     }

@@ -7,6 +7,7 @@
 //! preflight-free form posts from web pages), bodies are size-limited, an optional bearer token is
 //! required when bound to a non-loopback address, and no response carries a filesystem path.
 
+mod create;
 mod guard;
 mod ollama;
 mod openai;
@@ -102,6 +103,9 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/api/copy", post(ollama::copy))
         .route("/api/pull", post(ollama::pull))
+        .route("/api/create", post(create::create))
+        // Uploads stream to disk, limited by the free space rather than BODY_LIMIT.
+        .route("/api/blobs/{digest}", axum::routing::head(create::blob_exists).post(create::upload_blob).layer(DefaultBodyLimit::disable()))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))

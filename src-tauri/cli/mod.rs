@@ -7,6 +7,7 @@ mod client;
 mod format;
 mod hardware_cmd;
 mod kit_cmd;
+mod modelfile_cmds;
 mod progress;
 mod run;
 
@@ -42,7 +43,13 @@ enum Command {
         model: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        parts: modelfile_cmds::ShowParts,
     },
+    /// Make a model from a Modelfile (FROM a .gguf, a folder or a model; SYSTEM, TEMPLATE, PARAMETER, MESSAGE…)
+    Create(modelfile_cmds::CreateArgs),
+    /// Copy a model under a new name (the manifest only: blobs are shared)
+    Cp { source: String, destination: String },
     /// Remove a model (its manifest, then the blobs no other model uses)
     Rm {
         #[arg(required = true)]
@@ -137,7 +144,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let core = Core::from_env()?;
     match cli.command {
         Command::List { json } => list(&core, json),
-        Command::Show { model, json } => show(&core, &model, json),
+        Command::Show { model, parts, .. } if parts.any() => modelfile_cmds::show_part(&core, &model, &parts),
+        Command::Show { model, json, .. } => show(&core, &model, json),
+        Command::Create(args) => modelfile_cmds::create(&core, args),
+        Command::Cp { source, destination } => modelfile_cmds::copy(&core, &source, &destination),
         Command::Rm { models } => {
             for m in models {
                 let entry = core.store.resolve(&m)?;

@@ -145,6 +145,7 @@ impl Session<'_> {
         }
         let load = stream.load_duration;
         let runs_on = stream.runs_on;
+        let prompt = stream.prompt;
         let mut generation = stream.generation;
         let mut answer = String::new();
         let mut out = io::stdout().lock();
@@ -172,6 +173,7 @@ impl Session<'_> {
         writeln!(out)?;
         self.messages.push(ChatMessage::new("assistant", answer));
         if self.verbose {
+            eprintln!("rendered prompt:      {}", serde_json::to_string(&prompt).unwrap_or_default());
             eprint!("{}", verbose_stats(started.elapsed(), load, &stats));
             eprintln!("processor:            {runs_on}");
         }

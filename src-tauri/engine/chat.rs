@@ -45,6 +45,10 @@ pub struct PreparedModel {
     pub ollama_template: Option<String>,
     /// The model's default system prompt (Ollama `system` layer).
     pub system: Option<String>,
+    /// Turns from the Ollama `messages` layer (Modelfile `MESSAGE`), put before every conversation.
+    pub messages: Vec<ChatMessage>,
+    /// The LoRA adapter from the `adapter` layer (Modelfile `ADAPTER`), applied by the runner.
+    pub adapter: Option<PathBuf>,
     /// Defaults from the Ollama `params` layer.
     pub params: SamplingOptions,
     pub params_num_ctx: Option<u32>,
@@ -69,6 +73,8 @@ impl PreparedModel {
             gguf_template: info.chat_template().map(str::to_string),
             ollama_template: text_layer(store, m, manifest::MEDIA_TEMPLATE),
             system: text_layer(store, m, manifest::MEDIA_SYSTEM),
+            messages: text_layer(store, m, manifest::MEDIA_MESSAGES).map(|t| crate::modelfile::show::parse_messages(&t)).unwrap_or_default(),
+            adapter: m.layer(manifest::MEDIA_ADAPTER).map(|l| store.blob_path(&l.digest)),
             params,
             params_num_ctx,
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
@@ -200,6 +206,8 @@ pub struct RequestSettings {
 pub struct ChatStream {
     pub generation: Generation,
     pub format: PromptFormat,
+    /// The prompt exactly as the model sees it (`run --verbose` prints it).
+    pub prompt: String,
     /// Oldest messages dropped so the conversation fits the context.
     pub dropped_messages: usize,
     pub load_duration: Duration,
@@ -227,6 +235,7 @@ impl Engine {
             // Only used when the runner has to start.
             parallel: choose_parallel(model, num_ctx),
             num_gpu: req.num_gpu,
+            adapter: model.adapter.clone(),
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
         };
         let runner = self.supervisor.load(&spec, req.keep_alive)?;
@@ -242,7 +251,7 @@ impl Engine {
     /// Starts a chat reply to `messages`.
     pub fn chat(&self, model: &PreparedModel, messages: &[ChatMessage], req: RequestSettings) -> Result<ChatStream, ChatError> {
         let (runner, load_duration) = self.load(model, &req)?;
-        let mut messages = messages.to_vec();
+        let mut messages = [model.messages.as_slice(), messages].concat();
         if let Some(system) = &model.system {
             if !messages.iter().any(|m| m.role == "system") {
                 messages.insert(0, ChatMessage::new("system", system.clone()));
@@ -258,6 +267,12 @@ impl Engine {
         let (runner, load_duration) = self.load(model, &req)?;
         let rendered = if raw {
             RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
+        } else if !model.messages.is_empty() {
+            // Like Ollama: the model's MESSAGE turns go between the system text and the prompt.
+            let mut turns: Vec<ChatMessage> = system.or(model.system.as_deref()).filter(|s| !s.is_empty()).map(|s| ChatMessage::new("system", s)).into_iter().collect();
+            turns.extend(model.messages.iter().cloned());
+            turns.push(ChatMessage::new("user", prompt));
+            render_chat(&model.spec(&runner), &turns, true)?
         } else {
             render_generate(&model.spec(&runner), system.or(model.system.as_deref()), prompt)?
         };
@@ -272,8 +287,9 @@ impl Engine {
             }
         }
         let runs_on = runner.runs_on();
+        let prompt = rendered.text.clone();
         let generation = self.supervisor.generate(runner, rendered.text, options, req.grammar)?;
-        Ok(ChatStream { generation, format: rendered.format, dropped_messages: dropped, load_duration, runs_on })
+        Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on })
     }
 
     /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.

@@ -113,21 +113,25 @@ pub struct LoadSpec {
     /// Layers on GPUs: Ollama's `num_gpu` when a request sets it; `None` decides from the fit
     /// estimate (free VRAM) when the runner starts.
     pub num_gpu: Option<u32>,
+    /// A LoRA adapter (the model's `adapter` layer) the runner applies to the weights.
+    pub adapter: Option<PathBuf>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
 }
 
 impl LoadSpec {
     pub fn key(&self) -> RunnerKey {
-        RunnerKey { weights: self.model_path.clone(), num_ctx: self.num_ctx, num_gpu: self.num_gpu }
+        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), num_ctx: self.num_ctx, num_gpu: self.num_gpu }
     }
 }
 
 /// What makes two runners interchangeable: the weights file (a store blob, named by its digest),
-/// the context, and the GPU layers a request asked for. Names and slot counts are not part of it.
+/// its LoRA adapter, the context, and the GPU layers a request asked for. Names and slot counts
+/// are not part of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RunnerKey {
     pub weights: PathBuf,
+    pub adapter: Option<PathBuf>,
     pub num_ctx: u32,
     pub num_gpu: Option<u32>,
 }
@@ -536,6 +540,9 @@ impl Supervisor {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
         cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
+        if let Some(adapter) = &spec.adapter {
+            cmd.arg("--lora").arg(adapter);
+        }
         if avoid_amx {
             cmd.arg("--avoid-amx");
         }

@@ -14,3 +14,4 @@ mod kit;
 mod gpu;
 mod durability;
 mod store_lock;
+mod modelfile;

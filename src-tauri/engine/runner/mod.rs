@@ -53,12 +53,15 @@ pub struct RunnerArgs {
     /// with an illegal instruction, as they do under some hypervisors).
     #[arg(long)]
     pub avoid_amx: bool,
+    /// A LoRA adapter (GGUF) applied to the model at scale 1, as Ollama's ADAPTER does.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
 }
 
 pub fn main(args: RunnerArgs) -> ExitCode {
     let out = Output::default();
     let started = std::time::Instant::now();
-    let loaded = match session::Loaded::load(&args) {
+    let mut loaded = match session::Loaded::load(&args) {
         Ok(l) => l,
         Err(message) => {
             out.send(&Event::Error { id: None, code: "load".into(), message });

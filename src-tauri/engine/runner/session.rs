@@ -14,7 +14,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
@@ -30,6 +30,7 @@ const RANDOM_SEED: u32 = 0xFFFF_FFFF;
 pub struct Loaded {
     backend: LlamaBackend,
     model: LlamaModel,
+    adapter: Option<LlamaLoraAdapter>,
 }
 
 impl Loaded {
@@ -62,14 +63,21 @@ impl Loaded {
             return Err(format!("no usable CPU backend module in {}", dir.display()));
         }
         let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(args.gpu_layers);
-        let model = LlamaModel::load_from_file(&backend, &args.model, &params).map_err(|e| {
+        let mut model = LlamaModel::load_from_file(&backend, &args.model, &params).map_err(|e| {
             format!("llama.cpp could not load {} ({e}); its log is on stderr", args.model.display())
         })?;
-        Ok(Self { backend, model })
+        let adapter = match &args.lora {
+            None => None,
+            Some(path) if !path.is_file() => return Err(format!("LoRA adapter file not found: {}", path.display())),
+            Some(path) => Some(model.lora_adapter_init(path).map_err(|e| format!("llama.cpp could not load the LoRA adapter {} ({e}); is it an adapter for this model? Its log is on stderr", path.display()))?),
+        };
+        Ok(Self { backend, model, adapter })
     }
 
-    pub fn session(&self, args: &RunnerArgs) -> Result<Session<'_>, String> {
-        let n_ctx_train = self.model.n_ctx_train().max(1);
+    pub fn session(&mut self, args: &RunnerArgs) -> Result<Session<'_>, String> {
+        let Loaded { backend, model, adapter } = self;
+        let model: &LlamaModel = model;
+        let n_ctx_train = model.n_ctx_train().max(1);
         let n_ctx = args.ctx.clamp(16, n_ctx_train);
         let parallel = args.parallel.max(1);
         let threads = args.threads.unwrap_or_else(crate::hardware::physical_cores).max(1);
@@ -85,17 +93,18 @@ impl Loaded {
             // Sliding-window models (Gemma 2/3, …) otherwise keep only the last window of the KV
             // cache, so a conversation's earlier turns could not be reused; keep all of it.
             .with_swa_full(true);
-        let ctx = self
-            .model
-            .new_context(&self.backend, params)
+        let mut ctx = model
+            .new_context(backend, params)
             .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens: {e}"))?;
+        if let Some(adapter) = adapter.as_mut() {
+            ctx.lora_adapter_set(adapter, 1.0).map_err(|e| format!("llama.cpp could not apply the LoRA adapter: {e}"))?;
+        }
         // llama.cpp rounds the context up (to 256); the request's size is still the limit.
         let n_ctx = (ctx.n_ctx() / parallel).min(n_ctx);
         let n_batch = ctx.n_batch() as usize;
-        let mut ctx = ctx;
-        warm_up(&self.model, &mut ctx, parallel)?;
+        warm_up(model, &mut ctx, parallel)?;
         Ok(Session {
-            model: &self.model,
+            model,
             ctx,
             batch: LlamaBatch::new(n_batch, parallel as i32),
             n_batch,

@@ -221,3 +221,9 @@ impl Budget {
         }
     }
 }
+
+/// Checks that `source` parses as an Ollama (Go `text/template`) template, as `create` does
+/// before it writes a `template` layer.
+pub fn check_go_template(source: &str) -> Result<(), TemplateError> {
+    ollama::check(source)
+}
