@@ -76,16 +76,21 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
         warnings,
         ..PullReport::default()
     };
+    // Announce every blob first, as Ollama does, so a client knows the total at once.
+    let mut seen = BTreeSet::new();
+    for layer in manifest.blobs().filter(|l| seen.insert(l.digest)) {
+        let present = store.blob_size(&layer.digest) == Some(layer.size);
+        progress(&Status::blob("pulling", &layer.digest, layer.size, if present { layer.size } else { 0 }));
+    }
     let partial_dir = store.root().join(PARTIAL_DIR);
     let mut staging = store.begin_staging()?;
-    let mut seen = BTreeSet::new();
+    seen.clear();
     for layer in manifest.blobs() {
         if !seen.insert(layer.digest) {
             continue;
         }
         if store.blob_size(&layer.digest) == Some(layer.size) {
             report.blobs_already_present += 1;
-            progress(&Status::blob("pulling", &layer.digest, layer.size, layer.size));
             continue;
         }
         fs::create_dir_all(&partial_dir).map_err(|e| RegistryError::Store(crate::store::StoreError::Io { path: partial_dir.clone(), source: e }))?;

@@ -42,6 +42,10 @@ pub fn push(store: &Store, model: &str, dest: &Reference, opts: &PushOptions, pr
     progress(&Status::phase("retrieving manifest"));
     let mut report = PushReport { name: entry.name.display_shortest(), reference: dest.display(), id: entry.id.hex(), ..PushReport::default() };
     let mut seen = BTreeSet::new();
+    for layer in entry.manifest.blobs().filter(|l| seen.insert(l.digest)) {
+        progress(&Status::blob("pushing", &layer.digest, layer.size, 0));
+    }
+    seen.clear();
     for layer in entry.manifest.blobs() {
         if !seen.insert(layer.digest) {
             continue;
@@ -104,7 +108,6 @@ fn push_blob(client: &Client, store: &Store, repo: &str, layer: &Layer, path: Pa
             progress(&Status::blob("pushing", &digest, layer.size, now.min(layer.size)));
         }
     };
-    progress(&Status::blob("pushing", &digest, layer.size, 0));
     client.upload(location, &digest, &path, layer.size, &on_sent)?;
     progress(&Status::blob("pushing", &digest, layer.size, layer.size));
     report.blobs_uploaded += 1;
