@@ -11,6 +11,7 @@ mod guard;
 mod ollama;
 mod openai;
 mod options;
+mod registry_routes;
 mod stream;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -101,7 +102,8 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/api/embeddings", post(ollama::embed))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/api/copy", post(ollama::copy))
-        .route("/api/pull", post(ollama::pull))
+        .route("/api/pull", post(registry_routes::pull))
+        .route("/api/push", post(registry_routes::push))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
