@@ -10,3 +10,4 @@ mod api;
 mod hardware;
 mod kit;
 mod gpu;
+mod registry;
