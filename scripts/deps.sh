@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need (only what is missing): Debian packages (the C
 # toolchain for llama.cpp, GTK/WebKit for the desktop app, Xvfb and WebKitWebDriver for its
-# end-to-end test, Docker Distribution, htpasswd and openssl for the registry tests), and Node.js when the machine has none. Needs root or sudo.
+# end-to-end test; Docker Distribution, htpasswd and openssl for the registry tests, which start
+# /usr/bin/docker-registry themselves on a free port, so the package's own service never matters),
+# and Node.js when the machine has none. Needs root or sudo.
 set -euo pipefail
 pkgs=(build-essential pkg-config cmake clang libclang-dev python3 python3-pip python3-venv
       libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
