@@ -10,6 +10,7 @@
 //! - [`engine`]: prompts and inference.
 //! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
 //! - [`api`]: the Ollama- and OpenAI-compatible HTTP server.
+//! - [`registry`]: push and pull through the site's own OCI registry.
 //! - [`cli`]: the `airlock` command line.
 //! - `desktop` (feature `desktop`): the Tauri app, `airlock-desktop`.
 
@@ -24,6 +25,7 @@ pub mod hardware;
 pub mod kit;
 pub mod modelfile;
 pub mod progress;
+pub mod registry;
 pub mod store;
 #[cfg(feature = "desktop")]
 pub mod desktop;

@@ -12,6 +12,7 @@ mod guard;
 mod ollama;
 mod openai;
 mod options;
+mod registry_routes;
 mod stream;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -102,10 +103,11 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/api/embeddings", post(ollama::embed))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/api/copy", post(ollama::copy))
-        .route("/api/pull", post(ollama::pull))
         .route("/api/create", post(create::create))
         // Uploads stream to disk, limited by the free space rather than BODY_LIMIT.
         .route("/api/blobs/{digest}", axum::routing::head(create::blob_exists).post(create::upload_blob).layer(DefaultBodyLimit::disable()))
+        .route("/api/pull", post(registry_routes::pull))
+        .route("/api/push", post(registry_routes::push))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))

@@ -302,8 +302,3 @@ pub async fn copy(State(core): CoreState, Json(req): Json<CopyBody>) -> Result<R
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::OK.into_response())
 }
-
-pub async fn pull(Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
-    let name = req.get().unwrap_or_default();
-    Err(ApiError::bad_request(format!("cannot pull {name:?}: Airlock works offline and has no registry; import a bundle with `airlock import` or the app's Import button")))
-}

@@ -9,6 +9,7 @@ mod hardware_cmd;
 mod kit_cmd;
 mod modelfile_cmds;
 mod progress;
+mod registry_cmds;
 mod run;
 
 use std::path::PathBuf;
@@ -102,6 +103,8 @@ enum Command {
     },
     #[command(flatten)]
     Bundle(bundle_cmds::BundleCommand),
+    #[command(flatten)]
+    Registry(registry_cmds::RegistryCommand),
     /// Write a kit folder: the portable app, models, INSTALL.txt and SHA256SUMS (`kit verify DIR` checks one)
     Kit(kit_cmd::KitArgs),
     /// Show CPU, memory, GPUs (or why there is none) and where each model would run
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             import(&core, path, name, link, signature, json)
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
+        Command::Registry(cmd) => registry_cmds::run(&core, cmd),
         Command::Kit(args) => kit_cmd::run(&core, args),
         Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
         Command::Runner(_) => unreachable!("handled in main"),

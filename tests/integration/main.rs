@@ -15,3 +15,4 @@ mod gpu;
 mod durability;
 mod store_lock;
 mod modelfile;
+mod registry;

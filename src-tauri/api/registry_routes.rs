@@ -1,0 +1,112 @@
+//! `/api/pull` and `/api/push` against the site's registry, `AIRLOCK_REGISTRY`, streaming
+//! Ollama's progress lines exactly (`pulling manifest`, `pulling <digest>` with `digest`, `total`,
+//! `completed`, `verifying sha256 digest`, `writing manifest`, `success`; an `{"error": …}` line on
+//! failure). The API reaches that one registry only: a request cannot make this machine connect
+//! anywhere else. Without `AIRLOCK_REGISTRY` both answer a clear error.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use super::stream::{scrub, ApiError};
+use crate::bundle::SignaturePolicy;
+use crate::core::Core;
+use crate::registry::{self, ClientOptions, PullOptions, PushOptions, Reference, Registry, RegistryError, Status};
+
+/// The signature policy for pulls through the API: off (default), warn or require.
+pub const SIGNATURE_ENV: &str = "AIRLOCK_PULL_SIGNATURE";
+
+#[derive(Deserialize)]
+pub struct TransferRequest {
+    model: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    stream: Option<bool>,
+}
+
+fn no_registry(name: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "cannot transfer {name:?}: no site registry is configured (set {} to the registry's host:port, or http://host:port for plain HTTP, before starting Airlock); without one, models arrive by `airlock import` or the app's Import button",
+        registry::reference::REGISTRY_ENV
+    ))
+}
+
+/// Resolves `name` against the site registry; a name with another registry host is refused.
+fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
+    let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
+    let site = Registry::from_env().map_err(|e| ApiError::bad_request(e.to_string()))?.ok_or_else(|| no_registry(&name))?;
+    let reference = Reference::resolve(&name, Some(&site), req.insecure).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if reference.registry.host != site.host {
+        return Err(ApiError::bad_request(format!("{name:?} names registry {}; this server pulls and pushes through the site registry {} only", reference.registry.host, site.host)));
+    }
+    Ok((name, reference))
+}
+
+pub async fn pull(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest>) -> Result<Response, ApiError> {
+    let (_, reference) = resolve(&req)?;
+    let signature = match std::env::var(SIGNATURE_ENV) {
+        Ok(v) if !v.is_empty() => v.parse::<SignaturePolicy>().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{SIGNATURE_ENV}: {e}")))?,
+        _ => SignaturePolicy::Off,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = PullOptions { client: ClientOptions::from_env(), signature, trust_dir: None, cancel: Some(cancel.clone()) };
+    let rx = run_streamed(cancel, move |progress| registry::pull(&core.store, &reference, &opts, progress).map(|_| ()));
+    respond(rx, req.stream != Some(false)).await
+}
+
+pub async fn push(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest>) -> Result<Response, ApiError> {
+    let (name, reference) = resolve(&req)?;
+    let local = {
+        let core = core.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || core.store.resolve(&name)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+    };
+    let opts = PushOptions { client: ClientOptions::from_env(), sign: None };
+    let model = local.name.display_shortest();
+    let rx = run_streamed(Arc::new(AtomicBool::new(false)), move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
+    respond(rx, req.stream != Some(false)).await
+}
+
+/// Runs a transfer on a blocking thread; each status becomes a JSON line, an error the last one.
+/// A closed stream sets `cancel`.
+fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> Result<(), RegistryError> + Send + 'static) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel::<Value>(256);
+    tokio::task::spawn_blocking(move || {
+        let send = |s: &Status| {
+            if tx.blocking_send(json!(s)).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        };
+        if let Err(e) = work(&send) {
+            let _ = tx.blocking_send(json!({ "error": scrub(&e.to_string()) }));
+        }
+    });
+    rx
+}
+
+async fn respond(mut rx: mpsc::Receiver<Value>, stream: bool) -> Result<Response, ApiError> {
+    if stream {
+        let lines = ReceiverStream::new(rx).map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n")));
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response());
+    }
+    let mut last = None;
+    while let Some(v) = rx.recv().await {
+        last = Some(v);
+    }
+    match last {
+        Some(v) if v.get("error").is_some() => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, v["error"].as_str().unwrap_or_default().to_string())),
+        Some(v) if v["status"] == "success" => Ok(Json(json!({ "status": "success" })).into_response()),
+        _ => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the transfer ended without a result".into())),
+    }
+}

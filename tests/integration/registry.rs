@@ -1,0 +1,331 @@
+//! `airlock push` / `pull` against a real Docker Distribution registry (Debian's `docker-registry`,
+//! scripts/deps.sh) started by each test on a free loopback port, with its own storage folder and
+//! config, and stopped afterwards.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::store::{Digest, Store};
+use tempfile::TempDir;
+
+use crate::common::*;
+use crate::engine::store_with_real_model;
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// A registry process on 127.0.0.1:`port`, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+    tls: Option<PathBuf>,
+}
+
+impl Registry {
+    fn start() -> Self {
+        Registry::start_with(None, None)
+    }
+
+    /// `tls`: (certificate, key) files; `htpasswd`: a bcrypt htpasswd file.
+    fn start_with(tls: Option<(&Path, &Path, &Path)>, htpasswd: Option<&Path>) -> Self {
+        assert!(Path::new(REGISTRY_BIN).is_file(), "{REGISTRY_BIN} missing: install Debian's docker-registry (scripts/deps.sh)");
+        let dir = TempDir::new().unwrap();
+        let port = free_port();
+        let mut config = format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", dir.path().join("storage").display());
+        if let Some((cert, key, _)) = tls {
+            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+        }
+        if let Some(h) = htpasswd {
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n", h.display()));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).unwrap();
+        let child = Command::new(REGISTRY_BIN).arg("serve").arg(&config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start docker-registry");
+        let reg = Registry { child, port, dir, tls: tls.map(|(_, _, ca)| ca.to_path_buf()) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    /// The address for AIRLOCK_REGISTRY: plain HTTP unless the registry has TLS.
+    fn address(&self) -> String {
+        match self.tls {
+            Some(_) => format!("127.0.0.1:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn blob_data(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(&hex).join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs the CLI against `store` with `env` on top of a clean registry environment (no docker
+/// config of this machine's user, no inherited credentials).
+fn cli(store: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let docker = store.parent().unwrap().join(format!("{}-docker", store.file_name().unwrap().to_string_lossy()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(args).env("AIRLOCK_MODELS", store).env("DOCKER_CONFIG", &docker).env("AIRLOCK_THREADS", "2");
+    for k in ["AIRLOCK_REGISTRY", "AIRLOCK_REGISTRY_AUTH", "AIRLOCK_CA_FILE"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "command failed:\n{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// The store's manifests and blobs, ignoring staging and partial downloads.
+fn store_proper(root: &Path) -> std::collections::BTreeMap<PathBuf, Digest> {
+    store_files(root).into_iter().filter(|(p, _)| !p.starts_with(".airlock-pull")).collect()
+}
+
+fn two_models_sharing_weights() -> Vec<FixtureModel> {
+    let a = FixtureModel::new("registry.ollama.ai/library/alpha/latest", 11);
+    let mut b = FixtureModel::new("registry.ollama.ai/team/beta/v2", 12);
+    b.blobs[1] = a.blobs[1].clone();
+    vec![a, b]
+}
+
+fn store_with(models: &[FixtureModel]) -> TempDir {
+    let (src, store) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_folder(src.path(), models);
+    let out = cli(store.path(), &[], &["import", src.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    store
+}
+
+#[test]
+fn push_then_pull_into_an_empty_store_gives_the_same_model_which_runs() {
+    let reg = Registry::start();
+    let env = [("AIRLOCK_REGISTRY", reg.address())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let seed = store_with_real_model();
+    let pushed = json_of(&cli(seed.path(), &env, &["push", "gemma3:short", "--json"]));
+    assert_eq!(pushed["blobs_uploaded"], 3, "{pushed}");
+
+    let far = TempDir::new().unwrap();
+    let pulled = json_of(&cli(far.path(), &env, &["pull", "gemma3:short", "--json"]));
+    let local = Store::at(seed.path()).resolve("gemma3:short").unwrap();
+    assert_eq!(pulled["id"], local.id.hex(), "same model ID on both sides");
+    let remote = Store::at(far.path()).resolve("gemma3:short").unwrap();
+    assert_eq!(remote.manifest_bytes, local.manifest_bytes, "manifest byte for byte");
+    assert_eq!(pulled["blobs_downloaded"], 3);
+    let verify = cli(far.path(), &[], &["verify"]);
+    assert!(verify.status.success(), "verify: {}", stderr(&verify));
+    assert!(!far.path().join(".airlock-staging").exists() && !far.path().join(".airlock-pull").exists(), "pull left temporary files");
+
+    let answer = cli(far.path(), &[], &["run", "gemma3:short", "The sky is"]);
+    assert!(answer.status.success(), "{}", stderr(&answer));
+    assert!(!stdout(&answer).trim().is_empty(), "the pulled model answered nothing");
+
+    // A second pull has everything already.
+    let again = json_of(&cli(far.path(), &env, &["pull", "gemma3:short", "--json"]));
+    assert_eq!((again["blobs_downloaded"].as_u64(), again["blobs_already_present"].as_u64()), (Some(0), Some(3)));
+}
+
+#[test]
+fn a_second_push_uploads_nothing_and_a_model_sharing_the_weights_uploads_only_its_config() {
+    let reg = Registry::start();
+    let addr = reg.address();
+    let env = [("AIRLOCK_REGISTRY", addr.as_str())];
+    let store = store_with(&two_models_sharing_weights());
+    let first = json_of(&cli(store.path(), &env, &["push", "alpha", "--json"]));
+    assert_eq!((first["blobs_uploaded"].as_u64(), first["blobs_already_present"].as_u64()), (Some(2), Some(0)), "{first}");
+    let second = json_of(&cli(store.path(), &env, &["push", "alpha", "--json"]));
+    assert_eq!((second["blobs_uploaded"].as_u64(), second["blobs_already_present"].as_u64()), (Some(0), Some(2)), "{second}");
+    // beta lives in another repository (team/beta): its weights are mounted from library/alpha.
+    let beta = json_of(&cli(store.path(), &env, &["push", "team/beta:v2", "--json"]));
+    assert_eq!((beta["blobs_uploaded"].as_u64(), beta["blobs_mounted"].as_u64(), beta["bytes_uploaded"].as_u64()), (Some(1), Some(1), Some(two_models_sharing_weights()[1].blobs[0].1.len() as u64)), "{beta}");
+
+    let far = TempDir::new().unwrap();
+    for name in ["alpha", "team/beta:v2"] {
+        json_of(&cli(far.path(), &env, &["pull", name, "--json"]));
+    }
+    assert_store_consistent(far.path());
+    assert_eq!(Store::at(far.path()).list().unwrap().0.len(), 2);
+}
+
+#[test]
+fn a_blob_corrupted_in_the_registry_fails_the_pull_naming_the_digest_and_leaves_the_store_unchanged() {
+    let reg = Registry::start();
+    let addr = reg.address();
+    let env = [("AIRLOCK_REGISTRY", addr.as_str())];
+    let models = two_models_sharing_weights();
+    let seed = store_with(&models[..1]);
+    json_of(&cli(seed.path(), &env, &["push", "alpha", "--json"]));
+    let weights = Digest::of_bytes(&models[0].blobs[1].1);
+    let data = reg.blob_data(&weights);
+    let mut f = fs::OpenOptions::new().write(true).open(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    f.seek(SeekFrom::Start(40)).unwrap();
+    f.write_all(b"\xff\xfe").unwrap();
+    drop(f);
+
+    // The far store already holds another model: it must come through untouched.
+    let far = store_with(&[FixtureModel::new("registry.ollama.ai/library/other/latest", 13)]);
+    let before = store_proper(far.path());
+    let out = cli(far.path(), &env, &["pull", "alpha"]);
+    assert!(!out.status.success(), "a corrupt blob was accepted");
+    let err = stderr(&out);
+    assert!(err.contains(&weights.to_string()) && err.contains("damaged"), "{err}");
+    assert_eq!(store_proper(far.path()), before, "a refused pull changed the store");
+    assert!(!far.path().join(".airlock-staging").exists(), "staging left behind");
+    assert!(!far.path().join(".airlock-pull").join(format!("{}.partial", weights.hex())).exists(), "corrupt bytes kept for a resume");
+    assert_store_consistent(far.path());
+}
+
+#[test]
+fn a_pull_killed_mid_blob_resumes_and_ends_verified() {
+    let reg = Registry::start();
+    let addr = reg.address();
+    let env = [("AIRLOCK_REGISTRY", addr.as_str())];
+    let seed = store_with_real_model();
+    json_of(&cli(seed.path(), &env, &["push", "gemma3:270m", "--json"]));
+    let weights = Store::at(seed.path()).resolve("gemma3:270m").unwrap().manifest.layers[0].clone();
+
+    let far = TempDir::new().unwrap();
+    let partial = far.path().join(".airlock-pull").join(format!("{}.partial", weights.digest.hex()));
+    let docker = TempDir::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["pull", "gemma3:270m"])
+        .env("AIRLOCK_MODELS", far.path())
+        .env("AIRLOCK_REGISTRY", &addr)
+        .env("DOCKER_CONFIG", docker.path())
+        .env_remove("AIRLOCK_REGISTRY_AUTH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let got = loop {
+        let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            child.kill().unwrap(); // SIGKILL
+            break len;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the pull ended before it could be killed mid-blob");
+        assert!(Instant::now() < deadline, "no bytes arrived");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    child.wait().unwrap();
+    assert!(got < weights.size, "killed too late to test a resume");
+    assert!(Store::at(far.path()).list().unwrap().0.is_empty(), "a killed pull published a model");
+
+    let again = json_of(&cli(far.path(), &env, &["pull", "gemma3:270m", "--json"]));
+    let resumed = again["bytes_resumed"].as_u64().unwrap();
+    assert!(resumed >= got, "the second pull did not resume: {again}");
+    // The config blob (finished before the kill, but never published) comes again in full.
+    let config = Store::at(seed.path()).resolve("gemma3:270m").unwrap().manifest.config.size;
+    assert_eq!(again["bytes_downloaded"].as_u64().unwrap() + resumed, weights.size + config, "{again}");
+    let verify = cli(far.path(), &[], &["verify"]);
+    assert!(verify.status.success(), "verify after resume: {}", stderr(&verify));
+    assert!(!partial.exists());
+}
+
+#[test]
+fn signed_pushes_pull_with_require_signature_and_unsigned_ones_are_refused() {
+    let reg = Registry::start();
+    let addr = reg.address();
+    let config = TempDir::new().unwrap();
+    let cfg = config.path().to_str().unwrap();
+    let env = [("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_CONFIG", cfg)];
+    let models = two_models_sharing_weights();
+    let store = store_with(&models);
+    let key = config.path().join("site");
+    assert!(cli(store.path(), &env, &["keygen", "--out", key.to_str().unwrap(), "--unencrypted"]).status.success());
+    assert!(cli(store.path(), &env, &["trust", "add", config.path().join("site.pub").to_str().unwrap()]).status.success());
+    let signed = json_of(&cli(store.path(), &env, &["push", "alpha", "--sign", config.path().join("site.key").to_str().unwrap(), "--json"]));
+    assert!(signed["signed_by"].is_string(), "{signed}");
+    json_of(&cli(store.path(), &env, &["push", "team/beta:v2", "--json"]));
+
+    let far = TempDir::new().unwrap();
+    let pulled = json_of(&cli(far.path(), &env, &["pull", "alpha", "--require-signature", "--json"]));
+    assert_eq!(pulled["signer"]["key_id"], signed["signed_by"], "{pulled}");
+    let before = store_proper(far.path());
+    let out = cli(far.path(), &env, &["pull", "team/beta:v2", "--require-signature"]);
+    assert!(!out.status.success() && stderr(&out).contains("not signed"), "{}", stderr(&out));
+    assert_eq!(store_proper(far.path()), before, "a refused pull changed the store");
+}
+
+#[test]
+fn tls_and_htpasswd_pull_works_with_the_site_ca_and_credentials_and_fails_clearly_without() {
+    let certs = TempDir::new().unwrap();
+    let (ca, cert, key) = make_ca_and_certificate(certs.path());
+    let htpasswd = certs.path().join("htpasswd");
+    let out = Command::new("htpasswd").args(["-Bbn", "alice", "correct-horse"]).output().expect("htpasswd (apache2-utils, scripts/deps.sh)");
+    assert!(out.status.success());
+    fs::write(&htpasswd, &out.stdout).unwrap();
+    let reg = Registry::start_with(Some((&cert, &key, &ca)), Some(&htpasswd));
+    let name = format!("127.0.0.1:{}/library/alpha:latest", reg.port);
+    let ca_s = ca.to_str().unwrap();
+
+    let models = two_models_sharing_weights();
+    let seed = store_with(&models[..1]);
+    // The store names it alpha:latest; push it under the registry's full name.
+    let pushed = cli(seed.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["push", "alpha", &name, "--ca-file", ca_s, "--json"]);
+    json_of(&pushed);
+
+    let far = TempDir::new().unwrap();
+    let no_ca = cli(far.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["pull", &name]);
+    assert!(!no_ca.status.success() && stderr(&no_ca).contains("--ca-file"), "{}", stderr(&no_ca));
+    let no_creds = cli(far.path(), &[], &["pull", &name, "--ca-file", ca_s]);
+    assert!(!no_creds.status.success() && stderr(&no_creds).contains("requires credentials"), "{}", stderr(&no_creds));
+    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:wrong-password")], &["pull", &name, "--ca-file", ca_s]);
+    let wrong_err = stderr(&wrong);
+    assert!(!wrong.status.success() && wrong_err.contains("refused the credentials"), "{wrong_err}");
+    assert!(!wrong_err.contains("wrong-password"), "a password was printed: {wrong_err}");
+    assert!(Store::at(far.path()).list().unwrap().0.is_empty());
+
+    // Credentials from a docker config.json (as `docker login` writes it), CA from the environment.
+    let docker = far.path().parent().unwrap().join(format!("{}-docker", far.path().file_name().unwrap().to_string_lossy()));
+    fs::create_dir_all(&docker).unwrap();
+    let auth = base64_encode("alice:correct-horse");
+    fs::write(docker.join("config.json"), format!(r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{auth}"}}}}}}"#, reg.port)).unwrap();
+    let pulled = json_of(&cli(far.path(), &[("AIRLOCK_CA_FILE", ca_s)], &["pull", &name, "--json"]));
+    assert_eq!(pulled["id"], Store::at(seed.path()).resolve("alpha").unwrap().id.hex());
+    assert_store_consistent(far.path());
+    fs::remove_dir_all(&docker).unwrap();
+}
+
+/// A CA, and a certificate for 127.0.0.1 signed by it, made with `openssl`.
+fn make_ca_and_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Airlock test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
