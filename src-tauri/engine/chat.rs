@@ -231,6 +231,7 @@ impl Engine {
             parallel: choose_parallel(model, num_ctx),
             num_gpu,
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
+            embedding: false,
         };
         let runner = self.supervisor.load(&spec)?;
         Ok((runner, started.elapsed()))

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::protocol::{encode, Event, GenerationStats, Placement, Request, SamplingOptions};
+use super::protocol::{encode, EmbedInput, Event, GenerationStats, Placement, Request, SamplingOptions};
 use crate::hardware::{self, FitVerdict};
 
 /// Ollama's default keep-alive.
@@ -81,6 +81,9 @@ pub struct LoadSpec {
     pub num_gpu: Option<u32>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
+    /// An embedding runner (`runner --embedding`): a runner of its own, beside the model's text
+    /// runner if one is loaded.
+    pub embedding: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +128,7 @@ pub enum StreamEvent {
 enum Reply {
     Stream(Sender<StreamEvent>),
     Tokens(Sender<Result<u32, EngineError>>),
+    Embeddings(Sender<Result<(Vec<Vec<f32>>, u32), EngineError>>),
 }
 
 /// A loaded model: its runner process and the requests in flight on it.
@@ -245,7 +249,7 @@ impl Supervisor {
         // Same model with other settings, or too many models: make room first.
         let to_stop: Vec<Arc<LoadedModel>> = {
             let mut models = self.models.lock().unwrap();
-            let mut out: Vec<_> = models.iter().filter(|m| m.spec.model_path == spec.model_path && m.in_flight.load(Ordering::SeqCst) == 0).cloned().collect();
+            let mut out: Vec<_> = models.iter().filter(|m| m.spec.model_path == spec.model_path && m.spec.embedding == spec.embedding && m.in_flight.load(Ordering::SeqCst) == 0).cloned().collect();
             models.retain(|m| !out.iter().any(|o| Arc::ptr_eq(o, m)));
             while models.len() >= self.cfg.max_loaded.max(1) {
                 let idle = models.iter().enumerate().filter(|(_, m)| m.in_flight.load(Ordering::SeqCst) == 0).min_by_key(|(_, m)| m.expires_at()).map(|(i, _)| i);
@@ -328,6 +332,9 @@ impl Supervisor {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
         cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
+        if spec.embedding {
+            cmd.arg("--embedding");
+        }
         if avoid_amx {
             cmd.arg("--avoid-amx");
         }
@@ -422,6 +429,25 @@ impl Supervisor {
         model.pending.lock().unwrap().insert(id, Reply::Tokens(tx));
         model.send(&Request::Tokenize { id, text: text.to_string() })?;
         rx.recv().unwrap_or_else(|_| Err(model.exit_error()))
+    }
+
+    /// Embeds `inputs` on an embedding runner: pooled vectors in input order and the tokens they
+    /// took. The request counts as in flight, so keep-alive never unloads the model under it.
+    pub fn embed(&self, model: &Arc<LoadedModel>, inputs: Vec<EmbedInput>, truncate: bool, keep_alive: Option<Duration>) -> Result<(Vec<Vec<f32>>, u32), EngineError> {
+        let waiting = model.in_flight.fetch_add(1, Ordering::SeqCst);
+        if waiting >= 1 + self.cfg.max_queue {
+            model.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Busy { model: model.spec.name.clone(), waiting });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        model.pending.lock().unwrap().insert(id, Reply::Embeddings(tx));
+        model.touch(keep_alive);
+        let result = model.send(&Request::Embed { id, inputs, truncate }).and_then(|_| rx.recv().unwrap_or_else(|_| Err(model.exit_error())));
+        model.pending.lock().unwrap().remove(&id);
+        model.in_flight.fetch_sub(1, Ordering::SeqCst);
+        model.touch(keep_alive);
+        result
     }
 
     /// Unloads every loaded model named `name`; returns whether one was loaded.
@@ -556,11 +582,17 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
                     let _ = tx.send(Ok(count));
                 }
             }
+            Event::Embeddings { id, embeddings, prompt_tokens } => {
+                if let Some(Reply::Embeddings(tx)) = pending.get(&id) {
+                    let _ = tx.send(Ok((embeddings, prompt_tokens)));
+                }
+            }
             Event::Error { id: Some(id), code, message } => {
                 let err = EngineError::Request { code, message };
                 match pending.get(&id) {
                     Some(Reply::Stream(tx)) => drop(tx.send(StreamEvent::Error(err))),
                     Some(Reply::Tokens(tx)) => drop(tx.send(Err(err))),
+                    Some(Reply::Embeddings(tx)) => drop(tx.send(Err(err))),
                     None => {}
                 }
             }
@@ -577,6 +609,7 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
         match reply {
             Reply::Stream(tx) => drop(tx.send(StreamEvent::Error(EngineError::RunnerExited(why.clone())))),
             Reply::Tokens(tx) => drop(tx.send(Err(EngineError::RunnerExited(why.clone())))),
+            Reply::Embeddings(tx) => drop(tx.send(Err(EngineError::RunnerExited(why.clone())))),
         }
     }
 }

@@ -7,6 +7,7 @@ mod export;
 mod runner;
 mod engine;
 mod api;
+mod embed;
 mod hardware;
 mod kit;
 mod gpu;
