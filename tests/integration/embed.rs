@@ -50,6 +50,19 @@ fn embed_command_prints_one_unit_vector_per_text() {
     }
     assert!(cosine(&lines[0], &lines[1]) < 0.999, "different texts gave the same vector");
 
+    // An input longer than the runner's first batch (512 tokens): the batch grows to hold it.
+    let long = "word ".repeat(700);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["embed", "gemma3:270m", &long, "short"])
+        .env("AIRLOCK_MODELS", store.path())
+        .env("AIRLOCK_THREADS", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Vec<f64>> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(Vec::len).collect::<Vec<_>>(), vec![DIM, DIM]);
+    assert!(lines.iter().all(|v| (norm(v) - 1.0).abs() < 1e-4));
+
     let missing = airlock(store.path(), &["embed", "nosuchmodel", "x"]);
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("nosuchmodel"), "{}", stderr(&missing));
@@ -92,10 +105,10 @@ fn embedding_routes_batch_normalise_truncate_and_run_beside_a_chat_model() {
 
     // Past the context: cut by default, 400 with truncate false.
     let long = "word ".repeat(600);
-    let opts = json!({ "num_ctx": 256 });
+    let opts = json!({ "num_ctx": 300 });
     let (status, cut) = post_json(s.port, "/api/embed", json!({ "model": "gemma3:270m", "input": long, "options": opts }));
     assert_eq!(status, 200, "{cut}");
-    assert_eq!(cut["prompt_eval_count"], 256);
+    assert_eq!(cut["prompt_eval_count"], 300);
     let (status, refused) = post_json(s.port, "/api/embed", json!({ "model": "gemma3:270m", "input": long, "options": opts, "truncate": false }));
     assert_eq!(status, 400, "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("context"), "{refused}");

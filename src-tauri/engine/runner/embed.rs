@@ -5,9 +5,12 @@
 //! go back pooled but not normalised; the API normalises them as Ollama does.
 //!
 //! Batching: many inputs decode together in one llama.cpp batch, each as its own sequence, so a
-//! request of 64 short texts costs about one decode call, not 64. A sequence never spans two
-//! batches (pooling sees one micro-batch at a time), so the batch holds at least one whole
-//! context's worth of tokens. Like the text runner, nothing here may write to stdout except
+//! request of 64 short texts costs a decode call or two, not 64. A sequence never spans two
+//! batches (pooling sees one micro-batch at a time), so the batch must hold the longest input.
+//! The context starts at `--batch` tokens and is made again, larger, only when an input needs
+//! it: its compute buffer grows with the batch, and with a decoder model every token's logits
+//! are computed (llama.cpp outputs all tokens when pooling), which for a large vocabulary is
+//! gigabytes at a 4,096-token batch. Like the text runner, nothing here may write to stdout except
 //! through [`Output`], and no client input (token ids, lengths) may reach a llama.cpp call that
 //! aborts the process.
 
@@ -93,12 +96,23 @@ pub fn pooling_for(model: &LlamaModel) -> (LlamaPoolingType, &'static str) {
     }
 }
 
+/// A batch size llama.cpp can reserve a pooling graph for: a multiple of the sequences it holds
+/// (else its mean-pooling matrix and the outputs disagree, and it aborts).
+fn batch_size(tokens: usize) -> usize {
+    tokens.max(1).div_ceil(MAX_SEQUENCES as usize) * MAX_SEQUENCES as usize
+}
+
 struct Embedder<'m> {
+    loaded: &'m Loaded,
     model: &'m LlamaModel,
-    ctx: LlamaContext<'m>,
+    /// `None` only while it is being made again, larger.
+    ctx: Option<LlamaContext<'m>>,
     batch: LlamaBatch<'static>,
-    /// Tokens one batch holds (and the context in all).
+    /// Tokens one batch holds (and the context in all) now; at most `n_ctx`'s worth beyond
+    /// `--batch`.
     n_batch: usize,
+    n_batch_max: usize,
+    pooling: LlamaPoolingType,
     /// Tokens one input may take.
     n_ctx: u32,
     n_ctx_train: u32,
@@ -110,42 +124,68 @@ impl<'m> Embedder<'m> {
         let model = &loaded.model;
         let n_ctx_train = model.n_ctx_train().max(1);
         let n_ctx = args.ctx.clamp(16, n_ctx_train);
-        // A whole input must fit in one batch, and the KV cache holds one batch at a time.
-        let n_batch = args.batch.max(n_ctx);
+        let n_batch = batch_size(args.batch.clamp(16, n_ctx) as usize);
         let threads = args.threads.unwrap_or_else(platform::physical_cores).max(1);
         let (pooling, pooling_words) = pooling_for(model);
-        eprintln!("airlock embedding runner: pooling {pooling_words}, {n_ctx} tokens per input, {n_batch} per batch");
-        let params = LlamaContextParams::default()
-            .with_embeddings(true)
-            .with_pooling_type(pooling)
-            .with_n_ctx(NonZeroU32::new(n_batch))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
-            .with_n_seq_max(MAX_SEQUENCES)
-            // One cache shared by the batch's sequences: each may use the whole context.
-            .with_kv_unified(true)
-            .with_swa_full(true)
-            .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32);
-        let ctx = model
-            .new_context(&loaded.backend, params)
-            .map_err(|e| format!("llama.cpp could not create an embedding context of {n_batch} tokens: {e}"))?;
-        let n_batch = ctx.n_batch() as usize;
+        eprintln!("airlock embedding runner: pooling {pooling_words}, {n_ctx} tokens per input, {n_batch} per batch to start with");
         let mut embedder = Embedder {
+            loaded,
             model,
-            ctx,
+            ctx: None,
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
-            n_ctx: n_ctx.min(n_batch as u32),
+            n_batch_max: batch_size(args.batch.max(n_ctx) as usize),
+            pooling,
+            n_ctx,
             n_ctx_train,
             threads,
         };
+        embedder.ctx = Some(embedder.context(n_batch)?);
         // As the text runner does: the first decode pages the weights in and runs every kernel
         // once, so a CPU or driver fault fails the load rather than a user's request.
         let bos = model.vocab().bos();
         let token = if bos.0 >= 0 && bos.0 < model.n_vocab() { bos } else { LlamaToken(0) };
         embedder.run(&[vec![token; 4]]).map_err(|e| format!("llama.cpp could not decode its warm-up batch: {}", e.message))?;
         Ok(embedder)
+    }
+
+    /// A context whose batch, micro-batch and KV cache hold `n_batch` tokens.
+    fn context(&self, n_batch: usize) -> Result<LlamaContext<'m>, String> {
+        let params = LlamaContextParams::default()
+            .with_embeddings(true)
+            .with_pooling_type(self.pooling)
+            .with_n_ctx(NonZeroU32::new(n_batch as u32))
+            .with_n_batch(n_batch as u32)
+            .with_n_ubatch(n_batch as u32)
+            .with_n_seq_max(MAX_SEQUENCES)
+            // One cache shared by the batch's sequences: each may use all of it.
+            .with_kv_unified(true)
+            .with_swa_full(true)
+            .with_n_threads(self.threads as i32)
+            .with_n_threads_batch(self.threads as i32);
+        self.model
+            .new_context(&self.loaded.backend, params)
+            .map_err(|e| format!("llama.cpp could not create an embedding context of {n_batch} tokens: {e}"))
+    }
+
+    /// Makes the batch hold at least `tokens` (a power of two, at most `n_batch_max`).
+    fn grow(&mut self, tokens: usize) -> Result<(), RequestError> {
+        if tokens <= self.n_batch {
+            return Ok(());
+        }
+        let n_batch = batch_size(tokens.next_power_of_two().min(self.n_batch_max).max(tokens));
+        // The old context goes first: never both buffers at once.
+        self.ctx = None;
+        let ctx = self.context(n_batch).or_else(|e| {
+            // Back to the size that worked, so the runner keeps serving shorter inputs.
+            self.ctx = Some(self.context(self.n_batch).map_err(|e| RequestError::new("load", e))?);
+            Err(RequestError::new("too_large", format!("{e}; shorten the input or lower num_ctx")))
+        })?;
+        self.ctx = Some(ctx);
+        self.n_batch = n_batch;
+        self.batch = LlamaBatch::new(n_batch, 1);
+        eprintln!("airlock embedding runner: batch now {n_batch} tokens");
+        Ok(())
     }
 
     fn ready_event(&self, load_ms: u64) -> Event {
@@ -203,6 +243,7 @@ impl<'m> Embedder<'m> {
             all.push(tokens);
         }
         let prompt_tokens = all.iter().map(|t| t.len() as u32).sum();
+        self.grow(all.iter().map(Vec::len).max().unwrap_or(0))?;
         let mut vectors = Vec::with_capacity(all.len());
         let mut start = 0;
         while start < all.len() {
@@ -221,8 +262,9 @@ impl<'m> Embedder<'m> {
     /// Decodes `inputs` (each fits the batch, together too) as sequences 0, 1, … of one batch
     /// and reads each sequence's pooled vector.
     fn run(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, RequestError> {
+        let ctx = self.ctx.as_mut().ok_or_else(|| RequestError::new("load", "no embedding context"))?;
         // Each batch starts from an empty cache: inputs never attend to earlier ones.
-        self.ctx.clear_kv_cache();
+        ctx.clear_kv_cache();
         self.batch.clear();
         for (seq, tokens) in inputs.iter().enumerate() {
             for (pos, &t) in tokens.iter().enumerate() {
@@ -231,16 +273,15 @@ impl<'m> Embedder<'m> {
                     .map_err(|e| RequestError::new("decode", format!("batch: {e}")))?;
             }
         }
-        self.ctx.decode(&mut self.batch).map_err(|e| RequestError::new("decode", format!("llama.cpp decode failed: {e}")))?;
+        ctx.decode(&mut self.batch).map_err(|e| RequestError::new("decode", format!("llama.cpp decode failed: {e}")))?;
         let mut out = Vec::with_capacity(inputs.len());
         let mut row = 0i32;
         for (seq, tokens) in inputs.iter().enumerate() {
             row += tokens.len() as i32;
-            let v = match self.ctx.embeddings_seq_ith(seq as i32) {
+            let v = match ctx.embeddings_seq_ith(seq as i32) {
                 Ok(v) => v.to_vec(),
                 // No pooled vector (pooling none): the last token's, as Ollama falls back to.
-                Err(_) => self
-                    .ctx
+                Err(_) => ctx
                     .embeddings_ith(row - 1)
                     .map_err(|_| RequestError::new("decode", "llama.cpp returned no embedding for the input"))?
                     .to_vec(),
@@ -251,5 +292,18 @@ impl<'m> Embedder<'m> {
             out.push(v);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_are_multiples_of_the_sequences() {
+        assert_eq!(batch_size(512), 512);
+        assert_eq!(batch_size(300), 320);
+        assert_eq!(batch_size(1), 64);
+        assert_eq!(batch_size(4096), 4096);
     }
 }
