@@ -8,6 +8,7 @@
 //! required when bound to a non-loopback address, and no response carries a filesystem path.
 
 mod create;
+mod embed;
 mod guard;
 mod ollama;
 mod openai;
@@ -99,8 +100,8 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/api/show", post(ollama::show))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
-        .route("/api/embed", post(ollama::embed))
-        .route("/api/embeddings", post(ollama::embed))
+        .route("/api/embed", post(embed::ollama_embed))
+        .route("/api/embeddings", post(embed::ollama_embeddings))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/api/copy", post(ollama::copy))
         .route("/api/create", post(create::create))
@@ -111,7 +112,7 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(core)

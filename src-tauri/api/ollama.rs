@@ -276,12 +276,6 @@ pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> 
     reply(Shape::Generate, req.model, started, began, req.stream != Some(false)).await
 }
 
-pub async fn embed(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
-    let name = req.get()?;
-    core.store.resolve(&name)?;
-    Err(ApiError::bad_request(format!("model {name:?} does not support embeddings in this version of Airlock")))
-}
-
 pub async fn delete(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
     let name = req.get()?;
     tokio::task::spawn_blocking(move || core.remove_model(&name))

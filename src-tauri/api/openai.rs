@@ -251,8 +251,3 @@ pub async fn completions(State(core): CoreState, Json(req): Json<CompletionReque
     respond(Kind::Text, req.model, &req.common, started).await
 }
 
-pub async fn embeddings(State(core): CoreState, Json(req): Json<Value>) -> Result<Response, OpenAiError> {
-    let name = req.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    core.store.resolve(&name).map_err(ApiError::from)?;
-    Err(ApiError::bad_request(format!("model {name:?} does not support embeddings in this version of Airlock")).into())
-}

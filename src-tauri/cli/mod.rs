@@ -4,6 +4,7 @@
 
 mod bundle_cmds;
 mod client;
+mod embed_cmd;
 mod format;
 mod hardware_cmd;
 mod kit_cmd;
@@ -74,6 +75,8 @@ enum Command {
         #[arg(long = "keepalive", value_parser = parse_duration)]
         keep_alive: Option<std::time::Duration>,
     },
+    /// Print each TEXT's embedding as one JSON array per line (texts from stdin without TEXT)
+    Embed(embed_cmd::EmbedArgs),
     /// List the models the running server has loaded (like `ollama ps`)
     Ps {
         #[arg(long)]
@@ -163,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Embed(args) => embed_cmd::run(&core, args),
         Command::Ps { json } => {
             client::ps(json)?;
             Ok(ExitCode::SUCCESS)

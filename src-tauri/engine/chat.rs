@@ -237,6 +237,7 @@ impl Engine {
             num_gpu: req.num_gpu,
             adapter: model.adapter.clone(),
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
+            embedding: false,
         };
         let runner = self.supervisor.load(&spec, req.keep_alive)?;
         Ok((runner, started.elapsed()))

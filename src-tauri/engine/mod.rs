@@ -2,6 +2,7 @@
 //! rendering.
 
 pub mod chat;
+pub mod embed;
 pub mod protocol;
 pub mod runner;
 pub mod supervisor;

@@ -55,6 +55,27 @@ pub enum Request {
     Cancel { id: u64 },
     /// Count the tokens `text` would take as a prompt (for fitting conversations into the context).
     Tokenize { id: u64, text: String },
+    /// Embed `inputs` (an embedding runner only): answered by one `Embeddings` event, vectors in
+    /// input order, pooled but not normalised. Inputs longer than the context are cut to it when
+    /// `truncate`, else the request fails with "context_overflow".
+    Embed {
+        id: u64,
+        inputs: Vec<EmbedInput>,
+        #[serde(default = "yes")]
+        truncate: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One input to embed: text (tokenised with the model's special tokens) or token ids as given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbedInput {
+    Text(String),
+    Tokens(Vec<i64>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +100,8 @@ pub enum Event {
     Piece { id: u64, text: String },
     Done { id: u64, stats: GenerationStats },
     Tokens { id: u64, count: u32 },
+    /// The vectors of an `Embed` request, in input order, and the tokens they took in all.
+    Embeddings { id: u64, embeddings: Vec<Vec<f32>>, prompt_tokens: u32 },
     /// A failed request (`id` set) or a runner that cannot go on (`id` none).
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::protocol::{encode, Event, GenerationStats, Placement, Request, SamplingOptions};
+use super::protocol::{encode, EmbedInput, Event, GenerationStats, Placement, Request, SamplingOptions};
 use crate::hardware::{self, FitVerdict};
 
 /// Ollama's default keep-alive.
@@ -117,11 +117,14 @@ pub struct LoadSpec {
     pub adapter: Option<PathBuf>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
+    /// An embedding runner (`runner --embedding`): a runner of its own, beside the model's text
+    /// runner if one is loaded.
+    pub embedding: bool,
 }
 
 impl LoadSpec {
     pub fn key(&self) -> RunnerKey {
-        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), num_ctx: self.num_ctx, num_gpu: self.num_gpu }
+        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu }
     }
 }
 
@@ -132,6 +135,8 @@ impl LoadSpec {
 pub struct RunnerKey {
     pub weights: PathBuf,
     pub adapter: Option<PathBuf>,
+    /// An embedding runner is separate from the same weights' text runner.
+    pub embedding: bool,
     pub num_ctx: u32,
     pub num_gpu: Option<u32>,
 }
@@ -178,6 +183,7 @@ pub enum StreamEvent {
 enum Reply {
     Stream(Sender<StreamEvent>),
     Tokens(Sender<Result<u32, EngineError>>),
+    Embeddings(Sender<Result<(Vec<Vec<f32>>, u32), EngineError>>),
 }
 
 /// A loaded model: its runner process and the requests in flight on it.
@@ -458,7 +464,7 @@ impl Supervisor {
             // Make room: the same weights with other settings, then the least recently used,
             // counting loads under way; only runners nobody holds.
             let idle = |m: &Arc<LoadedModel>| m.in_flight.load(Ordering::SeqCst) == 0;
-            let mut out: Vec<_> = table.models.iter().filter(|m| m.key.weights == key.weights && idle(m)).cloned().collect();
+            let mut out: Vec<_> = table.models.iter().filter(|m| m.key.weights == key.weights && m.key.embedding == key.embedding && idle(m)).cloned().collect();
             table.models.retain(|m| !out.iter().any(|o| Arc::ptr_eq(o, m)));
             while table.models.len() + table.loading.len() > max_loaded {
                 let lru = table.models.iter().enumerate().filter(|(_, m)| idle(m)).min_by_key(|(_, m)| m.expires_at()).map(|(i, _)| i);
@@ -542,6 +548,9 @@ impl Supervisor {
         cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
         if let Some(adapter) = &spec.adapter {
             cmd.arg("--lora").arg(adapter);
+        }
+        if spec.embedding {
+            cmd.arg("--embedding");
         }
         if avoid_amx {
             cmd.arg("--avoid-amx");
@@ -640,6 +649,17 @@ impl Supervisor {
         let count = rx.recv().unwrap_or_else(|_| Err(model.exit_error()));
         model.pending.lock().unwrap().remove(&id);
         count
+    }
+
+    /// Embeds `inputs` on the held embedding runner: pooled vectors in input order and the
+    /// tokens they took. The guard keeps the runner from keep-alive and eviction meanwhile.
+    pub fn embed(&self, runner: &RunnerGuard, inputs: Vec<EmbedInput>, truncate: bool) -> Result<(Vec<Vec<f32>>, u32), EngineError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        runner.pending.lock().unwrap().insert(id, Reply::Embeddings(tx));
+        let result = runner.send(&Request::Embed { id, inputs, truncate }).and_then(|_| rx.recv().unwrap_or_else(|_| Err(runner.exit_error())));
+        runner.pending.lock().unwrap().remove(&id);
+        result
     }
 
     /// Unloads the runners of the weights at `weights` (every name that shares them): those
@@ -808,11 +828,17 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
                     let _ = tx.send(Ok(count));
                 }
             }
+            Event::Embeddings { id, embeddings, prompt_tokens } => {
+                if let Some(Reply::Embeddings(tx)) = pending.get(&id) {
+                    let _ = tx.send(Ok((embeddings, prompt_tokens)));
+                }
+            }
             Event::Error { id: Some(id), code, message } => {
                 let err = EngineError::Request { code, message };
                 match pending.get(&id) {
                     Some(Reply::Stream(tx)) => drop(tx.send(StreamEvent::Error(err))),
                     Some(Reply::Tokens(tx)) => drop(tx.send(Err(err))),
+                    Some(Reply::Embeddings(tx)) => drop(tx.send(Err(err))),
                     None => {}
                 }
             }
@@ -829,6 +855,7 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
         match reply {
             Reply::Stream(tx) => drop(tx.send(StreamEvent::Error(EngineError::RunnerExited(why.clone())))),
             Reply::Tokens(tx) => drop(tx.send(Err(EngineError::RunnerExited(why.clone())))),
+            Reply::Embeddings(tx) => drop(tx.send(Err(EngineError::RunnerExited(why.clone())))),
         }
     }
 }

@@ -1,4 +1,6 @@
 """The official `ollama` and `openai` Python clients against a real `airlock serve`."""
+import math
+
 import ollama
 import openai
 import pytest
@@ -51,10 +53,41 @@ def test_ollama_chat_streamed_and_not(oc):
     assert "".join(p.message.content for p in parts) == r.message.content
 
 
-def test_ollama_embeddings_are_a_clear_error(oc):
+def _norm(v):
+    return math.sqrt(sum(x * x for x in v))
+
+
+def _cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / (_norm(a) * _norm(b))
+
+
+def test_ollama_embed_batch_and_legacy_embeddings(oc):
+    texts = ["The capital of France is Paris.", "Invoice 4471 is due in March.", "hello"]
+    r = oc.embed(model=MODEL, input=texts)
+    assert len(r.embeddings) == 3 and all(len(v) == 640 for v in r.embeddings)
+    assert all(abs(_norm(v) - 1) < 1e-4 for v in r.embeddings)
+    assert r.prompt_eval_count > 0 and r.total_duration > 0
+    one = oc.embed(model=MODEL, input=texts[1], dimensions=32)
+    assert len(one.embeddings[0]) == 32 and abs(_norm(one.embeddings[0]) - 1) < 1e-4
+    legacy = oc.embeddings(model=MODEL, prompt=texts[0])
+    assert len(legacy.embedding) == 640 and _cosine(legacy.embedding, r.embeddings[0]) > 0.9999
     with pytest.raises(ollama.ResponseError) as e:
-        oc.embed(model=MODEL, input="hello")
-    assert e.value.status_code == 400 and "embeddings" in e.value.error
+        oc.embed(model=MODEL, input="word " * 600, truncate=False, options={"num_ctx": 256})
+    assert e.value.status_code == 400 and "context" in e.value.error
+
+
+def test_openai_embeddings_float_base64_and_tokens(ai, oc):
+    texts = ["The capital of France is Paris.", "hello"]
+    expected = oc.embed(model=MODEL, input=texts).embeddings
+    # The client asks for base64 by default and decodes it.
+    r = ai.embeddings.create(model=MODEL, input=texts)
+    assert [d.index for d in r.data] == [0, 1]
+    assert all(_cosine(d.embedding, e) > 0.9999 for d, e in zip(r.data, expected))
+    assert r.usage.prompt_tokens == r.usage.total_tokens > 0
+    f = ai.embeddings.create(model=MODEL, input=texts[0], encoding_format="float", dimensions=16)
+    assert len(f.data[0].embedding) == 16
+    t = ai.embeddings.create(model=MODEL, input=[[2, 818, 5279]])
+    assert len(t.data[0].embedding) == 640 and t.usage.prompt_tokens == 3
 
 
 def test_ollama_unknown_model_is_404(oc):

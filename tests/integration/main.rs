@@ -9,6 +9,7 @@ mod engine;
 mod engine_sharing;
 mod load;
 mod api;
+mod embed;
 mod hardware;
 mod kit;
 mod gpu;

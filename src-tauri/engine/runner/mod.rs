@@ -11,6 +11,7 @@
 //! protocol; llama.cpp's log goes to stderr), and nothing here may panic on a client's input:
 //! a bad line gets an `Error` event, never an exit.
 
+mod embed;
 mod placement;
 mod platform;
 mod session;
@@ -56,9 +57,16 @@ pub struct RunnerArgs {
     /// A LoRA adapter (GGUF) applied to the model at scale 1, as Ollama's ADAPTER does.
     #[arg(long)]
     pub lora: Option<PathBuf>,
+    /// Compute embeddings instead of generating text (a context with embeddings on; see
+    /// [`embed`]): answers `Embed` requests only.
+    #[arg(long)]
+    pub embedding: bool,
 }
 
 pub fn main(args: RunnerArgs) -> ExitCode {
+    if args.embedding {
+        return embed::main(args);
+    }
     let out = Output::default();
     let started = std::time::Instant::now();
     let mut loaded = match session::Loaded::load(&args) {
@@ -92,6 +100,9 @@ pub fn main(args: RunnerArgs) -> ExitCode {
                 Line::Request(Request::Tokenize { id, text }) => {
                     let count = session.count_tokens(&text);
                     out.send(&Event::Tokens { id, count });
+                }
+                Line::Request(Request::Embed { id, .. }) => {
+                    out.send(&Event::Error { id: Some(id), code: "not_embedding".into(), message: "this model process generates text; embeddings need a runner started with --embedding".into() });
                 }
                 // A cancel that arrives after its request finished is moot.
                 Line::Request(Request::Cancel { id }) => session.cancel(id, &out),

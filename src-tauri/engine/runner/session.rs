@@ -28,8 +28,8 @@ use crate::engine::protocol::{Event, GenerationStats, SamplingOptions};
 const RANDOM_SEED: u32 = 0xFFFF_FFFF;
 
 pub struct Loaded {
-    backend: LlamaBackend,
-    model: LlamaModel,
+    pub(super) backend: LlamaBackend,
+    pub(super) model: LlamaModel,
     adapter: Option<LlamaLoraAdapter>,
 }
 
