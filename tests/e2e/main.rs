@@ -172,7 +172,12 @@ async fn click_stop(c: &Client) -> bool {
 
 /// Polls a script until it returns `true`.
 async fn wait_until(c: &Client, what: &str, script: &str) {
-    let deadline = Instant::now() + WAIT;
+    wait_until_within(c, what, script, WAIT).await
+}
+
+/// [`wait_until`] with a longer limit, for work that slows down with a loaded machine.
+async fn wait_until_within(c: &Client, what: &str, script: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
     loop {
         if c.execute(script, vec![]).await.unwrap() == json!(true) {
             return;
@@ -540,7 +545,9 @@ async fn import_hardware_chat_and_restart() {
         .await;
         let stream_started = Instant::now();
         let tokens_at_start: f64 = c.execute("return (window.__airlockStreamStats || {tokens: 0}).tokens;", vec![]).await.unwrap().as_f64().unwrap_or(0.0);
-        wait_until(&c, "100 tokens have streamed", &format!("{last_reply} return (window.__airlockStreamStats || {{tokens: 0}}).tokens >= {} || m.dataset.streaming === 'false';", tokens_at_start + 100.0)).await;
+        // A measurement window, not a speed limit: a busy machine may take minutes for 100 tokens.
+        let hundred = format!("{last_reply} return (window.__airlockStreamStats || {{tokens: 0}}).tokens >= {} || m.dataset.streaming === 'false';", tokens_at_start + 100.0);
+        wait_until_within(&c, "100 tokens have streamed", &hundred, Duration::from_secs(300)).await;
         let stream_ms = stream_started.elapsed().as_secs_f64() * 1e3;
         let tokens_streamed = c.execute("return (window.__airlockStreamStats || {tokens: 0}).tokens;", vec![]).await.unwrap().as_f64().unwrap_or(0.0) - tokens_at_start;
         let streamed_before_stop = Instant::now();
