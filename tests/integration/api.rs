@@ -41,6 +41,11 @@ fn free_port() -> u16 {
 /// `airlock serve` on a free port with its own store (holding the test model as `gemma3:270m`
 /// when `with_model`), with `env` added.
 pub(crate) fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
+    serve_with_stderr(env, with_model, Stdio::null())
+}
+
+/// [`serve`], with the server's stderr going to `stderr`.
+pub(crate) fn serve_with_stderr(env: &[(&str, &str)], with_model: bool, server_stderr: Stdio) -> Server {
     let store = TempDir::new().unwrap();
     if with_model {
         let out = airlock(store.path(), &["import", real_model().to_str().unwrap(), "--name", "gemma3:270m", "--link"]);
@@ -52,7 +57,7 @@ pub(crate) fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+    let child = cmd.stderr(server_stderr).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "server did not start");

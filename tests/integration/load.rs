@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::api::{post, serve};
+use crate::api::{post, serve_with_stderr};
 use crate::common::*;
 
 const CLIENTS: usize = 8;
-const REQUESTS_PER_CLIENT: usize = 5;
+const REQUESTS_PER_CLIENT: usize = 2;
 /// Rounds of import + remove of the churned model (fewer if the clients finish first).
-const CHURN_ROUNDS: usize = 6;
+const CHURN_ROUNDS: usize = 4;
 /// Past this the run is called deadlocked (far above what it needs).
 const DEADLOCK: Duration = Duration::from_secs(420);
 /// One request's bound: a reply that takes longer counts as unanswered.
@@ -84,9 +84,26 @@ fn body_of(head_and_body: &[u8]) -> (u16, String, String) {
     (status, head.to_string(), out)
 }
 
+/// `DELETE /api/delete` (Ollama's method for it); (status, body).
+fn delete_model(port: u16, name: &str) -> (u16, String) {
+    let body = format!(r#"{{"model":"{name}"}}"#);
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return (0, "cannot connect".into()) };
+    let req = format!("DELETE /api/delete HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = s.write_all(req.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let (status, _, body) = body_of(&raw);
+    (status, body)
+}
+
 /// One streaming `/api/generate`; how it ended, as a kind for the figures.
 fn streamed_reply(port: u16, model: &str, prompt: &str) -> String {
-    let body = serde_json::json!({ "model": model, "prompt": prompt, "stream": true, "options": { "temperature": 0, "num_predict": 12, "num_ctx": 1024 } }).to_string();
+    streamed_reply_with(port, model, prompt, 8, |_| None::<()>)
+}
+
+/// [`streamed_reply`] of up to `tokens` tokens, calling `on_first_piece` once the reply streams.
+fn streamed_reply_with<T>(port: u16, model: &str, prompt: &str, tokens: u32, mut on_first_piece: impl FnMut(&str) -> Option<T>) -> String {
+    let body = serde_json::json!({ "model": model, "prompt": prompt, "stream": true, "options": { "temperature": 0, "num_predict": tokens, "num_ctx": 1024 } }).to_string();
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return "unanswered: cannot connect".into() };
     s.set_read_timeout(Some(REPLY_BOUND)).unwrap();
     let req = format!("POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
@@ -94,8 +111,18 @@ fn streamed_reply(port: u16, model: &str, prompt: &str) -> String {
         return "unanswered: cannot send".into();
     }
     let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        return format!("unanswered: {e}");
+    let mut buf = [0u8; 4096];
+    let mut first_piece_seen = false;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return format!("unanswered: {e}"),
+        }
+        if !first_piece_seen && String::from_utf8_lossy(&raw).contains("\"done\":false") {
+            first_piece_seen = true;
+            on_first_piece(&String::from_utf8_lossy(&raw));
+        }
     }
     let (status, _, body) = body_of(&raw);
     let last = body.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default().to_string();
@@ -114,7 +141,9 @@ fn streamed_reply(port: u16, model: &str, prompt: &str) -> String {
 #[test]
 fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
     let began = Instant::now();
-    let server = serve(&[("AIRLOCK_GPU", "off")], true);
+    let logs = TempDir::new().unwrap();
+    let log = logs.path().join("serve.log");
+    let server = serve_with_stderr(&[("AIRLOCK_GPU", "off")], true, std::fs::File::create(&log).unwrap().into());
     let (port, pid, store) = (server.port, server.pid(), server.store().to_path_buf());
     // The second model: other weights, imported by copy; the alias shares the first's weights.
     let tmp = TempDir::new().unwrap();
@@ -146,16 +175,22 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
             }
         })
     };
+    // A long reply on the second model; once it streams, its runner is SIGKILLed under it.
+    let second_weights = airlock::store::Store::at(&store).resolve("second").unwrap().manifest.layer(airlock::store::manifest::MEDIA_MODEL).unwrap().digest.file_name();
     let killer = {
-        let (finished, replies) = (finished.clone(), replies.clone());
-        thread::spawn(move || -> Option<u32> {
-            // Once replies flow, while the clients keep streaming: SIGKILL a runner.
-            while replies.load(Ordering::SeqCst) < 3 && !finished.load(Ordering::SeqCst) {
+        let replies = replies.clone();
+        thread::spawn(move || -> (Option<u32>, String) {
+            while replies.load(Ordering::SeqCst) < 1 {
                 thread::sleep(Duration::from_millis(20));
             }
-            let (victim, _) = runners(pid).into_iter().next()?;
-            let killed = std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status().ok()?.success();
-            killed.then_some(victim)
+            let mut victim = None;
+            let kind = streamed_reply_with(port, "second", "Tell a long story about a lighthouse.", 400, |_| {
+                let (runner, _) = runners(pid).into_iter().find(|(_, key)| key.contains(&second_weights))?;
+                let killed = std::process::Command::new("kill").args(["-KILL", &runner.to_string()]).status().ok()?.success();
+                victim = killed.then_some(runner);
+                victim
+            });
+            (victim, kind)
         })
     };
     let churn = {
@@ -167,7 +202,7 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
                 if !out.status.success() {
                     return Err(format!("import: {}", stderr(&out)));
                 }
-                let (status, body) = post(port, "/api/delete", r#"{"model":"churn"}"#, "");
+                let (status, body) = delete_model(port, "churn");
                 if status != 200 {
                     return Err(format!("delete: {status} {body}"));
                 }
@@ -203,7 +238,8 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
         }
     }
     finished.store(true, Ordering::SeqCst);
-    let killed = killer.join().unwrap();
+    let (killed, victim_kind) = killer.join().unwrap();
+    *kinds.entry(victim_kind.clone()).or_default() += 1;
     let churned = churn.join().unwrap();
     sampler.join().unwrap();
     let verify = airlock(&store, &["verify"]);
@@ -214,17 +250,20 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
     });
 
     let answered: usize = kinds.values().sum();
-    eprintln!("load test: {answered} of {} requests answered in {:.0?}", CLIENTS * REQUESTS_PER_CLIENT, began.elapsed());
+    let asked = CLIENTS * REQUESTS_PER_CLIENT + 1;
+    eprintln!("load test: {answered} of {asked} requests answered in {:.0?}", began.elapsed());
     for (kind, n) in &kinds {
         eprintln!("  {n:3}  {kind}");
     }
     eprintln!("runner starts: {} ({per_key:?}); runner killed mid-stream: {killed:?}; churn rounds (import + rm): {churned:?}", starts.len());
 
-    assert_eq!(answered, CLIENTS * REQUESTS_PER_CLIENT, "requests left unanswered after {DEADLOCK:?}: a deadlock");
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(answered, asked, "requests left unanswered after {DEADLOCK:?}: a deadlock; server log:\n{}", server_log());
     let unanswered: Vec<_> = kinds.keys().filter(|k| k.starts_with("unanswered")).collect();
-    assert!(unanswered.is_empty(), "{unanswered:?}");
+    assert!(unanswered.is_empty(), "{unanswered:?}; server log:\n{}", server_log());
     assert!(kinds.get("reply").copied().unwrap_or(0) > 0, "{kinds:?}");
     assert!(killed.is_some(), "no runner to kill");
+    assert_eq!(victim_kind, "error in stream: model process exited", "the reply whose runner was killed");
     assert!(churned.is_ok(), "{churned:?}");
     assert!(doubled.lock().unwrap().is_empty(), "two runners for one weights key at once: {:?}", doubled.lock().unwrap());
     assert!(verify.status.success(), "airlock verify: {}{}", stdout(&verify), stderr(&verify));
