@@ -5,6 +5,7 @@
 
 mod commands;
 mod conversations;
+mod duplicate;
 mod error;
 mod pick;
 mod server;
