@@ -41,6 +41,9 @@ const APP_COMMANDS: &[&str] = &[
     "set_ui_state",
     "trust_add",
     "trust_remove",
+    "modelfile_parts",
+    "preview_duplicate",
+    "duplicate_model",
 ];
 
 fn main() {

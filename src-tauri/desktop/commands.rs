@@ -58,6 +58,9 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         set_ui_state,
         trust_add,
         trust_remove,
+        super::duplicate::modelfile_parts,
+        super::duplicate::preview_duplicate,
+        super::duplicate::duplicate_model,
     ]
 }
 

@@ -9,6 +9,7 @@ mod access;
 mod commands;
 mod confirm;
 mod conversations;
+mod duplicate;
 mod error;
 mod grants;
 mod pick;

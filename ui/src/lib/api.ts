@@ -63,6 +63,34 @@ export const modelDetails = (name: string) => invoke<ModelFullDetails>('model_de
 export const deleteModel = (name: string) => invoke<void>('delete_model', { name });
 export const openStoreFolder = () => invoke<void>('open_store_folder');
 
+/** A model's own system prompt, Ollama template and parameters (`name value` lines). */
+export interface ModelfileParts {
+  system: string;
+  template: string;
+  parameters: string;
+}
+
+/** "Duplicate with changes…": a new model on top of `source` (the same layers `airlock create` writes). */
+export interface DuplicateForm {
+  source: string;
+  name: string;
+  system: string;
+  template: string;
+  parameters: string;
+}
+
+export interface CreatedModel {
+  name: string;
+  id: string;
+  size: number;
+  warnings: string[];
+}
+
+export const modelfileParts = (name: string) => invoke<ModelfileParts>('modelfile_parts', { name });
+/** The Modelfile the form amounts to; rejects with what is wrong (a parameter line, the template). */
+export const previewDuplicate = (form: DuplicateForm) => invoke<string>('preview_duplicate', { form });
+export const duplicateModel = (form: DuplicateForm) => invoke<CreatedModel>('duplicate_model', { form });
+
 /**
  * A path the person chose in a native dialog (or dropped on the window). The Rust side keeps the
  * path; the UI passes `handle` back and only shows `path`. (The web view renders model output, so
