@@ -95,6 +95,13 @@ def test_ollama_client_pull_of_a_missing_model_is_a_clear_error(site):
     with pytest.raises(ollama.ResponseError) as e:
         list(client.pull("not-there:1", stream=True))
     assert "not in the registry" in str(e.value)
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("not-there:1")
+    assert e.value.status_code == 404 and "not in the registry" in str(e.value)
+    # The site registry is plain HTTP here; a name on another registry is refused, never contacted.
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("elsewhere.example:5000/library/x:1")
+    assert e.value.status_code == 400 and "site registry" in str(e.value)
 
 
 def test_ollama_client_push_stores_the_same_manifest(site, registry):
