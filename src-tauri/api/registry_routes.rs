@@ -77,9 +77,10 @@ pub async fn push(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest
         let name = name.clone();
         tokio::task::spawn_blocking(move || core.store.resolve(&name)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
-    let opts = PushOptions { client: ClientOptions::from_env(), sign: None };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = PushOptions { client: ClientOptions::from_env(), sign: None, cancel: Some(cancel.clone()) };
     let model = local.name.display_shortest();
-    let rx = run_streamed(Arc::new(AtomicBool::new(false)), move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
+    let rx = run_streamed(cancel, move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
     respond(rx, req.stream != Some(false)).await
 }
 
