@@ -41,6 +41,8 @@ const APP_COMMANDS: &[&str] = &[
     "set_ui_state",
     "trust_add",
     "trust_remove",
+    "pull_from_registry",
+    "set_registry",
 ];
 
 fn main() {

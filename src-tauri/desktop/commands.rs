@@ -57,11 +57,13 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         set_ui_state,
         trust_add,
         trust_remove,
+        super::registry_pull::pull_from_registry,
+        super::registry_pull::set_registry,
     ]
 }
 
 /// Runs blocking work (disk, hashing, child processes) off the async runtime's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
     tauri::async_runtime::spawn_blocking(f).await.map_err(|e| CommandError::new("app", e.to_string()))?
 }
 
@@ -155,9 +157,9 @@ async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> Co
 
 /// Sends progress to the web view at most every 50 ms (and always the last report), so a fast
 /// copy does not flood the IPC.
-struct ChannelProgress {
-    channel: Channel<Progress>,
-    last: Mutex<Option<Instant>>,
+pub(super) struct ChannelProgress {
+    pub(super) channel: Channel<Progress>,
+    pub(super) last: Mutex<Option<Instant>>,
 }
 
 impl ProgressSink for ChannelProgress {
@@ -172,10 +174,10 @@ impl ProgressSink for ChannelProgress {
 }
 
 /// Holds the one running transfer's cancel flag; dropping it frees the slot.
-struct TransferSlot<'a>(&'a Mutex<Option<Arc<AtomicBool>>>);
+pub(super) struct TransferSlot<'a>(&'a Mutex<Option<Arc<AtomicBool>>>);
 
 impl<'a> TransferSlot<'a> {
-    fn take(slot: &'a Mutex<Option<Arc<AtomicBool>>>) -> CommandResult<(Self, Arc<AtomicBool>)> {
+    pub(super) fn take(slot: &'a Mutex<Option<Arc<AtomicBool>>>) -> CommandResult<(Self, Arc<AtomicBool>)> {
         let mut s = slot.lock().unwrap();
         if s.is_some() {
             return Err(CommandError::new("busy", "another import or export is running; wait for it or cancel it first"));
@@ -491,6 +493,8 @@ struct SettingsView {
     trusted_keys: Vec<TrustedKey>,
     theme: Theme,
     ui: Map<String, Value>,
+    /// The site registry for "Pull from site registry", if configured.
+    registry: Option<String>,
     /// What `airlock --version` prints: version, commit, llama.cpp, backend modules.
     version: String,
 }
@@ -510,6 +514,7 @@ fn get_settings(state: AppStateRef<'_>) -> CommandResult<SettingsView> {
         trusted_keys: sign::trust_list(&trust_dir()?)?,
         theme: s.theme(),
         ui: s.ui(),
+        registry: s.registry(),
         version: format!("Airlock {}", crate::hardware::BuildInfo::detect().long()),
     })
 }

@@ -7,6 +7,7 @@ mod commands;
 mod conversations;
 mod error;
 mod pick;
+mod registry_pull;
 mod server;
 mod settings;
 
