@@ -44,6 +44,8 @@ const APP_COMMANDS: &[&str] = &[
     "modelfile_parts",
     "preview_duplicate",
     "duplicate_model",
+    "pull_from_registry",
+    "set_registry",
 ];
 
 fn main() {

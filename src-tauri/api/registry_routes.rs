@@ -46,7 +46,12 @@ fn no_registry(name: &str) -> ApiError {
 fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
     let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
     let site = Registry::from_env().map_err(|e| ApiError::bad_request(e.to_string()))?.ok_or_else(|| no_registry(&name))?;
-    let reference = Reference::resolve(&name, Some(&site), req.insecure).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The scheme is the site's: a request cannot downgrade the configured registry to plain HTTP
+    // (credentials would cross the network in the clear), only ask for what is configured.
+    if req.insecure && !site.plain_http {
+        return Err(ApiError::bad_request(format!("insecure (plain HTTP) was asked for, but the site registry {} is configured for HTTPS; set {}=http://{} to allow plain HTTP", site.host, registry::reference::REGISTRY_ENV, site.host)));
+    }
+    let reference = Reference::resolve(&name, Some(&site), false).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if reference.registry.host != site.host {
         return Err(ApiError::bad_request(format!("{name:?} names registry {}; this server pulls and pushes through the site registry {} only", reference.registry.host, site.host)));
     }
@@ -72,40 +77,50 @@ pub async fn push(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest
         let name = name.clone();
         tokio::task::spawn_blocking(move || core.store.resolve(&name)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
-    let opts = PushOptions { client: ClientOptions::from_env(), sign: None };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = PushOptions { client: ClientOptions::from_env(), sign: None, cancel: Some(cancel.clone()) };
     let model = local.name.display_shortest();
-    let rx = run_streamed(Arc::new(AtomicBool::new(false)), move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
+    let rx = run_streamed(cancel, move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
     respond(rx, req.stream != Some(false)).await
 }
 
 /// Runs a transfer on a blocking thread; each status becomes a JSON line, an error the last one.
 /// A closed stream sets `cancel`.
-fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> Result<(), RegistryError> + Send + 'static) -> mpsc::Receiver<Value> {
-    let (tx, rx) = mpsc::channel::<Value>(256);
+fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> Result<(), RegistryError> + Send + 'static) -> mpsc::Receiver<Result<Value, ApiError>> {
+    let (tx, rx) = mpsc::channel::<Result<Value, ApiError>>(256);
     tokio::task::spawn_blocking(move || {
         let send = |s: &Status| {
-            if tx.blocking_send(json!(s)).is_err() {
+            if tx.blocking_send(Ok(json!(s))).is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
         };
         if let Err(e) = work(&send) {
-            let _ = tx.blocking_send(json!({ "error": scrub(&e.to_string()) }));
+            let status = match &e {
+                RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+                RegistryError::Config(_) | RegistryError::Signature(_) => StatusCode::BAD_REQUEST,
+                RegistryError::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+                RegistryError::Auth(_) | RegistryError::Transport { .. } | RegistryError::Status { .. } => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let _ = tx.blocking_send(Err(ApiError(status, e.to_string())));
         }
     });
     rx
 }
 
-async fn respond(mut rx: mpsc::Receiver<Value>, stream: bool) -> Result<Response, ApiError> {
+async fn respond(mut rx: mpsc::Receiver<Result<Value, ApiError>>, stream: bool) -> Result<Response, ApiError> {
     if stream {
-        let lines = ReceiverStream::new(rx).map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\n")));
+        let lines = ReceiverStream::new(rx).map(|v| {
+            let v = v.unwrap_or_else(|e| json!({ "error": scrub(&e.1) }));
+            Ok::<_, std::convert::Infallible>(format!("{v}\n"))
+        });
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response());
     }
     let mut last = None;
     while let Some(v) = rx.recv().await {
-        last = Some(v);
+        last = Some(v?);
     }
     match last {
-        Some(v) if v.get("error").is_some() => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, v["error"].as_str().unwrap_or_default().to_string())),
         Some(v) if v["status"] == "success" => Ok(Json(json!({ "status": "success" })).into_response()),
         _ => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the transfer ended without a result".into())),
     }

@@ -38,10 +38,10 @@ pub fn check_name(name: &str) -> CommandResult<()> {
 pub type Transfer = Mutex<Option<Arc<AtomicBool>>>;
 
 /// Holds the one running transfer's cancel flag; dropping it frees the slot.
-struct TransferSlot<'a>(&'a Transfer);
+pub(super) struct TransferSlot<'a>(&'a Transfer);
 
 impl<'a> TransferSlot<'a> {
-    fn take(slot: &'a Transfer) -> CommandResult<(Self, Arc<AtomicBool>)> {
+    pub(super) fn take(slot: &'a Transfer) -> CommandResult<(Self, Arc<AtomicBool>)> {
         let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
         if s.is_some() {
             return Err(CommandError::new("busy", "another import or export is running; wait for it or cancel it first"));

@@ -61,6 +61,8 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::duplicate::modelfile_parts,
         super::duplicate::preview_duplicate,
         super::duplicate::duplicate_model,
+        super::registry_pull::pull_from_registry,
+        super::registry_pull::set_registry,
     ]
 }
 
@@ -152,9 +154,9 @@ async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> Co
 
 /// Sends progress to the web view at most every 50 ms (and always the last report), so a fast
 /// copy does not flood the IPC.
-struct ChannelProgress {
-    channel: Channel<Progress>,
-    last: Mutex<Option<Instant>>,
+pub(super) struct ChannelProgress {
+    pub(super) channel: Channel<Progress>,
+    pub(super) last: Mutex<Option<Instant>>,
 }
 
 impl ProgressSink for ChannelProgress {
@@ -439,6 +441,8 @@ struct SettingsView {
     trusted_keys: Vec<TrustedKey>,
     theme: Theme,
     ui: Map<String, Value>,
+    /// The site registry for "Pull from site registry", if configured.
+    registry: Option<String>,
     /// What `airlock --version` prints: version, commit, llama.cpp, backend modules.
     version: String,
 }
@@ -458,6 +462,7 @@ fn get_settings(state: AppStateRef<'_>) -> CommandResult<SettingsView> {
         trusted_keys: sign::trust_list(&trust_dir()?)?,
         theme: s.theme(),
         ui: s.ui(),
+        registry: s.registry(),
         version: format!("Airlock {}", crate::hardware::BuildInfo::detect().long()),
     })
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
+use super::access::blocking;
 use super::error::{CommandError, CommandResult};
 use super::AppState;
 use crate::modelfile::params::Applied;
@@ -56,10 +57,6 @@ fn recipe(form: &DuplicateForm) -> CommandResult<Recipe> {
         }
     }
     Ok(r)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
-    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| CommandError::new("app", e.to_string()))?
 }
 
 #[tauri::command]

@@ -13,6 +13,7 @@ mod duplicate;
 mod error;
 mod grants;
 mod pick;
+mod registry_pull;
 mod server;
 mod settings;
 

@@ -70,6 +70,14 @@ impl Settings {
         self.set("signature_policy", policy)
     }
 
+    /// The site's OCI registry (`host:port`, or `http://host:port` for plain HTTP), if configured.
+    pub fn registry(&self) -> Option<String> {
+        self.get::<String>("registry").filter(|r| !r.trim().is_empty())
+    }
+    pub fn set_registry(&self, registry: Option<&str>) -> CommandResult<()> {
+        self.set("registry", registry.map(str::trim).filter(|r| !r.is_empty()))
+    }
+
     pub fn theme(&self) -> Theme {
         self.get("theme").unwrap_or(Theme::System)
     }

@@ -128,11 +128,12 @@ impl Client {
         }
         let mut url = realm.clone();
         let mut sep = if url.contains('?') { '&' } else { '?' };
-        for key in ["service", "scope"] {
-            if let Some(v) = params.get(key) {
-                url.push_str(&format!("{sep}{key}={}", auth::query_encode(v)));
-                sep = '&';
-            }
+        // Several scopes (a mount names two repositories) go as repeated `scope` parameters.
+        let scopes = params.get("scope").map(|s| s.split_whitespace().collect::<Vec<_>>()).unwrap_or_default();
+        let pairs = params.get("service").map(|s| ("service", s.as_str())).into_iter().chain(scopes.into_iter().map(|s| ("scope", s)));
+        for (key, v) in pairs {
+            url.push_str(&format!("{sep}{key}={}", auth::query_encode(v)));
+            sep = '&';
         }
         let auth = self.credentials.as_ref().map(|c| c.basic_header());
         let mut resp = self.send_once(Method::GET, &url, &[], &Payload::Empty, auth.as_deref())?;

@@ -78,7 +78,7 @@ pub enum RegistryError {
     Signature(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cancelled; the store is unchanged")]
+    #[error("cancelled; nothing was published")]
     Cancelled,
 }
 

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -20,6 +21,8 @@ pub struct PushOptions {
     pub client: ClientOptions,
     /// Sign the manifest with this key and push the signature beside it.
     pub sign: Option<SigningKey>,
+    /// Checked between blobs: a cancelled push stores no manifest (uploaded blobs stay, unreferenced).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -56,6 +59,9 @@ pub fn push(store: &Store, model: &str, dest: &Reference, opts: &PushOptions, pr
                 path: path.clone(),
                 source: std::io::Error::other(format!("blob {} of {} is missing or not {} bytes; `airlock verify` checks the store", layer.digest, entry.name, layer.size)),
             }));
+        }
+        if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(RegistryError::Cancelled);
         }
         push_blob(&client, store, repo, layer, path, &mut report, progress)?;
     }

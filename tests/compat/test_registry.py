@@ -66,6 +66,31 @@ def site(registry):
     subprocess.run(["rm", "-rf", seed, far], check=False)
 
 
+def test_closing_a_pull_stream_cancels_it_and_publishes_nothing(site):
+    """Runs first: a client that goes away mid-blob stops the pull; the partial blob is kept for
+    the next pull to resume (the next test), and no model appears."""
+    import http.client
+    import json
+
+    host, port = site["url"].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/api/pull", body=json.dumps({"model": MODEL}), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    while True:
+        line = json.loads(resp.readline())
+        if line.get("total", 0) > 100_000_000 and line.get("completed", 0) > 0:
+            break
+    conn.close()
+    deadline = time.time() + 30
+    while os.path.exists(os.path.join(site["far"], ".airlock-staging")):
+        assert time.time() < deadline, "the pull went on after its client left"
+        time.sleep(0.05)
+    assert not os.path.exists(os.path.join(site["far"], "manifests/registry.ollama.ai/library/gemma3/270m"))
+    partials = os.listdir(os.path.join(site["far"], ".airlock-pull"))
+    assert partials and partials[0].endswith(".partial"), partials
+
+
 def test_ollama_client_pull_streams_ollamas_progress_and_the_model_arrives(site):
     import json
 
@@ -95,6 +120,13 @@ def test_ollama_client_pull_of_a_missing_model_is_a_clear_error(site):
     with pytest.raises(ollama.ResponseError) as e:
         list(client.pull("not-there:1", stream=True))
     assert "not in the registry" in str(e.value)
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("not-there:1")
+    assert e.value.status_code == 404 and "not in the registry" in str(e.value)
+    # The site registry is plain HTTP here; a name on another registry is refused, never contacted.
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("elsewhere.example:5000/library/x:1")
+    assert e.value.status_code == 400 and "site registry" in str(e.value)
 
 
 def test_ollama_client_push_stores_the_same_manifest(site, registry):

@@ -691,3 +691,4 @@ async fn import_hardware_chat_and_restart() {
     println!("the reply's own figures, as shown under it: {reply_stats}");
     println!("stop: the reply ended {stop_ms:.0} ms after Stop was clicked");
 }
+mod registry_pull;

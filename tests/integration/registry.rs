@@ -329,3 +329,154 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// The registry token flow against Distribution's own token verification: the registry answers
+/// `401 Bearer realm=…,service=…,scope=…`; a token service (this test's, on loopback) checks the
+/// Basic credentials and issues an RS256 JWT signed with `openssl`, which the registry verifies
+/// against its root certificate bundle.
+#[test]
+fn bearer_token_auth_pushes_mounts_and_pulls_with_credentials_and_refuses_without() {
+    let certs = TempDir::new().unwrap();
+    let run = |args: &[&str]| assert!(Command::new("openssl").args(args).current_dir(certs.path()).output().unwrap().status.success(), "openssl {args:?}");
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem", "-days", "2", "-subj", "/CN=airlock test token issuer"]);
+    let token_port = free_port();
+    let service = TokenService::start(token_port, certs.path().to_path_buf());
+    let realm = format!("http://127.0.0.1:{token_port}/token");
+    let reg = Registry::start_with_token_auth(&realm, &certs.path().join("token.pem"));
+    let addr = reg.address();
+
+    let store = store_with(&two_models_sharing_weights());
+    let good = [("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")];
+    json_of(&cli(store.path(), &good, &["push", "alpha", "--json"]));
+    let beta = json_of(&cli(store.path(), &good, &["push", "team/beta:v2", "--json"]));
+    assert_eq!(beta["blobs_mounted"], 1, "mount across repositories with a two-scope token: {beta}");
+    assert!(service.requests() >= 2, "the token service was not asked");
+
+    let far = TempDir::new().unwrap();
+    let no_creds = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str())], &["pull", "alpha"]);
+    assert!(!no_creds.status.success() && stderr(&no_creds).contains("requires credentials"), "{}", stderr(&no_creds));
+    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:nope")], &["pull", "alpha"]);
+    assert!(!wrong.status.success() && stderr(&wrong).contains("refused the credentials") && !stderr(&wrong).contains("nope"), "{}", stderr(&wrong));
+    let pulled = json_of(&cli(far.path(), &good, &["pull", "team/beta:v2", "--json"]));
+    assert_eq!(pulled["id"], Store::at(store.path()).resolve("team/beta:v2").unwrap().id.hex());
+    assert_store_consistent(far.path());
+}
+
+impl Registry {
+    fn start_with_token_auth(realm: &str, root_cert: &Path) -> Self {
+        let dir = TempDir::new().unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {realm}\n    service: airlock-test\n    issuer: airlock-test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("storage").display(),
+            root_cert.display()
+        );
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).unwrap();
+        let child = Command::new(REGISTRY_BIN).arg("serve").arg(&config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start docker-registry");
+        let reg = Registry { child, port, dir, tls: None };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+}
+
+/// A minimal registry token service (Docker's token spec) for one user, alice:correct-horse.
+struct TokenService {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenService {
+    fn start(port: u16, dir: PathBuf) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, count2) = (stop.clone(), count.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string()) {
+                        authorized = v == format!("Basic {}", base64_encode("alice:correct-horse"));
+                    }
+                }
+                count2.fetch_add(1, Ordering::Relaxed);
+                let target = request_line.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = if authorized { ("200 OK", format!(r#"{{"token":"{}"}}"#, jwt(&dir, target))) } else { ("401 Unauthorized", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_string()) };
+                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenService { stop, count }
+    }
+
+    fn requests(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An RS256 JWT granting every scope asked for in `target` (`/token?service=…&scope=…&scope=…`).
+fn jwt(dir: &Path, target: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let decode = |s: &str| -> String {
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("scope="))
+        .map(decode)
+        .filter_map(|scope| {
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
+        })
+        .collect();
+    let pem = fs::read_to_string(dir.join("token.pem")).unwrap();
+    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5c": [der_b64] });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({ "iss": "airlock-test-issuer", "sub": "alice", "aud": "airlock-test", "exp": now + 600, "nbf": now - 60, "iat": now, "jti": format!("{now}-{}", access.len()), "access": access });
+    let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let mut child = Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(dir.join("token.key")).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    let sig = child.wait_with_output().unwrap().stdout;
+    format!("{signing_input}.{}", b64(&sig))
+}

@@ -388,6 +388,8 @@ export interface Settings {
   theme: Theme;
   /** Last-used page, chat model etc.; free-form for the UI. */
   ui: Record<string, unknown>;
+  /** The site's OCI registry (`host:port`, or `http://host:port`), or null when none is configured. */
+  registry: string | null;
   /** What `airlock --version` prints (several lines). */
   version: string;
 }
@@ -404,3 +406,30 @@ export const setUiState = (ui: Record<string, unknown>) => invoke<void>('set_ui_
  * native dialog; resolves with the key ID. */
 export const trustAdd = (handle: string) => invoke<string>('trust_add', { handle });
 export const trustRemove = (keyId: string) => invoke<void>('trust_remove', { keyId });
+/** Sets (or, with null, clears) the site registry; rejects an invalid address. */
+export const setRegistry = (registry: string | null) => invoke<void>('set_registry', { registry });
+
+// ---- Site registry ----------------------------------------------------------------------------
+
+export interface PullReport {
+  /** The name in the store, e.g. "gemma3:270m". */
+  name: string;
+  /** host/namespace/model:tag */
+  reference: string;
+  /** The model ID (SHA-256 of the manifest), 64 hex digits. */
+  id: string;
+  size: number;
+  blobs_downloaded: number;
+  blobs_already_present: number;
+  bytes_downloaded: number;
+  bytes_resumed: number;
+  signer: Signer | null;
+  warnings: string[];
+}
+
+/** Pulls a model from the site registry (Settings), verified like an import; cancel with `cancelTransfer`. */
+export function pullFromRegistry(name: string, onProgress: (p: Progress) => void) {
+  const channel = new Channel<Progress>();
+  channel.onmessage = onProgress;
+  return invoke<PullReport>('pull_from_registry', { name, onProgress: channel });
+}

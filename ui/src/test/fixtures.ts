@@ -31,6 +31,7 @@ export function settings(): Settings {
     trusted_keys: [],
     theme: 'system',
     ui: {},
+    registry: null,
     version: 'Airlock 0.1.0 (commit abc)\nllama.cpp: test',
   };
 }

@@ -1,6 +1,6 @@
 // Import and export: one transfer at a time, with progress, rate/ETA, cancel, and the result.
 import * as api from '../api';
-import type { ExportOptions, ExportReport, ImportReport, PathArg, Progress } from '../api';
+import type { ExportOptions, ExportReport, ImportReport, PathArg, Progress, PullReport } from '../api';
 import { addSample, estimate, type RateEstimate, type RateSample } from '../rate';
 import { app } from './app.svelte';
 
@@ -50,7 +50,7 @@ export interface QueuedImport {
 }
 
 class Transfers {
-  busy = $state<'import' | 'export' | null>(null);
+  busy = $state<'import' | 'export' | 'pull' | null>(null);
   progress = new ProgressTracker();
   current = $state<QueuedImport | null>(null);
   queue = $state<QueuedImport[]>([]);
@@ -59,6 +59,11 @@ class Transfers {
   importResult = $state<ImportReport | null>(null);
   importError = $state<{ path: string; message: string } | null>(null);
   importCancelled = $state<string | null>(null);
+
+  pulling = $state<string | null>(null);
+  pullResult = $state<PullReport | null>(null);
+  pullError = $state<string | null>(null);
+  pullCancelled = $state<string | null>(null);
 
   exportResult = $state<ExportReport | null>(null);
   exportError = $state<string | null>(null);
@@ -124,6 +129,32 @@ class Transfers {
       this.progress.stop();
       this.busy = null;
       this.cancelling = false;
+      if (this.queue.length) void this.runQueue();
+    }
+  }
+
+  /** Pulls `name` from the site registry; one transfer at a time, like imports. */
+  async pull(name: string): Promise<void> {
+    const n = name.trim();
+    if (this.busy || !n) return;
+    this.busy = 'pull';
+    this.cancelling = false;
+    this.pulling = n;
+    this.pullResult = null;
+    this.pullError = null;
+    this.pullCancelled = null;
+    this.progress.start('pulling');
+    try {
+      this.pullResult = await api.pullFromRegistry(n, this.progress.push);
+    } catch (e) {
+      if (isCancelled(e)) this.pullCancelled = n;
+      else this.pullError = api.errorMessage(e);
+    } finally {
+      this.progress.stop();
+      this.busy = null;
+      this.pulling = null;
+      this.cancelling = false;
+      await app.refreshModels();
       if (this.queue.length) void this.runQueue();
     }
   }

@@ -1,0 +1,77 @@
+//! "Pull from site registry", as a user goes: a real Docker Distribution registry on loopback
+//! (Debian's docker-registry) seeded by `airlock push`; in the real window, Settings → the site
+//! registry → Models → Pull → progress → the model in the list, verified in the store.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The registry process, killed on drop.
+struct Registry {
+    child: Child,
+    _storage: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_registry(port: u16) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", dir.path().join("storage").display())).unwrap();
+    let child = Command::new("/usr/bin/docker-registry").arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry (scripts/deps.sh)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "docker-registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, _storage: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
+    let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path();
+    let sb = Sandbox { store: p.join("store"), data: p.join("data"), config: p.join("config"), home: p.join("home"), bundle: p.join("unused"), _root: root };
+    std::fs::create_dir_all(&sb.home).unwrap();
+    let port = free_port();
+    let _registry = start_registry(port);
+    let address = format!("http://127.0.0.1:{port}");
+    let seed = sb.home.join("seed-store");
+    for args in [vec!["import", model.to_str().unwrap(), "--name", "gemma3:270m", "--link"], vec!["push", "gemma3:270m"]] {
+        let out = Command::new(CLI).args(&args).env("AIRLOCK_MODELS", &seed).env("AIRLOCK_REGISTRY", &address).env("DOCKER_CONFIG", sb.home.join(".docker")).output().unwrap();
+        assert!(out.status.success(), "airlock {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let driver = Driver::start(&sb);
+    let (c, _) = driver.launch().await;
+    click(&c, "[data-testid='nav-models']").await;
+    assert!(c.find(Locator::Css("[data-testid='pull-form']")).await.is_err(), "a pull field without a configured registry");
+    click(&c, "[data-testid='nav-settings']").await;
+    wait_for(&c, "[data-testid='registry-input']").await.send_keys(&address).await.unwrap();
+    click(&c, "[data-testid='registry-save']").await;
+    wait_until(&c, "the registry is saved", "return document.body.innerText.includes('Saved.');").await;
+
+    click(&c, "[data-testid='nav-models']").await;
+    wait_for(&c, "[data-testid='pull-name']").await.send_keys("gemma3:270m").await.unwrap();
+    click(&c, "[data-testid='pull-submit']").await;
+    let result = wait_for(&c, "[data-testid='pull-result']").await.text().await.unwrap();
+    assert!(result.contains("Pulled gemma3:270m"), "{result}");
+    wait_until(&c, "the model is listed", "return document.body.innerText.includes('gemma3:270m');").await;
+    screenshot(&c, "models-pulled-from-registry").await;
+    c.close().await.unwrap();
+
+    let verify = Command::new(CLI).arg("verify").env("AIRLOCK_MODELS", &sb.store).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let list = Command::new(CLI).args(["list", "--json"]).env("AIRLOCK_MODELS", &sb.store).output().unwrap();
+    let seed_list = Command::new(CLI).args(["list", "--json"]).env("AIRLOCK_MODELS", &seed).output().unwrap();
+    let id = |o: &std::process::Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()[0]["id"].clone();
+    assert_eq!(id(&list), id(&seed_list), "the same model ID as the seeding machine's");
+}
