@@ -3,7 +3,6 @@
 //! ([`crate::engine::embed`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -25,7 +25,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::session::Loaded;
-use super::{platform, Input, Line, Output, RequestError, RunnerArgs};
+use super::{Input, Line, Output, RequestError, RunnerArgs};
 use crate::engine::protocol::{EmbedInput, Event, Request};
 
 /// Inputs decoded together in one batch at most (each one llama.cpp sequence).
@@ -125,7 +125,7 @@ impl<'m> Embedder<'m> {
         let n_ctx_train = model.n_ctx_train().max(1);
         let n_ctx = args.ctx.clamp(16, n_ctx_train);
         let n_batch = batch_size(args.batch.clamp(16, n_ctx) as usize);
-        let threads = args.threads.unwrap_or_else(platform::physical_cores).max(1);
+        let threads = args.threads.unwrap_or_else(crate::hardware::physical_cores).max(1);
         let (pooling, pooling_words) = pooling_for(model);
         eprintln!("airlock embedding runner: pooling {pooling_words}, {n_ctx} tokens per input, {n_batch} per batch to start with");
         let mut embedder = Embedder {
