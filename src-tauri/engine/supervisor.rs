@@ -16,8 +16,8 @@
 //! It never links llama.cpp itself and never blocks on a runner while holding its model table.
 
 use std::collections::{HashMap, VecDeque};
-use std::ops::Deref;
 use std::io::{self, BufRead, BufReader, Lines, Write};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

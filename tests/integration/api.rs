@@ -44,7 +44,7 @@ pub(crate) fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
     serve_with_stderr(env, with_model, Stdio::null())
 }
 
-/// [`serve`], with the server's stderr going to `stderr`.
+/// [`serve`], with the server's stderr going to `server_stderr`.
 pub(crate) fn serve_with_stderr(env: &[(&str, &str)], with_model: bool, server_stderr: Stdio) -> Server {
     let store = TempDir::new().unwrap();
     if with_model {

@@ -197,9 +197,12 @@ fn requests_for_a_loading_model_share_its_load_and_count_toward_the_busy_limit()
         assert!(Instant::now() < deadline, "the second request never joined the load");
         thread::sleep(Duration::from_millis(20));
     }
-    let third = sup.load(&one, None);
+    let third = {
+        let (s, spec) = (sup.clone(), one.clone());
+        within_bound(move || s.load(&spec, None).map(|g| g.pid()))
+    };
     let_through(gate);
-    assert!(matches!(third, Err(EngineError::Busy { .. })), "a third request while loading: {:?}", third.map(|g| g.pid()));
+    assert!(matches!(third, Some(Err(EngineError::Busy { .. }))), "a third request while loading: {third:?}");
     let (a, b) = (first.join().unwrap().unwrap(), second.join().unwrap().unwrap());
     assert_eq!(a, b, "both requests got the one runner");
     assert_eq!(sup.runner_starts(), 1);
@@ -317,11 +320,14 @@ fn too_many_different_loads_at_once_are_refused_not_piled_up() {
         thread::spawn(move || s.load(&spec, None).map(|g| g.pid()))
     };
     let gate = wait_for_runner_at(&gate).expect("the load never started");
-    let refused = sup.load(&spec(&core, "gemma3:270m", 640, 1), None);
+    let refused = {
+        let (s, spec) = (sup.clone(), spec(&core, "gemma3:270m", 640, 1));
+        within_bound(move || s.load(&spec, None).map(|g| g.pid()))
+    };
     let_through(gate);
     match refused {
-        Err(e @ EngineError::TooManyLoads { .. }) => assert!(e.to_string().contains("try again"), "{e}"),
-        other => panic!("expected a refusal, got {:?}", other.map(|g| g.pid())),
+        Some(Err(e @ EngineError::TooManyLoads { .. })) => assert!(e.to_string().contains("try again"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(first.join().unwrap().is_ok());
 }

@@ -175,8 +175,9 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
             }
         })
     };
-    // A long reply on the second model; once it streams, its runner is SIGKILLed under it.
-    let second_weights = airlock::store::Store::at(&store).resolve("second").unwrap().manifest.layer(airlock::store::manifest::MEDIA_MODEL).unwrap().digest.file_name();
+    // A long reply on the alias; once it streams, the runner it shares with gemma3:270m (and churn)
+    // is SIGKILLed under it.
+    let shared_weights = airlock::store::Store::at(&store).resolve("gemma3:270m").unwrap().manifest.layer(airlock::store::manifest::MEDIA_MODEL).unwrap().digest.file_name();
     let killer = {
         let replies = replies.clone();
         thread::spawn(move || -> (Option<u32>, String) {
@@ -184,8 +185,8 @@ fn serve_under_load_answers_every_request_and_keeps_one_runner_per_weights() {
                 thread::sleep(Duration::from_millis(20));
             }
             let mut victim = None;
-            let kind = streamed_reply_with(port, "second", "Tell a long story about a lighthouse.", 400, |_| {
-                let (runner, _) = runners(pid).into_iter().find(|(_, key)| key.contains(&second_weights))?;
+            let kind = streamed_reply_with(port, "alias", "Tell a long story about a lighthouse.", 400, |_| {
+                let (runner, _) = runners(pid).into_iter().find(|(_, key)| key.contains(&shared_weights))?;
                 let killed = std::process::Command::new("kill").args(["-KILL", &runner.to_string()]).status().ok()?.success();
                 victim = killed.then_some(runner);
                 victim
