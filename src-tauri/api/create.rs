@@ -84,7 +84,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
         }
     }
     // A blocking writer hashes and writes while the body streams in.
-    let (tx, mut rx) = mpsc::channel::<bytes_chunk::Chunk>(8);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(8);
     let writer_core = core.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let store = &writer_core.store;
@@ -123,9 +123,8 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
     Ok(StatusCode::CREATED.into_response())
 }
 
-mod bytes_chunk {
-    pub type Chunk = Result<axum::body::Bytes, String>;
-}
+/// A piece of an upload, or why the upload broke off.
+type Chunk = Result<axum::body::Bytes, String>;
 
 #[derive(Deserialize)]
 pub struct CreateBody {

@@ -174,6 +174,25 @@ fn blob_upload_with_a_wrong_digest_is_refused_and_leaves_nothing() {
     assert_eq!(http(server.1, "HEAD", &format!("/api/blobs/{right}"), "", b"").0, 200);
     assert_eq!(http(server.1, "POST", &format!("/api/blobs/{right}"), "", &data).0, 200);
     assert_eq!(fs::read(Store::at(store.path()).blob_path(&right)).unwrap(), data);
+    // Bigger than the free disk: refused before a byte is written (not by the JSON body limit).
+    let huge = airlock::store::Digest::of_bytes(b"huge");
+    let (status, body) = http_declaring(server.1, &format!("/api/blobs/{huge}"), 1 << 60);
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("free"), "{body}");
+    assert_eq!(http(server.1, "HEAD", &format!("/api/blobs/{huge}"), "", b"").0, 404);
+}
+
+/// A POST that declares `len` bytes and sends a few: the answer must not wait for the rest.
+fn http_declaring(port: u16, path: &str, len: u64) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = write!(s, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\nGGUF");
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
 #[test]
