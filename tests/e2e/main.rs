@@ -381,8 +381,13 @@ async fn through_dialog(c: &Client, button: &str, title: &str, path: Option<&Pat
     println!("dialog {title:?}: the window answered in {open_ms:.0} ms while open, {after_ms:.0} ms after ({})", if path.is_some() { "answered by typing" } else { "cancelled" });
 }
 
+/// One app window at a time: the tests type into GTK dialogs with xdotool, which a second window
+/// taking the focus would steal.
+pub(crate) static ONE_WINDOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_hardware_chat_and_restart() {
+    let _one_window = ONE_WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
     assert!(std::env::var_os("DISPLAY").is_some(), "DISPLAY must name a running X server (scripts/test.sh starts Xvfb :99)");
     let sb = Sandbox::new(&model);

@@ -36,6 +36,7 @@ fn start_registry(port: u16) -> Registry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
+    let _one_window = ONE_WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
     let root = tempfile::tempdir().unwrap();
     let p = root.path();
