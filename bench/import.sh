@@ -27,9 +27,8 @@ best() { # best wall time of $runs runs of "$@", with a clean target each time
 cp_only=$(best cp "$model" "$work/dst/model.gguf")
 cp_hash=$(best sh -c "cp '$model' '$work/dst/model.gguf' && sha256sum '$work/dst/model.gguf'")
 import=$(best env AIRLOCK_MODELS="$work/dst" "$bin" import "$model" --name bench:latest)
-# The floor: the same import hard-linking instead of copying, i.e. SHA-256 of the file alone.
-cp "$model" "$work/model.gguf"
-hash_only=$(best env AIRLOCK_MODELS="$work/dst" "$bin" import "$work/model.gguf" --name bench:latest --link)
+# The floor: SHA-256 of the file alone (an import can be no faster than hashing every byte).
+hash_only=$(best sha256sum "$model")
 
 size=$(stat -c %s "$model")
 awk -v size="$size" -v runs="$runs" -v name="$(basename "$model")" -v cp="$cp_only" -v cph="$cp_hash" -v imp="$import" -v floor="$hash_only" 'BEGIN {
@@ -37,8 +36,8 @@ awk -v size="$size" -v runs="$runs" -v name="$(basename "$model")" -v cp="$cp_on
   printf "%-28s %8.3f s  %7.0f MB/s\n", "cp", cp, size / cp / 1e6
   printf "%-28s %8.3f s  %7.0f MB/s\n", "cp + sha256sum", cph, size / cph / 1e6
   printf "%-28s %8.3f s  %7.0f MB/s\n", "airlock import (verified)", imp, size / imp / 1e6
-  printf "%-28s %8.3f s  %7.0f MB/s\n", "airlock import --link", floor, size / floor / 1e6
+  printf "%-28s %8.3f s  %7.0f MB/s\n", "sha256sum (the hash floor)", floor, size / floor / 1e6
   printf "ratio import / cp:               %.2fx (goal <= 1.5x)\n", imp / cp
-  printf "ratio import / import --link:    %.2fx (--link hashes only: the SHA-256 floor)\n", imp / floor
+  printf "ratio import / sha256sum:        %.2fx (hashing alone: the floor)\n", imp / floor
   printf "ratio import / (cp + sha256sum): %.2fx\n", imp / cph
 }'

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::body::OllamaJson;
 use super::stream::{scrub, ApiError};
 use crate::core::Core;
 use crate::engine::template::ChatMessage;
@@ -232,7 +233,7 @@ enum Progress {
 /// `POST /api/create`: checks the request, then makes the model, streaming Ollama's status
 /// lines (`{"status":"using existing layer sha256:…"}` … `{"status":"success"}`); an error before
 /// the first line is an HTTP error, one after it a final `{"error": …}` line, as in Ollama.
-pub async fn create(State(core): CoreState, Json(req): Json<CreateBody>) -> Result<Response, ApiError> {
+pub async fn create(State(core): CoreState, OllamaJson(req): OllamaJson<CreateBody>) -> Result<Response, ApiError> {
     let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
     let recipe = recipe(&req)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::{OllamaJson, OpenAiJson};
 use super::openai::OpenAiError;
 use super::options::settings;
 use super::stream::ApiError;
@@ -67,7 +68,7 @@ async fn run(core: Arc<Core>, name: String, inputs: Vec<EmbedInput>, settings: E
 }
 
 /// `POST /api/embed`: `input` is a string or a list of strings; an empty one loads the model.
-pub async fn ollama_embed(State(core): CoreState, Json(req): Json<EmbedBody>) -> Result<Response, ApiError> {
+pub async fn ollama_embed(State(core): CoreState, OllamaJson(req): OllamaJson<EmbedBody>) -> Result<Response, ApiError> {
     let name = model_name(req.model)?;
     let inputs = match req.input {
         Value::Null => Vec::new(),
@@ -97,7 +98,7 @@ pub async fn ollama_embed(State(core): CoreState, Json(req): Json<EmbedBody>) ->
 }
 
 /// `POST /api/embeddings` (Ollama's older route): one `prompt`, one `embedding`, not normalised.
-pub async fn ollama_embeddings(State(core): CoreState, Json(req): Json<EmbedBody>) -> Result<Response, ApiError> {
+pub async fn ollama_embeddings(State(core): CoreState, OllamaJson(req): OllamaJson<EmbedBody>) -> Result<Response, ApiError> {
     let name = model_name(req.model)?;
     let inputs = match req.prompt {
         Some(p) if !p.is_empty() => vec![EmbedInput::Text(p)],
@@ -156,7 +157,7 @@ pub fn base64_floats(v: &[f32]) -> String {
 }
 
 /// `POST /v1/embeddings`.
-pub async fn openai_embeddings(State(core): CoreState, Json(req): Json<OpenAiEmbedBody>) -> Result<Response, OpenAiError> {
+pub async fn openai_embeddings(State(core): CoreState, OpenAiJson(req): OpenAiJson<OpenAiEmbedBody>) -> Result<Response, OpenAiError> {
     let name = model_name(req.model)?;
     let inputs = openai_inputs(req.input)?;
     let base64 = match req.encoding_format.as_deref() {

@@ -7,6 +7,7 @@
 //! preflight-free form posts from web pages), bodies are size-limited, an optional bearer token is
 //! required when bound to a non-loopback address, and no response carries a filesystem path.
 
+mod body;
 mod create;
 mod embed;
 mod guard;
@@ -113,7 +114,9 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(embed::openai_embeddings))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_request))
+        .layer(guard.cors())
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(core)
 }

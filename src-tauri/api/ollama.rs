@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::OllamaJson;
 use super::options::settings;
 use super::stream::{self, now_rfc3339, ApiError};
 use crate::core::{rfc3339, Core, ModelDetails};
@@ -53,7 +54,12 @@ pub async fn tags(State(core): CoreState) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "models": models })))
 }
 
-pub async fn ps(State(core): CoreState) -> Json<Value> {
+/// Reads manifests and GGUF metadata: on a blocking thread, never on the async workers.
+pub async fn ps(State(core): CoreState) -> Result<Json<Value>, ApiError> {
+    tokio::task::spawn_blocking(move || ps_blocking(&core)).await.map(Json).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn ps_blocking(core: &Core) -> Value {
     let now = Instant::now();
     let models: Vec<Value> = core
         .engine()
@@ -90,7 +96,7 @@ pub async fn ps(State(core): CoreState) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "models": models }))
+    json!({ "models": models })
 }
 
 #[derive(Deserialize)]
@@ -105,7 +111,7 @@ impl ModelRef {
     }
 }
 
-pub async fn show(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Json<Value>, ApiError> {
+pub async fn show(State(core): CoreState, OllamaJson(req): OllamaJson<ModelRef>) -> Result<Json<Value>, ApiError> {
     let name = req.get()?;
     tokio::task::spawn_blocking(move || -> Result<Json<Value>, ApiError> {
         let entry = core.store.resolve(&name)?;
@@ -254,7 +260,7 @@ async fn reply(shape: Shape, model: String, started: crate::engine::chat::ChatSt
     Ok(stream::body(rx, "application/x-ndjson", line, None))
 }
 
-pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<Response, ApiError> {
+pub async fn chat(State(core): CoreState, OllamaJson(req): OllamaJson<ChatBody>) -> Result<Response, ApiError> {
     let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
     let messages = req.messages.unwrap_or_default();
     if messages.is_empty() {
@@ -265,7 +271,7 @@ pub async fn chat(State(core): CoreState, Json(req): Json<ChatBody>) -> Result<R
     reply(Shape::Chat, req.model, started, began, req.stream != Some(false)).await
 }
 
-pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> Result<Response, ApiError> {
+pub async fn generate(State(core): CoreState, OllamaJson(req): OllamaJson<GenerateBody>) -> Result<Response, ApiError> {
     let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
     let prompt = req.prompt.unwrap_or_default();
     if prompt.is_empty() {
@@ -276,7 +282,7 @@ pub async fn generate(State(core): CoreState, Json(req): Json<GenerateBody>) -> 
     reply(Shape::Generate, req.model, started, began, req.stream != Some(false)).await
 }
 
-pub async fn delete(State(core): CoreState, Json(req): Json<ModelRef>) -> Result<Response, ApiError> {
+pub async fn delete(State(core): CoreState, OllamaJson(req): OllamaJson<ModelRef>) -> Result<Response, ApiError> {
     let name = req.get()?;
     tokio::task::spawn_blocking(move || core.remove_model(&name))
     .await
@@ -290,7 +296,7 @@ pub struct CopyBody {
     destination: String,
 }
 
-pub async fn copy(State(core): CoreState, Json(req): Json<CopyBody>) -> Result<Response, ApiError> {
+pub async fn copy(State(core): CoreState, OllamaJson(req): OllamaJson<CopyBody>) -> Result<Response, ApiError> {
     tokio::task::spawn_blocking(move || core.store.copy(&req.source, &req.destination))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;

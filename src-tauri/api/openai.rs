@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::OpenAiJson;
 use super::stream::{self, ApiError};
 use crate::core::Core;
 use crate::engine::chat::{ChatStream, RequestSettings, JSON_GRAMMAR};
@@ -46,7 +47,8 @@ fn unix_now() -> u64 {
 }
 
 pub async fn models(State(core): CoreState) -> Result<Json<Value>, OpenAiError> {
-    let (entries, _) = core.store.list().map_err(ApiError::from)?;
+    let listed = tokio::task::spawn_blocking(move || core.store.list()).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (entries, _) = listed.map_err(ApiError::from)?;
     let data: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -227,7 +229,7 @@ async fn respond(kind: Kind, model: String, common: &Common, started: ChatStream
     Ok(stream::body(stream::events(started), "text/event-stream", line, Some("data: [DONE]\n\n".into())))
 }
 
-pub async fn chat(State(core): CoreState, Json(req): Json<ChatRequest>) -> Result<Response, OpenAiError> {
+pub async fn chat(State(core): CoreState, OpenAiJson(req): OpenAiJson<ChatRequest>) -> Result<Response, OpenAiError> {
     let settings = req.common.settings()?;
     let messages: Vec<ChatMessage> = req.messages.iter().map(|m| Ok(ChatMessage::new(m.role.clone(), content_text(&m.content)?))).collect::<Result<_, ApiError>>()?;
     let (c, name) = (core.clone(), req.model.clone());
@@ -239,7 +241,7 @@ fn unix_now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-pub async fn completions(State(core): CoreState, Json(req): Json<CompletionRequest>) -> Result<Response, OpenAiError> {
+pub async fn completions(State(core): CoreState, OpenAiJson(req): OpenAiJson<CompletionRequest>) -> Result<Response, OpenAiError> {
     let settings = req.common.settings()?;
     let prompt = match &req.prompt {
         Value::String(s) => s.clone(),

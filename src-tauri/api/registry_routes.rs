@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::body::OllamaJson;
 use super::stream::{scrub, ApiError};
 use crate::bundle::SignaturePolicy;
 use crate::core::Core;
@@ -58,7 +59,7 @@ fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
     Ok((name, reference))
 }
 
-pub async fn pull(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest>) -> Result<Response, ApiError> {
+pub async fn pull(State(core): State<Arc<Core>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
     let (_, reference) = resolve(&req)?;
     let signature = match std::env::var(SIGNATURE_ENV) {
         Ok(v) if !v.is_empty() => v.parse::<SignaturePolicy>().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{SIGNATURE_ENV}: {e}")))?,
@@ -70,7 +71,7 @@ pub async fn pull(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest
     respond(rx, req.stream != Some(false)).await
 }
 
-pub async fn push(State(core): State<Arc<Core>>, Json(req): Json<TransferRequest>) -> Result<Response, ApiError> {
+pub async fn push(State(core): State<Arc<Core>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
     let (name, reference) = resolve(&req)?;
     let local = {
         let core = core.clone();

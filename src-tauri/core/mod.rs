@@ -71,7 +71,7 @@ impl Core {
     pub fn model_info(&self, entry: &ModelEntry) -> Map<String, Value> {
         let mut model_info = Map::new();
         let Some(layer) = entry.manifest.layer(manifest::MEDIA_MODEL) else { return model_info };
-        let Ok(info) = gguf::read_file(&self.store.blob_path(&layer.digest)) else { return model_info };
+        let Ok(info) = self.store.gguf_info(&layer.digest) else { return model_info };
         for (k, v) in &info.metadata {
             if matches!(v, MetaValue::Array(a) if a.values.is_none()) {
                 model_info.insert(k.clone(), Value::Null);

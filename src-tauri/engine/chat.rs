@@ -110,7 +110,7 @@ impl PreparedModel {
 
 /// The model layer's blob and GGUF header, or why the model cannot run here (in words a user can
 /// act on).
-pub fn model_weights(store: &Store, m: &Manifest) -> Result<(PathBuf, gguf::GgufInfo), String> {
+pub fn model_weights(store: &Store, m: &Manifest) -> Result<(PathBuf, std::sync::Arc<gguf::GgufInfo>), String> {
     let Some(layer) = m.layer(manifest::MEDIA_MODEL) else {
         if m.layer(manifest::MEDIA_TENSOR).is_some() {
             return Err("stored as safetensors tensors for Ollama's MLX engine; Airlock runs GGUF models — import a GGUF build of this model".into());
@@ -121,7 +121,7 @@ pub fn model_weights(store: &Store, m: &Manifest) -> Result<(PathBuf, gguf::Gguf
     if !path.is_file() {
         return Err(format!("its weights blob {} is missing; run `airlock verify` and import the model again", layer.digest));
     }
-    let info = gguf::read_file(&path).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))?;
+    let info = store.gguf_info(&layer.digest).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))?;
     Ok((path, info))
 }
 

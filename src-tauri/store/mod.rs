@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod fault;
+mod gguf_cache;
 mod lock;
 pub mod manifest;
 pub mod name;
@@ -91,12 +92,13 @@ pub struct BlobProblem {
 pub struct Store {
     root: PathBuf,
     source: RootSource,
+    gguf: gguf_cache::GgufCache,
 }
 
 impl Store {
     /// Opens (without creating) the store at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into(), source: RootSource::Default }
+        Store { root: root.into(), source: RootSource::Default, gguf: Default::default() }
     }
 
     /// The store chosen by the environment: `AIRLOCK_MODELS`, else `OLLAMA_MODELS`, else the
@@ -104,13 +106,13 @@ impl Store {
     pub fn from_env() -> Result<Self, StoreError> {
         let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(p) = non_empty("AIRLOCK_MODELS") {
-            return Ok(Store { root: p, source: RootSource::AirlockModels });
+            return Ok(Store { root: p, source: RootSource::AirlockModels, gguf: Default::default() });
         }
         if let Some(p) = non_empty("OLLAMA_MODELS") {
-            return Ok(Store { root: p, source: RootSource::OllamaModels });
+            return Ok(Store { root: p, source: RootSource::OllamaModels, gguf: Default::default() });
         }
         let data = dirs::data_dir().ok_or(StoreError::NoDataDir)?;
-        Ok(Store { root: data.join("airlock").join("models"), source: RootSource::Default })
+        Ok(Store { root: data.join("airlock").join("models"), source: RootSource::Default, gguf: Default::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -142,6 +144,17 @@ impl Store {
     /// The size of a blob if present as a regular file.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
         fs::symlink_metadata(self.blob_path(digest)).ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    /// The GGUF metadata of the blob `digest`, parsed once and cached by digest (see
+    /// [`gguf_cache`]).
+    pub fn gguf_info(&self, digest: &Digest) -> Result<std::sync::Arc<crate::gguf::GgufInfo>, crate::gguf::GgufError> {
+        self.gguf.get(digest, &self.blob_path(digest))
+    }
+
+    /// How many GGUF blobs this store value has parsed rather than served from its cache.
+    pub fn gguf_parses(&self) -> u64 {
+        self.gguf.parses()
     }
 
     /// Every model, sorted by name. Manifests that cannot be read are returned as errors beside

@@ -291,3 +291,125 @@ fn error_messages_carry_no_filesystem_paths() {
         assert!(!body.contains(&root) && !body.contains("/tmp/"), "a path leaked: {body}");
     }
 }
+
+/// Sends a raw request; returns (status, headers with lower-case names, body).
+fn exchange(port: u16, raw: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn cors_headers(headers: &[(String, String)]) -> Vec<&(String, String)> {
+    headers.iter().filter(|(k, _)| k.starts_with("access-control-")).collect()
+}
+
+#[test]
+fn allowed_browser_origins_get_cors_preflights_and_headers_and_no_other_origin_does() {
+    let s = serve(&[("AIRLOCK_ORIGINS", "http://allowed.example, http://other.example"), ("AIRLOCK_API_KEY", "s3cret")], false);
+    let preflight = |origin: &str| {
+        exchange(
+            s.port,
+            &format!("OPTIONS /api/chat HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\nConnection: close\r\n\r\n", s.port),
+        )
+    };
+    // A browser's preflight carries no token: it is answered, for the allowed origin only.
+    let (status, headers, _) = preflight("http://allowed.example");
+    assert!(status == 200 || status == 204, "preflight: {status} {headers:?}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("http://allowed.example"), "{headers:?}");
+    let methods = header(&headers, "access-control-allow-methods").unwrap_or("").to_ascii_uppercase();
+    assert!(methods.contains("POST") && methods.contains("GET") && methods.contains("DELETE"), "{headers:?}");
+    let allowed_headers = header(&headers, "access-control-allow-headers").unwrap_or("").to_ascii_lowercase();
+    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("content-type"), "{headers:?}");
+    assert!(header(&headers, "access-control-max-age").is_some_and(|v| v.parse::<u64>().is_ok()), "{headers:?}");
+    assert!(headers.iter().any(|(k, v)| k == "vary" && v.to_ascii_lowercase().contains("origin")), "{headers:?}");
+    let (_, headers, _) = preflight("http://other.example");
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("http://other.example"), "each allowed origin is echoed: {headers:?}");
+
+    // The actual request: answered with the origin echoed, and so is a refusal (the page can read it).
+    let (status, headers, body) = exchange(s.port, &format!("GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: http://allowed.example\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", s.port));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("http://allowed.example"), "{headers:?}");
+    let (status, headers, _) = exchange(s.port, &format!("GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: http://allowed.example\r\nConnection: close\r\n\r\n", s.port));
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("http://allowed.example"), "{headers:?}");
+
+    // Any other origin: refused, preflight included, with no CORS header at all.
+    let (status, headers, body) = preflight("http://evil.example");
+    assert_eq!(status, 403, "{body}");
+    assert!(cors_headers(&headers).is_empty(), "{headers:?}");
+    let (status, headers, _) = exchange(s.port, &format!("GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", s.port));
+    assert_eq!(status, 403);
+    assert!(cors_headers(&headers).is_empty(), "{headers:?}");
+    // No Origin (curl, the CLI): no CORS headers either.
+    let (status, headers, _) = exchange(s.port, &format!("GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", s.port));
+    assert_eq!(status, 200);
+    assert!(cors_headers(&headers).is_empty(), "{headers:?}");
+}
+
+#[test]
+fn malformed_json_bodies_get_ollama_and_openai_shaped_errors() {
+    let s = serve(&[], false);
+    for (path, body) in [("/api/chat", r#"{"model": "#), ("/api/show", "[1, 2]"), ("/api/generate", r#"{"prompt": "hi"}"#), ("/api/copy", "not json")] {
+        let (status, text) = post(s.port, path, body, "");
+        assert_eq!(status, 400, "{path} {body}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {v}");
+    }
+    for (path, body) in [("/v1/chat/completions", "{bad"), ("/v1/chat/completions", r#"{"model": "x"}"#), ("/v1/completions", r#"{"model": 5, "prompt": "x"}"#), ("/v1/embeddings", "")] {
+        let (status, text) = post(s.port, path, body, "");
+        assert_eq!(status, 400, "{path} {body}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{path}: {v}");
+    }
+}
+
+/// The API in this process over `store`, so the test can read the store's parse counter.
+fn serve_in_process(store: Store) -> (std::sync::Arc<airlock::core::Core>, u16) {
+    let core = std::sync::Arc::new(airlock::core::Core::new(store, airlock::engine::supervisor::EngineConfig::from_env()));
+    let listener = airlock::api::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = core.clone();
+    std::thread::spawn(move || {
+        let cfg = airlock::api::ServerConfig { addr, api_key: None, origins: vec![] };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(airlock::api::serve_on(listener, served, &cfg, std::future::pending())).unwrap();
+    });
+    (core, addr.port())
+}
+
+#[test]
+fn gguf_metadata_is_parsed_once_per_weights_blob_across_tags_show_and_ps() {
+    let dir = TempDir::new().unwrap();
+    write_folder(dir.path(), &[FixtureModel::new("registry.ollama.ai/library/alpha/latest", 1), FixtureModel::new("registry.ollama.ai/library/beta/latest", 2)]);
+    let store = Store::at(dir.path());
+    // A second name for alpha's weights: one blob, one parse.
+    store.copy("alpha", "alias").unwrap();
+    let (core, port) = serve_in_process(store);
+    for _ in 0..3 {
+        let (status, body) = get(port, "/api/tags", "");
+        assert_eq!(status, 200, "{body}");
+        let tags: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(tags["models"].as_array().unwrap().len(), 3, "{tags}");
+        assert!(tags["models"].as_array().unwrap().iter().all(|m| m["details"]["family"] == "llama"), "{tags}");
+        for name in ["alpha", "alias", "beta"] {
+            let (status, body) = post(port, "/api/show", &format!(r#"{{"model": "{name}"}}"#), "");
+            assert_eq!(status, 200, "{body}");
+            let show: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(show["model_info"]["general.architecture"], "llama", "{show}");
+        }
+        assert_eq!(get(port, "/api/ps", "").0, 200);
+        assert_eq!(get(port, "/v1/models", "").0, 200);
+    }
+    assert_eq!(core.store.gguf_parses(), 2, "two weights blobs, each parsed once, for 3 rounds of tags, show (3 names) and ps");
+}
