@@ -12,6 +12,8 @@ mod ollama;
 mod openai;
 mod options;
 mod stream;
+mod reply;
+mod images;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -65,6 +65,9 @@ enum Command {
         /// How long the model stays loaded after a reply, e.g. 5m, 30s, 0 (Ollama's keep_alive)
         #[arg(long = "keepalive", value_parser = parse_duration)]
         keep_alive: Option<std::time::Duration>,
+        /// Let a thinking model reason first, shown dimmed (`--think`, `--think=false`, `--think=low|medium|high`)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = crate::engine::tools::Think::from_level)]
+        think: Option<crate::engine::tools::Think>,
     },
     /// List the models the running server has loaded (like `ollama ps`)
     Ps {
@@ -146,8 +149,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { model, prompt, verbose, keep_alive } => {
-            run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive })?;
+        Command::Run { model, prompt, verbose, keep_alive, think } => {
+            run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive, think })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ps { json } => {

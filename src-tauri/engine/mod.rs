@@ -6,3 +6,4 @@ pub mod protocol;
 pub mod runner;
 pub mod supervisor;
 pub mod template;
+pub mod tools;
