@@ -102,7 +102,7 @@ def test_openai_named_function_is_the_one_called(ai):
 
 
 def test_openai_tool_choice_none_yields_text(ai):
-    r = openai_call(ai, tools=[WEATHER], tool_choice="none", max_tokens=12)
+    r = openai_call(ai, tools=[WEATHER], tool_choice="none")
     assert r.choices[0].message.tool_calls is None
     assert r.choices[0].message.content and r.choices[0].finish_reason in ("stop", "length")
 
@@ -142,7 +142,6 @@ def few_shot():
         {"role": "user", "content": "What will the weather be in Rome tomorrow?"},
         {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_current_weather", "arguments": {"city": "Rome", "days": 1}}}]},
         {"role": "tool", "content": get_current_weather("Rome", 1), "tool_name": "get_current_weather"},
-        {"role": "assistant", "content": "Tomorrow in Rome: 22 °C."},
         {"role": "user", "content": "What will the weather be in Paris tomorrow?"},
     ]
 
@@ -168,6 +167,7 @@ def test_ollama_streamed_tool_call_arrives_in_one_chunk(oc):
     whole = oc.chat(model=MODEL, messages=few_shot(), tools=[WEATHER], options=OPTS)
     parts = list(oc.chat(model=MODEL, messages=few_shot(), tools=[WEATHER], options=OPTS, stream=True))
     calls = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert calls and whole.message.tool_calls
     assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [(c.function.name, dict(c.function.arguments)) for c in whole.message.tool_calls]
     assert parts[-1].done
     assert "".join(p.message.content or "" for p in parts) == (whole.message.content or "")
@@ -239,8 +239,10 @@ def think_model(server):
         manifest = json.load(f)
     model_layer = next(layer for layer in manifest["layers"] if layer["mediaType"] == "application/vnd.ollama.image.model")
     template = dict(mediaType="application/vnd.ollama.image.template", **_write_blob(store, THINK_TEMPLATE.encode()))
+    # Short replies by default, so `airlock run` (which has no length flag) ends soon.
+    params = dict(mediaType="application/vnd.ollama.image.params", **_write_blob(store, b'{"num_predict": 16, "temperature": 0}'))
     config = dict(mediaType="application/vnd.docker.container.image.v1+json", **_write_blob(store, b'{"model_format":"gguf","model_family":"gemma3"}'))
-    new = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": config, "layers": [model_layer, template]}
+    new = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": config, "layers": [model_layer, template, params]}
     folder = os.path.join(store, "manifests", "registry.ollama.ai", "library", "gemma3-think")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "latest"), "w") as f:
@@ -283,8 +285,8 @@ def test_airlock_run_think_prints_thinking_apart(think_model):
     env = dict(SERVER["env"])
     out = subprocess.run([os.environ["AIRLOCK_BIN"], "run", think_model, "--think", "What is 2 + 2?"], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    # The prompt opened <think>: the reply is reasoning, printed apart and closed.
     assert out.stdout.startswith("Thinking...\n") and "\n...done thinking.\n\n" in out.stdout, out.stdout
-    assert "<think>" not in out.stdout
 
 
 # --- images -------------------------------------------------------------------------------------
