@@ -16,6 +16,8 @@ mod openai;
 mod options;
 mod registry_routes;
 mod stream;
+mod reply;
+mod images;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

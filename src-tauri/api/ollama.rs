@@ -11,13 +11,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::OllamaJson;
+use super::images;
 use super::options::settings;
+use super::reply::{collect, replies, Collected, ReplyEvent};
 use super::stream::{self, now_rfc3339, ApiError};
 use crate::core::{rfc3339, Core, ModelDetails};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::{processor, GenerationStats};
-use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
+use crate::engine::tools::{ReplyPart, Think, ToolCall, ToolRequest};
 
 type CoreState = State<Arc<Core>>;
 
@@ -121,7 +123,7 @@ pub async fn show(State(core): CoreState, OllamaJson(req): OllamaJson<ModelRef>)
         let template = model.template().unwrap_or_default().to_string();
         let layers = crate::modelfile::ModelLayers::read(&core.store, &entry);
         let (modelfile, parameters) = (layers.modelfile_without_paths(), layers.parameters.table());
-        let mut capabilities = vec!["completion"];
+        let mut capabilities = model.capabilities();
         if d.not_runnable_reason.is_some() {
             capabilities.clear();
         }
@@ -152,6 +154,10 @@ pub struct ChatBody {
     options: Option<Value>,
     keep_alive: Option<Value>,
     format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    think: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +174,10 @@ pub struct GenerateBody {
     options: Option<Value>,
     keep_alive: Option<Value>,
     format: Option<Value>,
+    #[serde(default)]
+    think: Option<Value>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
 }
 
 /// Ollama's final statistics, nanoseconds, plus how many of the oldest messages were left out to
@@ -218,15 +228,42 @@ impl Shape {
             Shape::Generate => json!(text),
         }
     }
+    /// The reply fields of one object: chat messages carry `thinking` and `tool_calls` inside
+    /// the message, generate replies a top-level `thinking`.
+    fn fill(self, out: &mut serde_json::Map<String, Value>, content: &str, thinking: &str, calls: &[ToolCall]) {
+        let mut body = self.content(content);
+        match self {
+            Shape::Chat => {
+                if !thinking.is_empty() {
+                    body["thinking"] = json!(thinking);
+                }
+                if !calls.is_empty() {
+                    body["tool_calls"] = json!(calls);
+                }
+                out.insert("message".into(), body);
+            }
+            Shape::Generate => {
+                out.insert("response".into(), body);
+                if !thinking.is_empty() {
+                    out.insert("thinking".into(), json!(thinking));
+                }
+            }
+        }
+    }
 }
 
-/// The final object (for `stream: false`, or the stream's last line).
-fn final_object(shape: Shape, model: &str, text: &str, stats: &GenerationStats, began: Instant, load: Duration, dropped: usize) -> Value {
+fn head(model: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     out.insert("model".into(), json!(model));
     out.insert("created_at".into(), json!(now_rfc3339()));
-    out.insert(shape.field().into(), shape.content(text));
-    out.extend(final_stats(stats, began.elapsed(), load, dropped));
+    out
+}
+
+/// The final object (for `stream: false`, or the stream's last line).
+fn final_object(shape: Shape, model: &str, reply: &Collected, began: Instant, load: Duration, dropped: usize) -> Value {
+    let mut out = head(model);
+    shape.fill(&mut out, &reply.content, &reply.thinking, &reply.tool_calls);
+    out.extend(final_stats(&reply.stats, began.elapsed(), load, dropped));
     Value::Object(out)
 }
 
@@ -241,19 +278,29 @@ async fn load_only(core: Arc<Core>, shape: Shape, model: String, settings: Reque
     Ok(Json(out).into_response())
 }
 
-/// Streams the reply as NDJSON, or collects it for `stream: false`.
+/// Streams the reply as NDJSON (thinking and content as they come, each tool call whole), or
+/// collects it for `stream: false`.
 async fn reply(shape: Shape, model: String, started: crate::engine::chat::ChatStream, began: Instant, stream_it: bool) -> Result<Response, ApiError> {
     let (load, dropped) = (started.load_duration, started.dropped_messages);
     if !stream_it {
-        let (text, stats) = stream::collect(started).await?;
-        return Ok(Json(final_object(shape, &model, &text, &stats, began, load, dropped)).into_response());
+        let reply = collect(started).await?;
+        return Ok(Json(final_object(shape, &model, &reply, began, load, dropped)).into_response());
     }
-    let rx = stream::events(started);
+    let rx = replies(started);
     let line = move |ev| {
         let v = match ev {
-            StreamEvent::Piece(text) => json!({ "model": model, "created_at": now_rfc3339(), shape.field(): shape.content(&text), "done": false }),
-            StreamEvent::Done(stats) => final_object(shape, &model, "", &stats, began, load, dropped),
-            StreamEvent::Error(e) => json!({ "error": stream::scrub(&e.to_string()) }),
+            ReplyEvent::Part(part) => {
+                let mut out = head(&model);
+                match part {
+                    ReplyPart::Content(text) => shape.fill(&mut out, &text, "", &[]),
+                    ReplyPart::Thinking(text) => shape.fill(&mut out, "", &text, &[]),
+                    ReplyPart::ToolCall(call) => shape.fill(&mut out, "", "", &[call]),
+                }
+                out.insert("done".into(), json!(false));
+                Value::Object(out)
+            }
+            ReplyEvent::Done(stats) => final_object(shape, &model, &Collected { stats, ..Default::default() }, began, load, dropped),
+            ReplyEvent::Error(e) => json!({ "error": stream::scrub(&e.to_string()) }),
         };
         format!("{v}\n")
     };
@@ -261,8 +308,14 @@ async fn reply(shape: Shape, model: String, started: crate::engine::chat::ChatSt
 }
 
 pub async fn chat(State(core): CoreState, OllamaJson(req): OllamaJson<ChatBody>) -> Result<Response, ApiError> {
-    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    let mut settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    settings.think = req.think.as_ref().map(Think::from_json).transpose().map_err(ApiError::bad_request)?.flatten();
+    settings.tools = ToolRequest { tools: req.tools.unwrap_or_default(), ..Default::default() };
+    settings.tools.validate().map_err(ApiError::bad_request)?;
     let messages = req.messages.unwrap_or_default();
+    if messages.iter().any(|m| !m.images.is_empty()) {
+        images::refuse_images(&core, &req.model)?;
+    }
     if messages.is_empty() {
         return load_only(core, Shape::Chat, req.model, settings).await;
     }
@@ -272,7 +325,11 @@ pub async fn chat(State(core): CoreState, OllamaJson(req): OllamaJson<ChatBody>)
 }
 
 pub async fn generate(State(core): CoreState, OllamaJson(req): OllamaJson<GenerateBody>) -> Result<Response, ApiError> {
-    let settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    let mut settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
+    settings.think = req.think.as_ref().map(Think::from_json).transpose().map_err(ApiError::bad_request)?.flatten();
+    if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
+        images::refuse_images(&core, &req.model)?;
+    }
     let prompt = req.prompt.unwrap_or_default();
     if prompt.is_empty() {
         return load_only(core, Shape::Generate, req.model, settings).await;

@@ -12,12 +12,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::OpenAiJson;
+use super::images;
+use super::reply::{self, ReplyEvent};
 use super::stream::{self, ApiError};
 use crate::core::Core;
 use crate::engine::chat::{ChatStream, RequestSettings, JSON_GRAMMAR};
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
+use crate::engine::tools::{ReplyPart, Think, ToolCall, ToolCallFunction, ToolChoice, ToolRequest};
 
 type CoreState = State<Arc<Core>>;
 
@@ -65,6 +68,15 @@ pub struct ChatRequest {
     messages: Vec<OpenAiMessage>,
     #[serde(flatten)]
     common: Common,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    /// `"low"`, `"medium"`, `"high"` (or `"none"`): the `think` of Ollama's API.
+    #[serde(default)]
+    reasoning_effort: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +92,14 @@ pub struct OpenAiMessage {
     role: String,
     #[serde(default)]
     content: Value,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
 }
 
 /// The sampling fields both routes share. OpenAI's defaults: temperature and top_p 1.0.
@@ -154,71 +174,36 @@ fn finish_reason(stats: &GenerationStats) -> &'static str {
     if stats.done_reason == "length" { "length" } else { "stop" }
 }
 
-/// Chat completions and text completions differ only in how a choice carries text.
-#[derive(Clone, Copy)]
-enum Kind {
-    Chat,
-    Text,
+/// A text completion's choice, whole or streamed.
+fn text_choice(text: &str, finish: Option<&str>) -> Value {
+    json!({ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish })
 }
 
-impl Kind {
-    fn id_prefix(self) -> &'static str {
-        match self {
-            Kind::Chat => "chatcmpl",
-            Kind::Text => "cmpl",
-        }
-    }
-    fn object(self, streaming: bool) -> &'static str {
-        match (self, streaming) {
-            (Kind::Chat, false) => "chat.completion",
-            (Kind::Chat, true) => "chat.completion.chunk",
-            (Kind::Text, _) => "text_completion",
-        }
-    }
-    /// A whole choice (`stream: false`).
-    fn choice(self, text: &str, finish: &str) -> Value {
-        match self {
-            Kind::Chat => json!({ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }),
-            Kind::Text => json!({ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish }),
-        }
-    }
-    /// A streamed choice; the first chat delta names the role.
-    fn delta(self, text: &str, first: bool, finish: Option<&str>) -> Value {
-        match self {
-            Kind::Chat if finish.is_some() => json!({ "index": 0, "delta": {}, "finish_reason": finish }),
-            Kind::Chat if first => json!({ "index": 0, "delta": { "role": "assistant", "content": text }, "finish_reason": Value::Null }),
-            Kind::Chat => json!({ "index": 0, "delta": { "content": text }, "finish_reason": Value::Null }),
-            Kind::Text => json!({ "index": 0, "text": text, "logprobs": Value::Null, "finish_reason": finish }),
-        }
-    }
-}
-
-/// The response: one object, or SSE chunks (with a usage chunk when asked) then `[DONE]`.
-async fn respond(kind: Kind, model: String, common: &Common, started: ChatStream) -> Result<Response, OpenAiError> {
-    let id = format!("{}-{}", kind.id_prefix(), unix_now_nanos());
+/// A text completion: one object, or SSE chunks (with a usage chunk when asked) then `[DONE]`.
+async fn respond_text(model: String, common: &Common, started: ChatStream) -> Result<Response, OpenAiError> {
+    let id = format!("cmpl-{}", unix_now_nanos());
     let created = unix_now();
     if !common.stream {
         let (text, stats) = stream::collect(started).await?;
         return Ok(Json(json!({
-            "id": id, "object": kind.object(false), "created": created, "model": model, "system_fingerprint": "fp_airlock",
-            "choices": [kind.choice(&text, finish_reason(&stats))],
+            "id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "fp_airlock",
+            "choices": [text_choice(&text, Some(finish_reason(&stats)))],
             "usage": usage(&stats),
         }))
         .into_response());
     }
     let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let chunk = move |choices: Value, usage: Value| {
-        let mut c = json!({ "id": id, "object": kind.object(true), "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
+        let mut c = json!({ "id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
         if include_usage {
             c["usage"] = usage;
         }
         format!("data: {c}\n\n")
     };
-    let mut first = true;
     let line = move |ev| match ev {
-        StreamEvent::Piece(text) => chunk(json!([kind.delta(&text, std::mem::take(&mut first), None)]), Value::Null),
+        StreamEvent::Piece(text) => chunk(json!([text_choice(&text, None)]), Value::Null),
         StreamEvent::Done(stats) => {
-            let mut out = chunk(json!([kind.delta("", false, Some(finish_reason(&stats)))]), Value::Null);
+            let mut out = chunk(json!([text_choice("", Some(finish_reason(&stats)))]), Value::Null);
             if include_usage {
                 out.push_str(&chunk(json!([]), usage(&stats)));
             }
@@ -230,11 +215,146 @@ async fn respond(kind: Kind, model: String, common: &Common, started: ChatStream
 }
 
 pub async fn chat(State(core): CoreState, OpenAiJson(req): OpenAiJson<ChatRequest>) -> Result<Response, OpenAiError> {
-    let settings = req.common.settings()?;
-    let messages: Vec<ChatMessage> = req.messages.iter().map(|m| Ok(ChatMessage::new(m.role.clone(), content_text(&m.content)?))).collect::<Result<_, ApiError>>()?;
+    let mut settings = req.common.settings()?;
+    settings.tools = tool_request(&req)?;
+    settings.think = req.reasoning_effort.as_deref().map(Think::from_level).transpose().map_err(ApiError::bad_request)?;
+    if req.messages.iter().any(|m| has_image(&m.content)) {
+        images::refuse_images(&core, &req.model)?;
+    }
+    let messages = chat_messages(&req.messages)?;
     let (c, name) = (core.clone(), req.model.clone());
     let (started, _) = stream::start(move || c.engine().chat(&c.prepare(&name)?, &messages, settings)).await?;
-    respond(Kind::Chat, req.model, &req.common, started).await
+    respond_chat(req.model, &req.common, started).await
+}
+
+/// `tools`, `tool_choice` (`"auto"`, `"none"`, `"required"`, `{"type": "function", "function": {"name"}}`)
+/// and `parallel_tool_calls`.
+fn tool_request(req: &ChatRequest) -> Result<ToolRequest, ApiError> {
+    let bad = || ApiError::bad_request("tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}");
+    let choice = match &req.tool_choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad()),
+        },
+        Some(v) => ToolChoice::Function(v.pointer("/function/name").and_then(Value::as_str).ok_or_else(bad)?.to_string()),
+    };
+    let tools = ToolRequest { tools: req.tools.clone().unwrap_or_default(), choice, parallel: req.parallel_tool_calls.unwrap_or(true) };
+    tools.validate().map_err(ApiError::bad_request)?;
+    Ok(tools)
+}
+
+/// OpenAI messages as the engine's: tool calls with their JSON-string arguments parsed, tool
+/// results named after the call they answer.
+fn chat_messages(messages: &[OpenAiMessage]) -> Result<Vec<ChatMessage>, ApiError> {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let mut msg = ChatMessage::new(m.role.clone(), content_text(&m.content)?);
+        for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+            let bad = |what: &str| ApiError::bad_request(format!("messages[{i}].tool_calls[{j}]: {what}"));
+            let name = call.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| bad("function.name is missing"))?;
+            let arguments = match call.pointer("/function/arguments") {
+                Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+                Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| bad(&format!("function.arguments is not valid JSON ({e})")))?,
+                Some(v @ Value::Object(_)) => v.clone(),
+                None | Some(Value::Null) => json!({}),
+                Some(_) => return Err(bad("function.arguments must be a JSON string")),
+            };
+            let id = call.get("id").and_then(Value::as_str).map(str::to_string);
+            msg.tool_calls.push(ToolCall { id, function: ToolCallFunction { index: None, name: name.to_string(), arguments } });
+        }
+        msg.tool_call_id = m.tool_call_id.clone();
+        msg.tool_name = m.name.clone().filter(|_| m.role == "tool").or_else(|| {
+            let id = m.tool_call_id.as_deref()?;
+            out.iter().rev().flat_map(|p| &p.tool_calls).find(|c| c.id.as_deref() == Some(id)).map(|c| c.function.name.clone())
+        });
+        msg.thinking = m.reasoning_content.clone();
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+fn has_image(content: &Value) -> bool {
+    content.as_array().is_some_and(|parts| parts.iter().any(|p| p.get("type").and_then(Value::as_str) == Some("image_url") || p.get("image_url").is_some()))
+}
+
+/// OpenAI's tool call object: `arguments` as a JSON string.
+fn openai_call(call: &ToolCall, with_index: bool) -> Value {
+    let mut v = json!({
+        "id": call.id.clone().unwrap_or_default(),
+        "type": "function",
+        "function": { "name": call.function.name, "arguments": call.function.arguments.to_string() },
+    });
+    if with_index {
+        v["index"] = json!(call.function.index.unwrap_or(0));
+    }
+    v
+}
+
+/// A chat completion: content, `reasoning_content` and `tool_calls` (finish reason
+/// `"tool_calls"` when there are calls), whole or as SSE deltas.
+async fn respond_chat(model: String, common: &Common, started: ChatStream) -> Result<Response, OpenAiError> {
+    let id = format!("chatcmpl-{}", unix_now_nanos());
+    let created = unix_now();
+    if !common.stream {
+        let reply = reply::collect(started).await?;
+        let mut message = json!({ "role": "assistant", "content": reply.content });
+        if !reply.thinking.is_empty() {
+            message["reasoning_content"] = json!(reply.thinking);
+        }
+        let finish = if reply.tool_calls.is_empty() {
+            finish_reason(&reply.stats)
+        } else {
+            if reply.content.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = reply.tool_calls.iter().map(|c| openai_call(c, false)).collect();
+            "tool_calls"
+        };
+        return Ok(Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": "fp_airlock",
+            "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+            "usage": usage(&reply.stats),
+        }))
+        .into_response());
+    }
+    let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let chunk = move |choices: Value, usage: Value| {
+        let mut c = json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
+        if include_usage {
+            c["usage"] = usage;
+        }
+        format!("data: {c}\n\n")
+    };
+    let (mut first, mut called) = (true, false);
+    let line = move |ev| match ev {
+        ReplyEvent::Part(part) => {
+            let mut delta = match part {
+                ReplyPart::Content(text) => json!({ "content": text }),
+                ReplyPart::Thinking(text) => json!({ "reasoning_content": text }),
+                ReplyPart::ToolCall(call) => {
+                    called = true;
+                    json!({ "tool_calls": [openai_call(&call, true)] })
+                }
+            };
+            if std::mem::take(&mut first) {
+                delta["role"] = json!("assistant");
+            }
+            chunk(json!([{ "index": 0, "delta": delta, "finish_reason": Value::Null }]), Value::Null)
+        }
+        ReplyEvent::Done(stats) => {
+            let finish = if called { "tool_calls" } else { finish_reason(&stats) };
+            let mut out = chunk(json!([{ "index": 0, "delta": {}, "finish_reason": finish }]), Value::Null);
+            if include_usage {
+                out.push_str(&chunk(json!([]), usage(&stats)));
+            }
+            out
+        }
+        ReplyEvent::Error(e) => format!("data: {}\n\n", json!({ "error": { "message": stream::scrub(&e.to_string()), "type": "api_error" } })),
+    };
+    Ok(stream::body(reply::replies(started), "text/event-stream", line, Some("data: [DONE]\n\n".into())))
 }
 
 fn unix_now_nanos() -> u128 {
@@ -250,6 +370,6 @@ pub async fn completions(State(core): CoreState, OpenAiJson(req): OpenAiJson<Com
     };
     let (c, name) = (core.clone(), req.model.clone());
     let (started, _) = stream::start(move || c.engine().generate(&c.prepare(&name)?, &prompt, None, true, settings)).await?;
-    respond(Kind::Text, req.model, &req.common, started).await
+    respond_text(req.model, &req.common, started).await
 }
 

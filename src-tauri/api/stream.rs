@@ -59,7 +59,7 @@ impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
         let status = match &e {
             ChatError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            ChatError::Store(StoreError::InvalidName(_)) | ChatError::NotRunnable { .. } | ChatError::TooLong { .. } | ChatError::Template(_) => StatusCode::BAD_REQUEST,
+            ChatError::Store(StoreError::InvalidName(_)) | ChatError::NotRunnable { .. } | ChatError::TooLong { .. } | ChatError::Template(_) | ChatError::Unsupported { .. } | ChatError::BadTools(_) => StatusCode::BAD_REQUEST,
             ChatError::Engine(EngineError::Request { .. }) => StatusCode::BAD_REQUEST,
             ChatError::Engine(EngineError::Busy { .. } | EngineError::TooManyLoads { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,7 +109,7 @@ pub async fn collect(stream: ChatStream) -> Result<(String, GenerationStats), Ap
 }
 
 /// A streaming body made of one line per event, rendered by `render`.
-pub fn body(rx: mpsc::Receiver<StreamEvent>, content_type: &'static str, mut render: impl FnMut(StreamEvent) -> String + Send + 'static, trailer: Option<String>) -> Response {
+pub fn body<T: Send + 'static>(rx: mpsc::Receiver<T>, content_type: &'static str, mut render: impl FnMut(T) -> String + Send + 'static, trailer: Option<String>) -> Response {
     let lines = ReceiverStream::new(rx).map(move |ev| Ok::<_, std::convert::Infallible>(render(ev)));
     let body = match trailer {
         Some(t) => Body::from_stream(lines.chain(tokio_stream::once(Ok(t)))),

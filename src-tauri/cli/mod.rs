@@ -74,6 +74,9 @@ enum Command {
         /// How long the model stays loaded after a reply, e.g. 5m, 30s, 0 (Ollama's keep_alive)
         #[arg(long = "keepalive", value_parser = parse_duration)]
         keep_alive: Option<std::time::Duration>,
+        /// Let a thinking model reason first, shown dimmed (`--think`, `--think=false`, `--think=low|medium|high`)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = crate::engine::tools::Think::from_level)]
+        think: Option<crate::engine::tools::Think>,
     },
     /// Print each TEXT's embedding as one JSON array per line (texts from stdin without TEXT)
     Embed(embed_cmd::EmbedArgs),
@@ -162,8 +165,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { model, prompt, verbose, keep_alive } => {
-            run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive })?;
+        Command::Run { model, prompt, verbose, keep_alive, think } => {
+            run::run(&core, run::RunArgs { model, prompt, verbose, keep_alive, think })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Embed(args) => embed_cmd::run(&core, args),

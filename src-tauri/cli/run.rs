@@ -1,7 +1,8 @@
 //! `airlock run MODEL [PROMPT]`: a one-shot answer when a prompt is given or stdin is piped,
 //! otherwise an interactive chat like `ollama run` (`"""` for multi-line input, `/bye`, `/clear`,
-//! `/set parameter NAME VALUE`, `/show info`; Ctrl-C stops the reply, not the program).
-//! The reply goes to stdout; `--verbose` statistics and notes go to stderr.
+//! `/set parameter NAME VALUE`, `/set think`, `/set nothink`, `/show info`; Ctrl-C stops the
+//! reply, not the program). The reply goes to stdout, a thinking model's reasoning dimmed before
+//! it (on a terminal; plain text otherwise); `--verbose` statistics and notes go to stderr.
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +16,14 @@ use crate::engine::chat::{PreparedModel, RequestSettings};
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
+use crate::engine::tools::{ReplyPart, Think};
 
 pub struct RunArgs {
     pub model: String,
     pub prompt: Vec<String>,
     pub verbose: bool,
     pub keep_alive: Option<Duration>,
+    pub think: Option<Think>,
 }
 
 pub fn run(core: &Core, args: RunArgs) -> Result<()> {
@@ -29,7 +32,7 @@ pub fn run(core: &Core, args: RunArgs) -> Result<()> {
     let flag = interrupted.clone();
     // Ctrl-C stops the reply in progress; the chat goes on.
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    let mut session = Session { core, model, messages: Vec::new(), settings: RequestSettings { keep_alive: args.keep_alive, ..Default::default() }, verbose: args.verbose, interrupted };
+    let mut session = Session { core, model, messages: Vec::new(), settings: RequestSettings { keep_alive: args.keep_alive, think: args.think, ..Default::default() }, verbose: args.verbose, interrupted };
 
     let stdin = io::stdin();
     let mut prompt = args.prompt.join(" ");
@@ -90,6 +93,21 @@ impl Session<'_> {
                     Ok(msg) => eprintln!("{msg}"),
                     Err(e) => eprintln!("Error: {e}"),
                 },
+                "/set think" => {
+                    self.settings.think = Some(Think::On);
+                    eprintln!("Set 'think' mode.");
+                }
+                "/set nothink" => {
+                    self.settings.think = Some(Think::Off);
+                    eprintln!("Set 'nothink' mode.");
+                }
+                cmd if cmd.starts_with("/set think ") => match Think::from_level(cmd["/set think ".len()..].trim()) {
+                    Ok(level) => {
+                        eprintln!("Set 'think' mode to {:?}.", cmd["/set think ".len()..].trim());
+                        self.settings.think = Some(level);
+                    }
+                    Err(e) => eprintln!("Error: {e}"),
+                },
                 cmd if cmd.starts_with("/set system ") => {
                     self.messages.retain(|m| m.role != "system");
                     self.messages.insert(0, ChatMessage::new("system", cmd["/set system ".len()..].trim()));
@@ -147,8 +165,10 @@ impl Session<'_> {
         let runs_on = stream.runs_on;
         let prompt = stream.prompt;
         let mut generation = stream.generation;
-        let mut answer = String::new();
+        let mut parser = stream.parser;
+        let mut answer = ChatMessage::new("assistant", "");
         let mut out = io::stdout().lock();
+        let mut shown = Shown { terminal: io::stdout().is_terminal(), thinking: false };
         let mut cancelled = false;
         let stats = loop {
             if !cancelled && self.interrupted.load(Ordering::SeqCst) {
@@ -158,11 +178,18 @@ impl Session<'_> {
             match generation.next_event_timeout(Duration::from_millis(50)) {
                 None => continue,
                 Some(StreamEvent::Piece(p)) => {
-                    out.write_all(p.as_bytes())?;
+                    for part in parser.push(&p) {
+                        shown.write(&mut out, &mut answer, part)?;
+                    }
                     out.flush()?;
-                    answer.push_str(&p);
                 }
-                Some(StreamEvent::Done(stats)) => break stats,
+                Some(StreamEvent::Done(stats)) => {
+                    for part in parser.finish() {
+                        shown.write(&mut out, &mut answer, part)?;
+                    }
+                    shown.end_thinking(&mut out)?;
+                    break stats;
+                }
                 Some(StreamEvent::Error(e)) => {
                     writeln!(out)?;
                     self.messages.pop();
@@ -171,11 +198,51 @@ impl Session<'_> {
             }
         };
         writeln!(out)?;
-        self.messages.push(ChatMessage::new("assistant", answer));
+        self.messages.push(answer);
         if self.verbose {
             eprintln!("rendered prompt:      {}", serde_json::to_string(&prompt).unwrap_or_default());
             eprint!("{}", verbose_stats(started.elapsed(), load, &stats));
             eprintln!("processor:            {runs_on}");
+        }
+        Ok(())
+    }
+}
+
+/// Writes reply parts: thinking dimmed (ANSI faint on a terminal) and set apart from the
+/// answer, which is kept for the next turn.
+struct Shown {
+    terminal: bool,
+    thinking: bool,
+}
+
+impl Shown {
+    fn write(&mut self, out: &mut impl Write, answer: &mut ChatMessage, part: ReplyPart) -> io::Result<()> {
+        match part {
+            ReplyPart::Thinking(t) => {
+                if !self.thinking {
+                    self.thinking = true;
+                    out.write_all(if self.terminal { b"\x1b[2mThinking...\n" } else { b"Thinking...\n" })?;
+                }
+                out.write_all(t.as_bytes())?;
+                answer.thinking.get_or_insert_with(String::new).push_str(&t);
+            }
+            ReplyPart::Content(t) => {
+                self.end_thinking(out)?;
+                out.write_all(t.as_bytes())?;
+                answer.content.push_str(&t);
+            }
+            ReplyPart::ToolCall(c) => {
+                self.end_thinking(out)?;
+                writeln!(out, "{}", serde_json::json!({ "name": c.function.name, "arguments": c.function.arguments }))?;
+                answer.tool_calls.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_thinking(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if std::mem::take(&mut self.thinking) {
+            out.write_all(if self.terminal { b"\n...done thinking.\x1b[0m\n\n" } else { b"\n...done thinking.\n\n" })?;
         }
         Ok(())
     }
@@ -201,6 +268,8 @@ const HELP: &str = "Available Commands:
   /set parameter NAME VALUE   Set a parameter (temperature, top_k, top_p, min_p, repeat_penalty,
                               repeat_last_n, seed, num_predict, num_ctx, num_gpu, stop)
   /set system TEXT            Set the system message
+  /set think [low|medium|high] Let a thinking model reason first (shown dimmed)
+  /set nothink                Turn thinking off
   /show info                  Show details for this model
   /clear                      Clear the session context
   /bye                        Exit

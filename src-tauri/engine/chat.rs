@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::protocol::SamplingOptions;
 use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, RunnerGuard, Supervisor};
-use super::template::{render_chat, render_generate, ChatMessage, PromptFormat, RenderedPrompt, TemplateSpec};
+use super::template::{render_chat_with, render_generate_with, ChatMessage, PromptExtras, PromptFormat, RenderedPrompt, TemplateSpec};
+use super::tools::{self, ReplyParser, Think, ToolRequest};
 use crate::gguf;
 use crate::store::manifest::{self, Manifest};
 use crate::store::{Store, StoreError};
@@ -32,6 +33,11 @@ pub enum ChatError {
     Template(#[from] super::template::TemplateError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The request asks for something the model's template cannot do (tools, thinking).
+    #[error("{model} does not support {feature}")]
+    Unsupported { model: String, feature: String },
+    #[error("{0}")]
+    BadTools(String),
     #[error("the conversation does not fit in the context ({tokens} tokens for the newest message and system prompt, num_ctx {n_ctx}); raise num_ctx or shorten the message")]
     TooLong { tokens: u32, n_ctx: u32 },
 }
@@ -96,6 +102,58 @@ impl PreparedModel {
     pub fn context_length(&self, requested: Option<u32>) -> u32 {
         let wanted = requested.or(self.params_num_ctx).unwrap_or(DEFAULT_NUM_CTX).max(256);
         self.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(256)))
+    }
+
+    /// The template that renders this model's prompts, and its source (a Jinja template that
+    /// fails falls back to the Go template at render time).
+    pub fn primary_template(&self) -> (PromptFormat, Option<&str>) {
+        fn non_empty(t: &Option<String>) -> Option<&str> {
+            t.as_deref().filter(|t| !t.trim().is_empty())
+        }
+        match (non_empty(&self.gguf_template), non_empty(&self.ollama_template)) {
+            (Some(j), _) => (PromptFormat::Jinja, Some(j)),
+            (None, Some(g)) => (PromptFormat::GoTemplate, Some(g)),
+            _ => (PromptFormat::Plain, None),
+        }
+    }
+
+    fn template_source(&self, format: PromptFormat) -> Option<&str> {
+        match format {
+            PromptFormat::Jinja => self.gguf_template.as_deref(),
+            PromptFormat::GoTemplate => self.ollama_template.as_deref(),
+            PromptFormat::Plain => None,
+        }
+    }
+
+    /// Ollama's capabilities: `completion`, plus `tools` and `thinking` when the template has them.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        let (format, source) = self.primary_template();
+        let mut caps = vec!["completion"];
+        if tools::template_supports_tools(format, source) {
+            caps.push("tools");
+        }
+        if tools::thinking_tags(format, source).is_some() {
+            caps.push("thinking");
+        }
+        caps
+    }
+
+    /// Asking a model without thinking support to think is an error (as in Ollama).
+    fn check_think(&self, think: &Option<Think>, format: PromptFormat, source: Option<&str>) -> Result<(), ChatError> {
+        if think.as_ref().is_some_and(Think::enabled) && tools::thinking_tags(format, source).is_none() {
+            return Err(ChatError::Unsupported { model: self.name.clone(), feature: "thinking".into() });
+        }
+        Ok(())
+    }
+
+    /// The parser for a reply to `rendered`: thinking split off when the template thinks (and
+    /// kept unless `think` is off), tool calls parsed when `tools` is given.
+    fn reply_parser(&self, rendered: &RenderedPrompt, think: &Option<Think>, tools: Option<(tools::ToolSyntax, Vec<String>)>) -> ReplyParser {
+        let thinking = tools::thinking_tags(rendered.format, self.template_source(rendered.format)).map(|tags| {
+            let forced_open = tools::thinking_forced_open(&rendered.text, tags.0);
+            (tags, forced_open, think.as_ref().is_none_or(Think::enabled))
+        });
+        ReplyParser::new(thinking, tools)
     }
 
     fn spec<'a>(&'a self, runner: &'a LoadedModel) -> TemplateSpec<'a> {
@@ -200,6 +258,10 @@ pub struct RequestSettings {
     pub keep_alive: Option<Duration>,
     /// GBNF grammar for constrained output.
     pub grammar: Option<String>,
+    /// Tools the model may call, and how (`engine::tools`).
+    pub tools: ToolRequest,
+    /// `think`; `None`: the template's default.
+    pub think: Option<Think>,
 }
 
 /// A generation plus what was done to the request to run it.
@@ -213,6 +275,8 @@ pub struct ChatStream {
     pub load_duration: Duration,
     /// Where the model runs ([`LoadedModel::runs_on`]).
     pub runs_on: String,
+    /// Splits the streamed text into content, thinking and tool calls; feed it every piece.
+    pub parser: ReplyParser,
 }
 
 pub struct Engine {
@@ -259,12 +323,34 @@ impl Engine {
             }
         }
         let options = merge_options(&model.params, &req.options);
-        let (rendered, dropped) = self.fit(model, &runner, messages, &options)?;
-        self.start(runner, rendered, options, req, dropped, load_duration)
+        let (format, source) = model.primary_template();
+        model.check_think(&req.think, format, source)?;
+        let tools_on = req.tools.active();
+        if tools_on && !tools::template_supports_tools(format, source) {
+            return Err(ChatError::Unsupported { model: model.name.clone(), feature: "tools".into() });
+        }
+        let extras = PromptExtras { tools: tools_on.then_some(req.tools.tools.as_slice()), think: req.think.as_ref() };
+        let (rendered, dropped) = self.fit(model, &runner, messages, &options, extras)?;
+        let mut req = req;
+        let syntax = tools::ToolSyntax::for_template(rendered.format, model.template_source(rendered.format));
+        let only = match &req.tools.choice {
+            tools::ToolChoice::Required => Some(None),
+            tools::ToolChoice::Function(name) => Some(Some(name.clone())),
+            _ => None,
+        };
+        if let (true, Some(only)) = (tools_on, only) {
+            req.grammar = Some(tools::tool_grammar(&syntax, &req.tools, only.as_deref()).map_err(ChatError::BadTools)?);
+        }
+        let parser = model.reply_parser(&rendered, &req.think, tools_on.then(|| (syntax, req.tools.names())));
+        self.start(runner, rendered, options, req, dropped, load_duration, parser)
     }
 
     /// Starts a completion of `prompt` (Ollama `/api/generate`): through the template unless `raw`.
     pub fn generate(&self, model: &PreparedModel, prompt: &str, system: Option<&str>, raw: bool, req: RequestSettings) -> Result<ChatStream, ChatError> {
+        let (format, source) = model.primary_template();
+        if !raw {
+            model.check_think(&req.think, format, source)?;
+        }
         let (runner, load_duration) = self.load(model, &req)?;
         let rendered = if raw {
             RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
@@ -273,15 +359,18 @@ impl Engine {
             let mut turns: Vec<ChatMessage> = system.or(model.system.as_deref()).filter(|s| !s.is_empty()).map(|s| ChatMessage::new("system", s)).into_iter().collect();
             turns.extend(model.messages.iter().cloned());
             turns.push(ChatMessage::new("user", prompt));
-            render_chat(&model.spec(&runner), &turns, true)?
+            render_chat_with(&model.spec(&runner), &turns, true, PromptExtras { tools: None, think: req.think.as_ref() })?
         } else {
-            render_generate(&model.spec(&runner), system.or(model.system.as_deref()), prompt)?
+            let extras = PromptExtras { tools: None, think: req.think.as_ref() };
+            render_generate_with(&model.spec(&runner), system.or(model.system.as_deref()), prompt, extras)?
         };
         let options = merge_options(&model.params, &req.options);
-        self.start(runner, rendered, options, req, 0, load_duration)
+        let parser = if raw { ReplyParser::plain() } else { model.reply_parser(&rendered, &req.think, None) };
+        self.start(runner, rendered, options, req, 0, load_duration, parser)
     }
 
-    fn start(&self, runner: RunnerGuard, rendered: RenderedPrompt, mut options: SamplingOptions, req: RequestSettings, dropped: usize, load_duration: Duration) -> Result<ChatStream, ChatError> {
+    #[allow(clippy::too_many_arguments)]
+    fn start(&self, runner: RunnerGuard, rendered: RenderedPrompt, mut options: SamplingOptions, req: RequestSettings, dropped: usize, load_duration: Duration, parser: ReplyParser) -> Result<ChatStream, ChatError> {
         for s in rendered.stop {
             if !options.stop.contains(&s) {
                 options.stop.push(s);
@@ -290,17 +379,17 @@ impl Engine {
         let runs_on = runner.runs_on();
         let prompt = rendered.text.clone();
         let generation = self.supervisor.generate(runner, rendered.text, options, req.grammar)?;
-        Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on })
+        Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on, parser })
     }
 
     /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.
-    fn fit(&self, model: &PreparedModel, runner: &LoadedModel, mut messages: Vec<ChatMessage>, options: &SamplingOptions) -> Result<(RenderedPrompt, usize), ChatError> {
+    fn fit(&self, model: &PreparedModel, runner: &LoadedModel, mut messages: Vec<ChatMessage>, options: &SamplingOptions, extras: PromptExtras) -> Result<(RenderedPrompt, usize), ChatError> {
         let n_ctx = runner.info.n_ctx;
         let reply_room = options.num_predict.filter(|n| *n > 0).map_or(n_ctx / 8, |n| n as u32).min(n_ctx / 2);
         let budget = n_ctx.saturating_sub(reply_room);
         let mut dropped = 0;
         loop {
-            let rendered = render_chat(&model.spec(runner), &messages, true)?;
+            let rendered = render_chat_with(&model.spec(runner), &messages, true, extras)?;
             // A token is at least one byte, so a short prompt fits without asking the runner.
             if rendered.text.len() as u32 <= budget {
                 return Ok((rendered, dropped));

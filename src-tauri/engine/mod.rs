@@ -7,3 +7,4 @@ pub mod protocol;
 pub mod runner;
 pub mod supervisor;
 pub mod template;
+pub mod tools;

@@ -9,6 +9,8 @@ import urllib.request
 import pytest
 
 MODEL = "gemma3:270m"
+# The running server's store and environment, for tests that add models to it.
+SERVER = {}
 
 
 def _free_port():
@@ -28,6 +30,7 @@ def server():
     env["AIRLOCK_HOST"] = f"127.0.0.1:{port}"
     proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
+    SERVER.update(store=store, env=env)
     deadline = time.time() + 30
     while True:
         try:

@@ -11,7 +11,7 @@ use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, State};
 use time::OffsetDateTime;
 
 use super::pyjson::{self, DumpOptions, JsonTooLarge};
-use super::{Budget, ChatMessage, PromptFormat, TemplateError, TemplateSpec};
+use super::{Budget, ChatMessage, PromptExtras, PromptFormat, TemplateError, TemplateSpec};
 
 const FORMAT: PromptFormat = PromptFormat::Jinja;
 const NAME: &str = "chat_template";
@@ -28,6 +28,7 @@ pub(crate) fn render(
     spec: &TemplateSpec,
     messages: &[ChatMessage],
     add_generation_prompt: bool,
+    extras: &PromptExtras,
     now: OffsetDateTime,
     budget: Budget,
 ) -> Result<String, TemplateError> {
@@ -38,17 +39,27 @@ pub(crate) fn render(
             .template_from_named_str(NAME, &source)
             .map_err(|e| compile_error(&e))?;
 
-        let messages: Vec<Value> = messages
-            .iter()
-            .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
-            .collect();
-        let ctx = context! {
+        let messages: Vec<Value> = messages.iter().map(hf_message).collect();
+        let tools = match extras.tools {
+            Some(tools) => tools.iter().map(json_value).collect(),
+            None => Value::from(()),
+        };
+        let base = context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => spec.bos_token.unwrap_or(""),
             eos_token => spec.eos_token.unwrap_or(""),
-            tools => Value::from(()),
+            tools => tools,
             date_string => date_string(now),
+        };
+        // HF passes extra keyword arguments through to the template: Qwen 3 and DeepSeek read
+        // `enable_thinking`, gpt-oss reads `reasoning_effort`. Unset stays undefined.
+        let ctx = match extras.think {
+            Some(think) => {
+                let level = think.level().map(Value::from).unwrap_or(Value::UNDEFINED);
+                context! { enable_thinking => think.enabled(), reasoning_effort => level, ..base }
+            }
+            None => base,
         };
 
         let overflowed = Rc::new(Cell::new(false));
@@ -71,6 +82,58 @@ pub(crate) fn render(
             Err(e) => Err(render_error(&e, budget)),
         }
     })
+}
+
+/// A message as Hugging Face templates receive it: `role` and `content`, plus (only when set)
+/// `tool_calls` in OpenAI's shape with `arguments` as an object (what HF documents and llama.cpp
+/// passes), `tool_call_id` and `name` on tool results, and `reasoning_content` on assistant turns.
+fn hf_message(m: &ChatMessage) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("role".into(), m.role.clone().into());
+    map.insert("content".into(), m.content.clone().into());
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<serde_json::Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let mut call = serde_json::json!({
+                    "type": "function",
+                    "function": { "name": c.function.name, "arguments": c.function.arguments },
+                });
+                if let Some(id) = &c.id {
+                    call["id"] = id.clone().into();
+                }
+                call
+            })
+            .collect();
+        map.insert("tool_calls".into(), calls.into());
+    }
+    if let Some(id) = &m.tool_call_id {
+        map.insert("tool_call_id".into(), id.clone().into());
+    }
+    if let Some(name) = &m.tool_name {
+        map.insert("name".into(), name.clone().into());
+    }
+    if let Some(thinking) = m.thinking.as_ref().filter(|t| !t.is_empty()) {
+        map.insert("reasoning_content".into(), thinking.clone().into());
+    }
+    json_value(&serde_json::Value::Object(map))
+}
+
+/// A JSON value as the template sees it (objects keep their key order, as Python dicts do).
+fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => items.iter().map(json_value).collect(),
+        serde_json::Value::Object(o) => Value::from_pairs(o.iter().map(|(k, x)| (k.as_str(), json_value(x)))),
+    }
 }
 
 /// Runs `render` on a thread with [`RENDER_STACK`] of stack.

@@ -21,6 +21,12 @@
 //! - with `add_generation_prompt`, then `"\nAssistant:"` (just `"Assistant:"` when there are no
 //!   turns). No space after the colon: the model writes it.
 //! - stop strings: `["\nUser:"]`.
+//! - with tools: after the system texts, `"You can call these tools (JSON schemas, one per line):\n"`,
+//!   each tool object as compact JSON on its own line, then `"To call a tool, answer with
+//!   <tool_call>\n{\"name\": \"<tool name>\", \"arguments\": {<arguments>}}\n</tool_call>\n\n"`;
+//!   an assistant turn with tool calls is its content followed by
+//!   `"<tool_call>\n{\"name\": …, \"arguments\": …}\n</tool_call>"` per call; `"\nTool:"` is
+//!   a stop string too.
 //!
 //! Example: `"Be brief.\n\nUser: Hi\nAssistant: Hello!\nUser: Why?\nAssistant:"`.
 //!
@@ -29,8 +35,10 @@
 //! system text is given, else `"{prompt}"`; no stop strings.
 //!
 //! # Globals the Jinja template sees
-//! `messages` (list of `{role, content}`), `add_generation_prompt`, `bos_token`, `eos_token`
-//! (empty strings when unknown), `tools` = `none`, `date_string` (today, `"%d %b %Y"`, UTC, as
+//! `messages` (list of `{role, content}`, plus `tool_calls` / `tool_call_id` / `name` /
+//! `reasoning_content` when set), `add_generation_prompt`, `bos_token`, `eos_token`
+//! (empty strings when unknown), `tools` (the request's tool objects, else `none`),
+//! `enable_thinking` and `reasoning_effort` (only when the request sets `think`), `date_string` (today, `"%d %b %Y"`, UTC, as
 //! llama.cpp passes it), `raise_exception(msg)`, `strftime_now(fmt)` (UTC).
 //!
 //! Must never: loop forever, allocate without bound or crash the process on a hostile template
@@ -54,11 +62,36 @@ use time::OffsetDateTime;
 
 pub use error::TemplateError;
 
-/// One message of a conversation. Roles: `system`, `user`, `assistant`, `tool`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+use super::tools::{Think, ToolCall};
+
+/// One message of a conversation. Roles: `system`, `user`, `assistant`, `tool`. Beyond the
+/// text: an assistant's reasoning and tool calls, and which call a `tool` message answers
+/// (Ollama's message fields; unset ones are left out when serialised).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The function a `tool` message reports on (Ollama's `tool_name`; OpenAI's `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Base64 images (Ollama's `images`); only models with a projector can use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub images: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ChatMessage {
@@ -66,8 +99,18 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            ..Default::default()
         }
     }
+}
+
+/// What a chat prompt carries besides the messages: the tools the model may call and the
+/// thinking switch, both passed to templates the way Hugging Face / Ollama pass them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PromptExtras<'a> {
+    /// Tool objects as the client sent them; `None` renders as `tools = none` / `.Tools` nil.
+    pub tools: Option<&'a [serde_json::Value]>,
+    pub think: Option<&'a Think>,
 }
 
 /// What a model offers to build its prompt from (all optional).
@@ -118,10 +161,21 @@ pub fn render_chat(
     messages: &[ChatMessage],
     add_generation_prompt: bool,
 ) -> Result<RenderedPrompt, TemplateError> {
-    render_chat_at(
+    render_chat_with(spec, messages, add_generation_prompt, PromptExtras::default())
+}
+
+/// [`render_chat`] with tools and the thinking switch.
+pub fn render_chat_with(
+    spec: &TemplateSpec,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    extras: PromptExtras,
+) -> Result<RenderedPrompt, TemplateError> {
+    render_chat_full_at(
         spec,
         messages,
         add_generation_prompt,
+        extras,
         OffsetDateTime::now_utc(),
     )
 }
@@ -133,20 +187,41 @@ pub fn render_generate(
     system: Option<&str>,
     prompt: &str,
 ) -> Result<RenderedPrompt, TemplateError> {
-    render_generate_at(spec, system, prompt, OffsetDateTime::now_utc())
+    render_generate_with(spec, system, prompt, PromptExtras::default())
+}
+
+/// [`render_generate`] with the thinking switch (tools do not apply to completions).
+pub fn render_generate_with(
+    spec: &TemplateSpec,
+    system: Option<&str>,
+    prompt: &str,
+    extras: PromptExtras,
+) -> Result<RenderedPrompt, TemplateError> {
+    render_generate_full_at(spec, system, prompt, extras, OffsetDateTime::now_utc())
 }
 
 /// [`render_chat`] with a fixed clock, so tests are deterministic.
+#[cfg(test)]
 pub(crate) fn render_chat_at(
     spec: &TemplateSpec,
     messages: &[ChatMessage],
     add_generation_prompt: bool,
     now: OffsetDateTime,
 ) -> Result<RenderedPrompt, TemplateError> {
-    let budget = Budget::for_messages(messages);
+    render_chat_full_at(spec, messages, add_generation_prompt, PromptExtras::default(), now)
+}
+
+pub(crate) fn render_chat_full_at(
+    spec: &TemplateSpec,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    extras: PromptExtras,
+    now: OffsetDateTime,
+) -> Result<RenderedPrompt, TemplateError> {
+    let budget = Budget::for_messages(messages, extras.tools);
     let go_template = non_empty(spec.ollama_template);
     if let Some(source) = non_empty(spec.gguf_chat_template) {
-        match jinja::render(source, spec, messages, add_generation_prompt, now, budget) {
+        match jinja::render(source, spec, messages, add_generation_prompt, &extras, now, budget) {
             Ok(text) => {
                 return Ok(RenderedPrompt {
                     text,
@@ -161,21 +236,32 @@ pub(crate) fn render_chat_at(
         }
     }
     if let Some(source) = go_template {
-        let text = ollama::render_chat(source, messages, now, budget)?;
+        let text = ollama::render_chat(source, messages, &extras, now, budget)?;
         return Ok(RenderedPrompt {
             text,
             format: PromptFormat::GoTemplate,
             stop: Vec::new(),
         });
     }
-    Ok(plain::render_chat(messages, add_generation_prompt))
+    Ok(plain::render_chat(messages, add_generation_prompt, extras.tools))
 }
 
 /// [`render_generate`] with a fixed clock.
+#[cfg(test)]
 pub(crate) fn render_generate_at(
     spec: &TemplateSpec,
     system: Option<&str>,
     prompt: &str,
+    now: OffsetDateTime,
+) -> Result<RenderedPrompt, TemplateError> {
+    render_generate_full_at(spec, system, prompt, PromptExtras::default(), now)
+}
+
+pub(crate) fn render_generate_full_at(
+    spec: &TemplateSpec,
+    system: Option<&str>,
+    prompt: &str,
+    extras: PromptExtras,
     now: OffsetDateTime,
 ) -> Result<RenderedPrompt, TemplateError> {
     if non_empty(spec.gguf_chat_template).is_none() && non_empty(spec.ollama_template).is_none() {
@@ -187,7 +273,8 @@ pub(crate) fn render_generate_at(
         messages.push(ChatMessage::new("system", system));
     }
     messages.push(ChatMessage::new("user", prompt));
-    render_chat_at(spec, &messages, true, now)
+    let extras = PromptExtras { tools: None, ..extras };
+    render_chat_full_at(spec, &messages, true, extras, now)
 }
 
 fn non_empty(template: Option<&str>) -> Option<&str> {
@@ -208,11 +295,17 @@ pub(crate) const BASE_OUTPUT_LIMIT: usize = 1 << 20;
 pub(crate) const BASE_FUEL: u64 = 1_000_000;
 
 impl Budget {
-    pub(crate) fn for_messages(messages: &[ChatMessage]) -> Budget {
+    pub(crate) fn for_messages(messages: &[ChatMessage], tools: Option<&[serde_json::Value]>) -> Budget {
         let bytes: usize = messages
             .iter()
-            .map(|m| m.role.len() + m.content.len())
-            .sum();
+            .map(|m| {
+                m.role.len()
+                    + m.content.len()
+                    + m.thinking.as_ref().map_or(0, String::len)
+                    + m.tool_calls.iter().map(|c| json_len(c)).sum::<usize>()
+            })
+            .sum::<usize>()
+            + tools.map_or(0, |t| t.iter().map(|v| json_len(v)).sum());
         Budget {
             output_bytes: BASE_OUTPUT_LIMIT.saturating_add(bytes.saturating_mul(4)),
             fuel: BASE_FUEL
@@ -226,4 +319,9 @@ impl Budget {
 /// before it writes a `template` layer.
 pub fn check_go_template(source: &str) -> Result<(), TemplateError> {
     ollama::check(source)
+}
+
+/// Serialised size of what a template may print (tools, tool calls), for the budgets.
+fn json_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_string(value).map_or(0, |s| s.len())
 }

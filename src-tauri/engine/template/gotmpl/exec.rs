@@ -122,12 +122,12 @@ impl Exec<'_> {
         let v = self.commands(&b.pipe.cmds, dot)?;
         // Map entries are bounded by the data; an integer range is counted, never collected.
         let entries: Vec<(Value, Value)> = match &v {
-            Value::Map(m) => m.iter().map(|(k, x)| (Value::str(k), x.clone())).collect(),
+            Value::Map(m) => m.iter().filter(|(k, _)| *k != super::value::JSON_KEY).map(|(k, x)| (Value::str(k), x.clone())).collect(),
             _ => Vec::new(),
         };
         let len = match &v {
             Value::List(l) => l.len() as u64,
-            Value::Map(m) => m.len() as u64,
+            Value::Map(_) => entries.len() as u64,
             Value::Int(n) if b.pipe.decl.len() < 2 => (*n).max(0) as u64,
             Value::Nil => 0,
             other => {

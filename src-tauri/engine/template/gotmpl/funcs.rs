@@ -88,7 +88,7 @@ pub(super) fn call(name: &str, args: &[Value], now: OffsetDateTime) -> Result<Va
             match &args[0] {
                 Value::Str(s) => Ok(Value::Int(s.len() as i64)),
                 Value::List(l) => Ok(Value::Int(l.len() as i64)),
-                Value::Map(m) => Ok(Value::Int(m.len() as i64)),
+                Value::Map(m) => Ok(Value::Int(m.keys().filter(|k| *k != super::value::JSON_KEY).count() as i64)),
                 other => Err(format!("len of type {}", other.type_name())),
             }
         }
@@ -109,9 +109,29 @@ pub(super) fn call(name: &str, args: &[Value], now: OffsetDateTime) -> Result<Va
         }
         "currentDate" => Ok(Value::str(&ymd(now))),
         "yesterdayDate" => Ok(Value::str(&ymd(now - Duration::days(1)))),
-        // Only meaningful for tool schemas, which this engine is never given.
-        "toTypeScriptType" => Ok(Value::str("any")),
+        // Ollama's `ToolProperty.ToTypeScriptType`, as a function of the property.
+        "toTypeScriptType" => Ok(Value::str(&typescript_type(args.first().unwrap_or(&Value::Nil)))),
         _ => Err(format!("function {name:?} not defined")),
+    }
+}
+
+/// A property's JSON-schema type as TypeScript (`string`, `number`, `string | number`, `any`).
+fn typescript_type(prop: &Value) -> String {
+    let ty = match prop {
+        Value::Map(m) => m.get("Type").cloned().unwrap_or(Value::Nil),
+        other => other.clone(),
+    };
+    let one = |t: &str| match t {
+        "integer" => "number".to_string(),
+        "array" => "any[]".to_string(),
+        "object" => "Record<string, any>".to_string(),
+        "" => "any".to_string(),
+        t => t.to_string(),
+    };
+    match ty {
+        Value::Str(s) => one(&s),
+        Value::List(l) if !l.is_empty() => l.iter().map(|t| one(&t.to_output())).collect::<Vec<_>>().join(" | "),
+        _ => "any".into(),
     }
 }
 

@@ -17,7 +17,19 @@ pub(crate) enum Value {
     Map(Rc<BTreeMap<String, Value>>),
 }
 
+/// Key under which a record carries its own JSON text: Ollama's tool types are Go structs whose
+/// fields templates read by Go name (`.Function.Name`) while `{{ . }}` and `json` print their
+/// JSON (lowercase names, declaration order).
+pub(crate) const JSON_KEY: &str = "\u{0}json";
+
 impl Value {
+    /// A struct-like record: fields by Go name, printed as `json`.
+    pub(crate) fn record<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>, json: String) -> Value {
+        let mut map: BTreeMap<String, Value> = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        map.insert(JSON_KEY.to_string(), Value::Str(Rc::from(json)));
+        Value::Map(Rc::new(map))
+    }
+
     pub(crate) fn str(s: &str) -> Value {
         Value::Str(Rc::from(s))
     }
@@ -99,6 +111,11 @@ impl Value {
                 }
                 out.push(']');
             }
+            Value::Map(entries) if entries.contains_key(JSON_KEY) => {
+                if let Some(Value::Str(json)) = entries.get(JSON_KEY) {
+                    out.push_str(json);
+                }
+            }
             Value::Map(entries) => {
                 out.push('{');
                 for (i, (k, v)) in entries.iter().enumerate() {
@@ -115,7 +132,7 @@ impl Value {
     }
 }
 
-fn json_string(out: &mut String, s: &str) {
+pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

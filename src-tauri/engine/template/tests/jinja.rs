@@ -312,7 +312,7 @@ fn memory_bombs_are_stopped() {
 #[test]
 fn huge_output_is_capped() {
     let template = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}";
-    let limit = Budget::for_messages(&conversation()).output_bytes;
+    let limit = Budget::for_messages(&conversation(), None).output_bytes;
     assert_eq!(
         render_str(template, &conversation()).unwrap_err(),
         TemplateError::OutputTooLarge {

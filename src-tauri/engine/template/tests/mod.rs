@@ -3,6 +3,7 @@
 mod jinja;
 mod ollama;
 mod plain;
+mod tools;
 
 use time::macros::datetime;
 use time::OffsetDateTime;

@@ -238,7 +238,7 @@ fn hostile_go_templates_hit_the_limits() {
         }
     );
     let loud = "{{ range 1000000 }}{{ $.Messages }}{{ end }}";
-    let limit = Budget::for_messages(&conversation()).output_bytes;
+    let limit = Budget::for_messages(&conversation(), None).output_bytes;
     assert_eq!(
         render_go(loud, &conversation()).unwrap_err(),
         TemplateError::OutputTooLarge {
