@@ -239,5 +239,5 @@ fn to_error(e: GoError, budget: Budget) -> TemplateError {
 /// Parses `source` as Ollama loads a template, without rendering it.
 pub(crate) fn check(source: &str) -> Result<(), TemplateError> {
     let source = source.replace("\r\n", "\n");
-    Template::parse(&source).map(|_| ()).map_err(|e| to_error(e, Budget::for_messages(&[])))
+    Template::parse(&source).map(|_| ()).map_err(|e| to_error(e, Budget::for_messages(&[], None)))
 }
