@@ -25,7 +25,7 @@ use super::AppState;
 use crate::bundle::sign::{self, TrustedKey};
 use crate::bundle::{ImportReport, SignaturePolicy};
 use crate::core::{Core, MachineOverview, ModelDetails};
-use crate::engine::chat::RequestSettings;
+use crate::engine::chat::{ChatStream, RequestSettings};
 use crate::engine::limits::{self, ParamLimit};
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
@@ -258,10 +258,16 @@ struct ChatStats {
     tokens_per_second: f64,
     /// Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)".
     runs_on: String,
+    /// The model's context length, how much of it the prompt may fill before the oldest
+    /// messages are left out, and how many were left out for this reply (the context bar).
+    num_ctx: u32,
+    prompt_budget: u32,
+    dropped_messages: usize,
 }
 
 impl ChatStats {
-    fn new(s: &GenerationStats, load: Duration, runs_on: &str) -> Self {
+    fn new(s: &GenerationStats, load: Duration, stream: &ChatStream) -> Self {
+        let runs_on = stream.runs_on.as_str();
         let eval_s = s.eval_ns as f64 / 1e9;
         ChatStats {
             done_reason: s.done_reason.clone(),
@@ -272,6 +278,9 @@ impl ChatStats {
             load_ms: load.as_secs_f64() * 1e3,
             tokens_per_second: if eval_s > 0.0 { s.eval_tokens as f64 / eval_s } else { 0.0 },
             runs_on: runs_on.to_owned(),
+            num_ctx: stream.num_ctx,
+            prompt_budget: stream.prompt_budget,
+            dropped_messages: stream.dropped_messages,
         }
     }
 }
@@ -385,7 +394,7 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
                 if tokens > 0 {
                     send_batch(&mut text, &mut tokens);
                 }
-                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream.runs_on) });
+                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream) });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
@@ -568,7 +577,7 @@ mod tests {
     }
 
     fn stats() -> ChatStats {
-        ChatStats { done_reason: "stop".into(), prompt_tokens: 1, eval_tokens: 1, prompt_eval_ms: 1.0, eval_ms: 1.0, load_ms: 0.0, tokens_per_second: 1.0, runs_on: "100% CPU".into() }
+        ChatStats { done_reason: "stop".into(), prompt_tokens: 1, eval_tokens: 1, prompt_eval_ms: 1.0, eval_ms: 1.0, load_ms: 0.0, tokens_per_second: 1.0, runs_on: "100% CPU".into(), num_ctx: 2048, prompt_budget: 1792, dropped_messages: 0 }
     }
 
     #[test]

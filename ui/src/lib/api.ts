@@ -298,6 +298,12 @@ export interface ChatStats {
   tokens_per_second: number;
   /** Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)"; absent in older saved chats. */
   runs_on?: string;
+  /** The model's context length (tokens); absent in older saved chats. */
+  num_ctx?: number;
+  /** How much of the context the prompt may fill before the oldest messages are left out. */
+  prompt_budget?: number;
+  /** How many of the oldest messages were left out of this reply's prompt to fit the context. */
+  dropped_messages?: number;
 }
 
 export type ChatEvent =
