@@ -1,4 +1,5 @@
 // Conversations and the streaming reply. Everything the user does in the chat goes through here.
+import { replyAnnouncement } from '../announce';
 import * as api from '../api';
 import type { ChatEvent, ChatParameters, ChatStats, Conversation, StoredMessage } from '../api';
 import {
@@ -32,6 +33,8 @@ export class ChatStore {
   search = $state('');
   /** A problem not tied to a message (saving failed, …). */
   notice = $state<string | null>(null);
+  /** The last finished reply in one sentence, for the polite live region. */
+  announcement = $state('');
 
   current = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
   visible = $derived(sortByUpdated(searchConversations(this.conversations, this.search)));
@@ -291,6 +294,7 @@ export class ChatStore {
       c.updated = nowIso();
     }
     if (this.live === live) this.live = null;
+    this.announcement = replyAnnouncement(live.text, r);
     void this.saveNow(live.convId); // immediately on done / error / stop
   }
 }
