@@ -40,7 +40,7 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     let model = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).expect("AIRLOCK_TEST_MODEL must name the test model (scripts/test.sh sets it)");
     let root = tempfile::tempdir().unwrap();
     let p = root.path();
-    let sb = Sandbox { store: p.join("store"), data: p.join("data"), config: p.join("config"), home: p.join("home"), bundle: p.join("unused"), _root: root };
+    let sb = Sandbox { store: p.join("store"), data: p.join("data"), config: p.join("config"), home: p.join("home"), bundle: p.join("unused"), public_key: p.join("unused.pub"), _root: root };
     std::fs::create_dir_all(&sb.home).unwrap();
     let port = free_port();
     let _registry = start_registry(port);
