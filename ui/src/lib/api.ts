@@ -341,6 +341,10 @@ export interface StoredMessage extends ChatMessage {
   error?: string | null;
   /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
   streaming?: boolean;
+  /** Earlier (or later) versions of this reply that Regenerate kept; see lib/versions.ts. */
+  previous_versions?: { content: string; stats?: ChatStats | null; created: string }[];
+  /** Where the shown version stands among all of them (0-based). */
+  version_index?: number;
 }
 
 export interface Conversation {

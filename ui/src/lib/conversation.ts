@@ -1,4 +1,5 @@
 // Pure operations on conversations (no backend, no Svelte): tested in conversation.test.ts.
+import { versionsToKeep } from './versions';
 import type { ChatMessage, ChatParameters, Conversation, StoredMessage } from './api';
 import { newId, nowIso } from './format';
 
@@ -110,6 +111,9 @@ export function regenerate(c: Conversation, now = nowIso()): { conversation: Con
     i = c.messages.length;
   }
   const reply = assistantPlaceholder(now);
+  // The reply replaced stays reachable as a version (‹ 1/2 ›).
+  const kept = i < c.messages.length ? versionsToKeep(c.messages[i]) : [];
+  if (kept.length) Object.assign(reply, { previous_versions: kept, version_index: kept.length });
   return { conversation: { ...c, messages: [...c.messages.slice(0, i), reply], updated: now }, reply };
 }
 

@@ -1,5 +1,6 @@
 // Conversations and the streaming reply. Everything the user does in the chat goes through here.
 import { replyAnnouncement } from '../announce';
+import { showVersion as showVersionOp } from '../versions';
 import * as api from '../api';
 import type { ChatEvent, ChatParameters, ChatStats, Conversation, StoredMessage } from '../api';
 import {
@@ -207,6 +208,15 @@ export class ChatStore {
     this.replace(r.conversation);
     void this.startReply(r.conversation.id, r.reply.id);
     return true;
+  }
+
+  /** Shows version `j` of reply `msgId` (it becomes what the next turn sends). */
+  showVersion(msgId: string, j: number): void {
+    const c = this.current;
+    if (!c || this.live) return;
+    const snap = $state.snapshot(c) as Conversation;
+    this.replace({ ...snap, messages: snap.messages.map((m) => (m.id === msgId ? showVersionOp(m, j) : m)), updated: nowIso() });
+    void this.saveNow(snap.id);
   }
 
   /** Retry after an inline error: the same as regenerating that reply. */

@@ -1,0 +1,68 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+vi.mock('@tauri-apps/api/core', () => import('../test/tauri-mock'));
+import { fireEvent, render, screen } from '@testing-library/svelte';
+import { tick } from 'svelte';
+import Chat from './Chat.svelte';
+import { app } from '../lib/state/app.svelte';
+import { chat } from '../lib/state/chat.svelte';
+import type { ChatEvent, Conversation } from '../lib/api';
+import { callsOf, handlers, resetMock } from '../test/tauri-mock';
+import { installDefaults, model } from '../test/fixtures';
+
+let channel: { onmessage: (e: ChatEvent) => void } | null = null;
+const stats = { done_reason: 'stop', prompt_tokens: 7, eval_tokens: 3, prompt_eval_ms: 1, eval_ms: 10, load_ms: 0, tokens_per_second: 300 };
+
+async function reply(text: string) {
+  await vi.waitFor(() => expect(channel).not.toBeNull());
+  const ch = channel!;
+  channel = null;
+  ch.onmessage({ kind: 'piece', text, tokens: 2 });
+  ch.onmessage({ kind: 'done', stats });
+  await vi.waitFor(() => expect(chat.live).toBeNull());
+  await tick();
+}
+
+const lastReplyText = () => [...document.querySelectorAll("[data-testid='message'][data-role='assistant']")].pop()!.textContent ?? '';
+
+describe('regenerate keeps versions', () => {
+  beforeEach(async () => {
+    resetMock();
+    installDefaults({ models: [model('gemma3:270m')] });
+    chat.live = null;
+    chat.setConversations([]);
+    handlers.start_chat = (a: { onEvent: { onmessage: (e: ChatEvent) => void } }) => void (channel = a.onEvent);
+    await app.loadSettings();
+    await app.refreshModels();
+    await chat.load();
+    render(Chat);
+    await tick();
+  });
+
+  it('‹ 1/2 › switches between the replies, and the shown one is what the next turn sends', async () => {
+    const input = screen.getByTestId('chat-input');
+    await fireEvent.input(input, { target: { value: 'Hello' } });
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await reply('First answer');
+    expect(screen.queryByTestId('versions')).toBeNull();
+
+    await fireEvent.click(screen.getByTestId('regenerate'));
+    await reply('Second answer');
+    expect(screen.getByTestId('version-label').textContent).toBe('2/2');
+    expect(lastReplyText()).toContain('Second answer');
+
+    await fireEvent.click(screen.getByTestId('version-prev'));
+    await tick();
+    expect(screen.getByTestId('version-label').textContent).toBe('1/2');
+    expect(lastReplyText()).toContain('First answer');
+    expect((screen.getByTestId('version-prev') as HTMLButtonElement).disabled).toBe(true);
+    const saved = callsOf('save_conversation').map((c) => c.args.conversation as Conversation).pop()!;
+    expect(saved.messages[1]).toMatchObject({ content: 'First answer', version_index: 0, previous_versions: [{ content: 'Second answer' }] });
+
+    // The next turn continues from the version shown.
+    await fireEvent.input(screen.getByTestId('chat-input'), { target: { value: 'And then?' } });
+    await fireEvent.keyDown(screen.getByTestId('chat-input'), { key: 'Enter' });
+    await vi.waitFor(() => expect(channel).not.toBeNull());
+    const sent = callsOf('start_chat').pop()!.args.messages as { role: string; content: string }[];
+    expect(sent.map((m) => m.content)).toEqual(['Hello', 'First answer', 'And then?']);
+  });
+});
