@@ -345,6 +345,10 @@ export interface StoredMessage extends ChatMessage {
   previous_versions?: { content: string; stats?: ChatStats | null; created: string }[];
   /** Where the shown version stands among all of them (0-based). */
   version_index?: number;
+  /** On an edited user message: the conversation's earlier tails from here on (edit-and-resend). */
+  previous_branches?: StoredMessage[][];
+  /** Where the shown branch stands among all of them (0-based). */
+  branch_index?: number;
 }
 
 export interface Conversation {

@@ -1,5 +1,5 @@
 // Pure operations on conversations (no backend, no Svelte): tested in conversation.test.ts.
-import { versionsToKeep } from './versions';
+import { allBranches, versionsToKeep } from './versions';
 import type { ChatMessage, ChatParameters, Conversation, StoredMessage } from './api';
 import { newId, nowIso } from './format';
 
@@ -89,12 +89,14 @@ export function editAndResend(c: Conversation, id: string, text: string, now = n
   const i = c.messages.findIndex((m) => m.id === id);
   if (i < 0 || c.messages[i].role !== 'user') return null;
   const reply = assistantPlaceholder(now);
+  const branches = allBranches(c.messages, i);
   const firstUser = c.messages.findIndex((m) => m.role === 'user');
   return {
     conversation: {
       ...c,
       title: i === firstUser && c.title === titleFrom(c.messages[i].content) ? titleFrom(text) : c.title,
-      messages: [...c.messages.slice(0, i), { ...c.messages[i], content: text }, reply],
+      // The conversation as it was from this message on stays reachable as a branch (‹ 1/2 ›).
+      messages: [...c.messages.slice(0, i), { ...c.messages[i], content: text, previous_branches: branches, branch_index: branches.length }, reply],
       updated: now,
     },
     reply,

@@ -31,3 +31,28 @@ export function showVersion(m: StoredMessage, j: number): StoredMessage {
   const v = all[j];
   return { ...m, content: v.content, stats: v.stats ?? null, created: v.created, error: null, previous_versions: all.filter((_, i) => i !== j), version_index: j };
 }
+
+// Edit-and-resend keeps the old branch the same way: the edited user message holds the earlier
+// tails of the conversation (that message and everything after it) in `previous_branches`.
+
+function bare(m: StoredMessage): StoredMessage {
+  const { previous_branches: _b, branch_index: _i, ...rest } = m;
+  return rest;
+}
+
+/** Every branch starting at message `i`, in order (the current one at its `branch_index`). */
+export function allBranches(messages: StoredMessage[], i: number): StoredMessage[][] {
+  const head = messages[i];
+  const current = [bare(head), ...messages.slice(i + 1)];
+  const before = head.previous_branches ?? [];
+  const at = Math.min(Math.max(head.branch_index ?? before.length, 0), before.length);
+  return [...before.slice(0, at), current, ...before.slice(at)];
+}
+
+/** The messages with branch `j` of the one starting at `i` shown instead of the current one. */
+export function showBranch(messages: StoredMessage[], i: number, j: number): StoredMessage[] {
+  const all = allBranches(messages, i);
+  if (j < 0 || j >= all.length) return messages;
+  const [head, ...rest] = all[j];
+  return [...messages.slice(0, i), { ...head, previous_branches: all.filter((_, k) => k !== j), branch_index: j }, ...rest];
+}

@@ -65,4 +65,27 @@ describe('regenerate keeps versions', () => {
     const sent = callsOf('start_chat').pop()!.args.messages as { role: string; content: string }[];
     expect(sent.map((m) => m.content)).toEqual(['Hello', 'First answer', 'And then?']);
   });
+
+  it('edit-and-resend keeps the old branch: ‹ 1/2 › on the message brings back its replies', async () => {
+    const input = screen.getByTestId('chat-input');
+    await fireEvent.input(input, { target: { value: 'Tell a joke' } });
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await reply('Joke one');
+    const userId = chat.current!.messages[0].id;
+    expect(chat.editResend(userId, 'Tell a poem')).toBe(true);
+    await reply('A poem');
+    expect(screen.getByTestId('branch-label').textContent).toBe('2/2');
+    expect(lastReplyText()).toContain('A poem');
+
+    await fireEvent.click(screen.getByTestId('branch-prev'));
+    await tick();
+    expect(screen.getByTestId('branch-label').textContent).toBe('1/2');
+    expect(lastReplyText()).toContain('Joke one');
+    expect(chat.current!.messages.map((m) => m.content)).toEqual(['Tell a joke', 'Joke one']);
+    const saved = callsOf('save_conversation').map((c) => c.args.conversation as Conversation).pop()!;
+    expect(saved.messages[0]).toMatchObject({ content: 'Tell a joke', branch_index: 0 });
+    await fireEvent.click(screen.getByTestId('branch-next'));
+    await tick();
+    expect(chat.current!.messages.map((m) => m.content)).toEqual(['Tell a poem', 'A poem']);
+  });
 });

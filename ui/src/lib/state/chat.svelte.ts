@@ -1,6 +1,6 @@
 // Conversations and the streaming reply. Everything the user does in the chat goes through here.
 import { replyAnnouncement } from '../announce';
-import { showVersion as showVersionOp } from '../versions';
+import { showBranch as showBranchOp, showVersion as showVersionOp } from '../versions';
 import * as api from '../api';
 import type { ChatEvent, ChatParameters, ChatStats, Conversation, StoredMessage } from '../api';
 import {
@@ -216,6 +216,17 @@ export class ChatStore {
     if (!c || this.live) return;
     const snap = $state.snapshot(c) as Conversation;
     this.replace({ ...snap, messages: snap.messages.map((m) => (m.id === msgId ? showVersionOp(m, j) : m)), updated: nowIso() });
+    void this.saveNow(snap.id);
+  }
+
+  /** Shows branch `j` of the conversation from user message `msgId` on (kept by edit-and-resend). */
+  showBranch(msgId: string, j: number): void {
+    const c = this.current;
+    if (!c || this.live) return;
+    const snap = $state.snapshot(c) as Conversation;
+    const i = snap.messages.findIndex((m) => m.id === msgId);
+    if (i < 0) return;
+    this.replace({ ...snap, messages: showBranchOp(snap.messages, i, j), updated: nowIso() });
     void this.saveNow(snap.id);
   }
 
