@@ -24,7 +24,7 @@ async function reply(text: string) {
 
 const lastReplyText = () => [...document.querySelectorAll("[data-testid='message'][data-role='assistant']")].pop()!.textContent ?? '';
 
-describe('regenerate keeps versions', () => {
+describe('chat: reply versions, branches, and settings before the first message', () => {
   beforeEach(async () => {
     resetMock();
     installDefaults({ models: [model('gemma3:270m')] });
@@ -87,5 +87,19 @@ describe('regenerate keeps versions', () => {
     await fireEvent.click(screen.getByTestId('branch-next'));
     await tick();
     expect(chat.current!.messages.map((m) => m.content)).toEqual(['Tell a poem', 'A poem']);
+  });
+
+  it('Chat settings open before the first message, and what is set there applies to it', async () => {
+    expect(chat.current).toBeNull();
+    handlers.parameter_limits = () => [];
+    await fireEvent.click(screen.getByTestId('chat-settings-toggle'));
+    await tick();
+    const temp = screen.getByTestId('param-temperature');
+    await fireEvent.input(temp, { target: { value: '0.3' } });
+    const input = screen.getByTestId('chat-input');
+    await fireEvent.input(input, { target: { value: 'Hi' } });
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await vi.waitFor(() => expect(channel).not.toBeNull());
+    expect(callsOf('start_chat').pop()!.args.parameters).toMatchObject({ temperature: 0.3 });
   });
 });
