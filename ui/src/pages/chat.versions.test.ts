@@ -102,4 +102,16 @@ describe('chat: reply versions, branches, and settings before the first message'
     await vi.waitFor(() => expect(channel).not.toBeNull());
     expect(callsOf('start_chat').pop()!.args.parameters).toMatchObject({ temperature: 0.3 });
   });
+
+  it('an empty conversation describes the model: name, size and context', async () => {
+    await fireEvent.click(screen.getByTestId('new-chat'));
+    await tick();
+    const card = screen.getByTestId('model-card');
+    expect(card.textContent).toContain('gemma3:270m');
+    expect(card.textContent).toContain('268.10M · Q8_0 · 291 MB');
+    expect(screen.getByTestId('model-card-context').textContent!.trim()).toBe("up to 32,768 tokens (the model's default applies)");
+    chat.setParameter('num_ctx', 4096);
+    await tick();
+    expect(screen.getByTestId('model-card-context').textContent!.trim()).toBe("4,096 tokens (this chat's setting)");
+  });
 });
