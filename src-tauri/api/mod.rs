@@ -13,7 +13,7 @@ mod embed;
 mod guard;
 mod ollama;
 mod openai;
-mod options;
+pub(crate) mod options;
 mod registry_routes;
 mod stream;
 mod reply;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::engine::chat::{RequestSettings, JSON_GRAMMAR};
+use crate::engine::limits::{self, PARAM_LIMITS};
 use crate::engine::protocol::SamplingOptions;
 
 /// Builds the engine settings from an Ollama request's `options`, `keep_alive` and `format`.
@@ -37,6 +38,11 @@ fn int(map: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
 }
 
 pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Result<(), String> {
+    for l in PARAM_LIMITS {
+        if let Some(v) = num(map, l.key)? {
+            limits::check(l.key, v)?;
+        }
+    }
     let o: &mut SamplingOptions = &mut s.options;
     o.temperature = num(map, "temperature")?.map(|v| v as f32).or(o.temperature);
     o.top_p = num(map, "top_p")?.map(|v| v as f32).or(o.top_p);
@@ -49,9 +55,6 @@ pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Resul
     o.num_predict = int(map, "num_predict")?.map(|v| v.clamp(i32::MIN as i64, i32::MAX as i64) as i32).or(o.num_predict);
     o.seed = int(map, "seed")?.map(|v| v as u32).or(o.seed);
     if let Some(n) = int(map, "num_ctx")? {
-        if !(1..=1 << 24).contains(&n) {
-            return Err("option \"num_ctx\" must be between 1 and 16777216".into());
-        }
         s.num_ctx = Some(n as u32);
     }
     // Layers on GPUs; Ollama's -1 (any negative) means as many as fit.

@@ -2,16 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-/// Decimal sizes as Ollama prints them: `253 MB`, `1.5 GB`, `815 B`.
+/// Decimal sizes as Ollama prints them: `253 MB`, `1.5 GB`, `815 B` (the app-wide byte format).
 pub fn human_bytes(b: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
-    let Some((scale, unit)) = UNITS.iter().find(|(s, _)| b >= *s) else { return format!("{b} B") };
-    let value = b as f64 / *scale as f64;
-    if value >= 10.0 || value.fract() == 0.0 {
-        format!("{} {unit}", value as u64)
-    } else {
-        format!("{value:.1} {unit}")
-    }
+    crate::hardware::human(b)
 }
 
 /// Relative times as Ollama prints them (`About a minute ago`, `2 weeks ago`).

@@ -25,7 +25,8 @@ use super::AppState;
 use crate::bundle::sign::{self, TrustedKey};
 use crate::bundle::{ImportReport, SignaturePolicy};
 use crate::core::{Core, MachineOverview, ModelDetails};
-use crate::engine::chat::RequestSettings;
+use crate::engine::chat::{ChatStream, RequestSettings};
+use crate::engine::limits::{self, ParamLimit};
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
@@ -48,6 +49,7 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         hardware,
         start_chat,
         stop_chat,
+        parameter_limits,
         list_conversations,
         save_conversation,
         delete_conversation,
@@ -218,17 +220,22 @@ struct ChatParameters {
 }
 
 impl ChatParameters {
+    /// The same ranges as the API's options ([`limits::PARAM_LIMITS`]).
     fn check(&self) -> CommandResult<()> {
-        let bad = |what: &str, range: &str| Err(CommandError::invalid(format!("{what} must be {range}")));
-        match self {
-            ChatParameters { temperature: Some(t), .. } if !(0.0..=5.0).contains(t) => bad("temperature", "between 0 and 5"),
-            ChatParameters { top_p: Some(p), .. } if !(0.0..=1.0).contains(p) => bad("top_p", "between 0 and 1"),
-            ChatParameters { top_k: Some(k), .. } if !(0..=100_000).contains(k) => bad("top_k", "between 0 and 100000"),
-            ChatParameters { num_predict: Some(n), .. } if !(-1..=1_000_000).contains(n) => bad("max tokens", "between 1 and 1000000 (or empty)"),
-            ChatParameters { num_ctx: Some(n), .. } if !(256..=1 << 20).contains(n) => bad("context length", "between 256 and 1048576 (or empty)"),
-            _ => Ok(()),
+        let set = [("temperature", self.temperature.map(f64::from)), ("top_p", self.top_p.map(f64::from)), ("top_k", self.top_k.map(f64::from)), ("num_predict", self.num_predict.map(f64::from)), ("num_ctx", self.num_ctx.map(f64::from))];
+        for (key, value) in set {
+            if let Some(v) = value {
+                limits::check(key, v).map_err(CommandError::invalid)?;
+            }
         }
+        Ok(())
     }
+}
+
+/// The accepted range of every parameter, for the chat settings' fields.
+#[tauri::command]
+fn parameter_limits() -> &'static [ParamLimit] {
+    limits::PARAM_LIMITS
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -251,10 +258,16 @@ struct ChatStats {
     tokens_per_second: f64,
     /// Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)".
     runs_on: String,
+    /// The model's context length, how much of it the prompt may fill before the oldest
+    /// messages are left out, and how many were left out for this reply (the context bar).
+    num_ctx: u32,
+    prompt_budget: u32,
+    dropped_messages: usize,
 }
 
 impl ChatStats {
-    fn new(s: &GenerationStats, load: Duration, runs_on: &str) -> Self {
+    fn new(s: &GenerationStats, load: Duration, stream: &ChatStream) -> Self {
+        let runs_on = stream.runs_on.as_str();
         let eval_s = s.eval_ns as f64 / 1e9;
         ChatStats {
             done_reason: s.done_reason.clone(),
@@ -265,6 +278,9 @@ impl ChatStats {
             load_ms: load.as_secs_f64() * 1e3,
             tokens_per_second: if eval_s > 0.0 { s.eval_tokens as f64 / eval_s } else { 0.0 },
             runs_on: runs_on.to_owned(),
+            num_ctx: stream.num_ctx,
+            prompt_budget: stream.prompt_budget,
+            dropped_messages: stream.dropped_messages,
         }
     }
 }
@@ -378,7 +394,7 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
                 if tokens > 0 {
                     send_batch(&mut text, &mut tokens);
                 }
-                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream.runs_on) });
+                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream) });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
@@ -523,9 +539,26 @@ mod tests {
         let p = |temperature, top_p, top_k, num_predict, num_ctx| ChatParameters { temperature, top_p, top_k, num_predict, num_ctx };
         assert!(p(None, None, None, None, None).check().is_ok());
         assert!(p(Some(0.7), Some(0.9), Some(40), Some(128), Some(4096)).check().is_ok());
-        for bad in [p(Some(-1.0), None, None, None, None), p(Some(f32::NAN), None, None, None, None), p(None, Some(1.5), None, None, None), p(None, None, Some(-3), None, None), p(None, None, None, Some(-2), None), p(None, None, None, None, Some(16))] {
+        for bad in [p(Some(-1.0), None, None, None, None), p(Some(f32::NAN), None, None, None, None), p(None, Some(1.5), None, None, None), p(None, None, Some(-3), None, None), p(None, None, None, Some(-3), None), p(None, None, None, None, Some(16))] {
             assert_eq!(bad.check().unwrap_err().code, "invalid_argument");
         }
+    }
+
+    #[test]
+    fn the_window_gets_the_limits_the_api_parser_checks() {
+        assert_eq!(parameter_limits(), crate::engine::limits::PARAM_LIMITS);
+        let keys: Vec<&str> = parameter_limits().iter().map(|l| l.key).collect();
+        for key in ["temperature", "top_k", "top_p", "min_p", "repeat_penalty", "num_ctx", "num_predict", "seed"] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        // Each limit's edges: the API parser accepts exactly what the window is told is accepted.
+        for l in parameter_limits() {
+            let at = |v: f64| crate::api::options::settings(Some(&serde_json::Value::Object([(l.key.to_string(), serde_json::json!(v))].into_iter().collect())), None, None);
+            assert!(at(l.min).is_ok() && at(l.max).is_ok(), "{} edges refused", l.key);
+            assert!(at(l.max + 1.0).is_err() && at(l.min - 1.0).is_err(), "{} outside accepted", l.key);
+        }
+        assert!(ChatParameters { temperature: Some(5.0), top_p: None, top_k: None, num_predict: Some(-1), num_ctx: Some(256) }.check().is_ok());
+        assert!(ChatParameters { temperature: None, top_p: None, top_k: None, num_predict: None, num_ctx: Some(0) }.check().is_err());
     }
 
     /// Runs `reply` through [`run_reply`]; returns the events sent and whether cleanup ran.
@@ -544,7 +577,7 @@ mod tests {
     }
 
     fn stats() -> ChatStats {
-        ChatStats { done_reason: "stop".into(), prompt_tokens: 1, eval_tokens: 1, prompt_eval_ms: 1.0, eval_ms: 1.0, load_ms: 0.0, tokens_per_second: 1.0, runs_on: "100% CPU".into() }
+        ChatStats { done_reason: "stop".into(), prompt_tokens: 1, eval_tokens: 1, prompt_eval_ms: 1.0, eval_ms: 1.0, load_ms: 0.0, tokens_per_second: 1.0, runs_on: "100% CPU".into(), num_ctx: 2048, prompt_budget: 1792, dropped_messages: 0 }
     }
 
     #[test]

@@ -272,6 +272,10 @@ pub struct ChatStream {
     pub prompt: String,
     /// Oldest messages dropped so the conversation fits the context.
     pub dropped_messages: usize,
+    /// The context length the model runs with, and how much of it the prompt may fill before the
+    /// oldest messages are dropped (the rest is kept for the reply): the desktop's context bar.
+    pub num_ctx: u32,
+    pub prompt_budget: u32,
     pub load_duration: Duration,
     /// Where the model runs ([`LoadedModel::runs_on`]).
     pub runs_on: String,
@@ -281,6 +285,11 @@ pub struct ChatStream {
 
 pub struct Engine {
     pub supervisor: Arc<Supervisor>,
+}
+
+/// Tokens of the context kept free for the reply when the conversation is fitted.
+fn reply_room(n_ctx: u32, options: &SamplingOptions) -> u32 {
+    options.num_predict.filter(|n| *n > 0).map_or(n_ctx / 8, |n| n as u32).min(n_ctx / 2)
 }
 
 impl Engine {
@@ -377,16 +386,17 @@ impl Engine {
             }
         }
         let runs_on = runner.runs_on();
+        let num_ctx = runner.info.n_ctx;
+        let prompt_budget = num_ctx.saturating_sub(reply_room(num_ctx, &options));
         let prompt = rendered.text.clone();
         let generation = self.supervisor.generate(runner, rendered.text, options, req.grammar)?;
-        Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on, parser })
+        Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on, num_ctx, prompt_budget, parser })
     }
 
     /// Renders the conversation, dropping the oldest turns until it fits with room for a reply.
     fn fit(&self, model: &PreparedModel, runner: &LoadedModel, mut messages: Vec<ChatMessage>, options: &SamplingOptions, extras: PromptExtras) -> Result<(RenderedPrompt, usize), ChatError> {
         let n_ctx = runner.info.n_ctx;
-        let reply_room = options.num_predict.filter(|n| *n > 0).map_or(n_ctx / 8, |n| n as u32).min(n_ctx / 2);
-        let budget = n_ctx.saturating_sub(reply_room);
+        let budget = n_ctx.saturating_sub(reply_room(n_ctx, options));
         let mut dropped = 0;
         loop {
             let rendered = render_chat_with(&model.spec(runner), &messages, true, extras)?;
@@ -423,6 +433,12 @@ ws ::= | " " | "\n" [ \t]{0,20}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reply_keeps_an_eighth_of_the_context_or_its_max_tokens_up_to_half() {
+        let with = |n: Option<i32>| SamplingOptions { num_predict: n, ..Default::default() };
+        assert_eq!((reply_room(2048, &with(None)), reply_room(2048, &with(Some(-1))), reply_room(2048, &with(Some(100))), reply_room(2048, &with(Some(5000)))), (256, 256, 100, 1024));
+    }
 
     #[test]
     fn params_layer_defaults_yield_to_request_options() {

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod embed;
+pub mod limits;
 pub mod protocol;
 pub mod runner;
 pub mod supervisor;

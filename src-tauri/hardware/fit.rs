@@ -113,12 +113,16 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
     FitEstimate { verdict, need_bytes: need, weights_bytes, kv_bytes, overhead_bytes: overhead, vram_free_bytes: vram, ram_available_bytes: ram, explanation }
 }
 
-/// Decimal units like the CLI's `human_bytes` (`1.5 GB`); here so the library needs no CLI code.
+/// Decimal sizes as Ollama prints them (`815 B`, `253 MB`, `1.5 GB`, `2 GB`): the one byte format
+/// of the CLI (`human_bytes` in the CLI's format module), the API's messages and the desktop window (`formatBytes`).
 pub fn human(b: u64) -> String {
     const UNITS: [(u64, &str); 4] = [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
-    match UNITS.iter().find(|(s, _)| b >= *s) {
-        Some((scale, unit)) => format!("{:.1} {unit}", b as f64 / *scale as f64),
-        None => format!("{b} B"),
+    let Some((scale, unit)) = UNITS.iter().find(|(s, _)| b >= *s) else { return format!("{b} B") };
+    let value = b as f64 / *scale as f64;
+    if value >= 10.0 || value.fract() == 0.0 {
+        format!("{} {unit}", value as u64)
+    } else {
+        format!("{value:.1} {unit}")
     }
 }
 
@@ -219,5 +223,7 @@ mod tests {
     fn human_units() {
         assert_eq!(human(999), "999 B");
         assert_eq!(human(1_500_000_000), "1.5 GB");
+        // Ollama's rules, as the window's formatBytes: whole numbers (truncated) from 10 up.
+        assert_eq!((human(851_300_000), human(851_900_000), human(2_000_000_000), human((4 << 30) - 1)), ("851 MB".into(), "851 MB".into(), "2 GB".into(), "4.3 GB".into()));
     }
 }

@@ -570,6 +570,15 @@ async fn import_hardware_chat_and_restart() {
     let reply_stats = wait_for(&c, "[data-testid='message-stats']").await.text().await.unwrap();
     assert!(reply_stats.contains("tokens/s"), "tokens/s under the reply: {reply_stats}");
     screenshot(&c, "chat").await;
+    // The context bar under the composer: the reply's prompt + reply tokens of the model's context.
+    let context = wait_for(&c, "[data-testid='context-numbers']").await.text().await.unwrap();
+    let counts: Vec<u64> = context.split(|ch: char| !ch.is_ascii_digit() && ch != ',').filter_map(|n| n.replace(',', "").parse().ok()).collect();
+    assert!(counts.len() >= 2 && counts[0] > 0 && counts[1] >= counts[0], "the context bar shows used / total tokens: {context}");
+    // At the smallest window size the layout holds: no horizontal overflow.
+    let size = c.get_window_size().await.unwrap();
+    c.set_window_size(720, 600).await.unwrap();
+    wait_until(&c, "no horizontal overflow at 720×600", "return window.innerWidth <= 760 && document.documentElement.scrollWidth <= window.innerWidth;").await;
+    c.set_window_size(size.0 as u32, size.1 as u32).await.unwrap();
 
     // The model process dies mid-reply: the error shows inline, and Retry answers again.
     wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting on: 11, 12, 13, 14, 15,").await.unwrap();

@@ -61,6 +61,9 @@ describe('App', () => {
     expect(screen.getByTestId('hw-threads').textContent).toBe('8');
     expect(screen.getByTestId('hw-no-gpu-reason').textContent).toContain('no GPU backend');
     expect(screen.getByTestId('hw-backends').textContent).toBe('none');
+    const ram = screen.getByRole('meter', { name: 'Memory in use' });
+    expect([ram.getAttribute('aria-valuemin'), ram.getAttribute('aria-valuemax'), ram.getAttribute('aria-valuenow')]).toEqual(['0', String(32 * 2 ** 30), String(12 * 2 ** 30)]);
+    expect(ram.getAttribute('aria-valuetext')).toBe('12 GB in use of 34 GB');
     const fits = screen.getAllByTestId('hw-fit');
     expect(fits.map((f) => [f.dataset.name, f.dataset.verdict])).toEqual([
       ['gemma3:270m', 'partial_offload'],
@@ -91,6 +94,8 @@ describe('App', () => {
       ['qwen:7b', '8.33%'],
       ['', '4.17%'],
     ]);
+    const gpu = screen.getByTestId('hw-gpu-use').querySelector('[role="meter"]')!;
+    expect([gpu.getAttribute('aria-valuemax'), gpu.getAttribute('aria-valuenow')]).toEqual([String(24e9), String(4e9)]);
     expect(screen.getAllByTestId('hw-loaded').map((l) => l.textContent)).toEqual([
       expect.stringContaining('100% GPU (CUDA0, 19/19 layers)'),
       expect.stringContaining('48%/52% CPU/GPU'),

@@ -298,6 +298,12 @@ export interface ChatStats {
   tokens_per_second: number;
   /** Where the model ran, e.g. "100% GPU (Vulkan0, 19/19 layers)"; absent in older saved chats. */
   runs_on?: string;
+  /** The model's context length (tokens); absent in older saved chats. */
+  num_ctx?: number;
+  /** How much of the context the prompt may fill before the oldest messages are left out. */
+  prompt_budget?: number;
+  /** How many of the oldest messages were left out of this reply's prompt to fit the context. */
+  dropped_messages?: number;
 }
 
 export type ChatEvent =
@@ -335,6 +341,14 @@ export interface StoredMessage extends ChatMessage {
   error?: string | null;
   /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
   streaming?: boolean;
+  /** Earlier (or later) versions of this reply that Regenerate kept; see lib/versions.ts. */
+  previous_versions?: { content: string; stats?: ChatStats | null; created: string }[];
+  /** Where the shown version stands among all of them (0-based). */
+  version_index?: number;
+  /** On an edited user message: the conversation's earlier tails from here on (edit-and-resend). */
+  previous_branches?: StoredMessage[][];
+  /** Where the shown branch stands among all of them (0-based). */
+  branch_index?: number;
 }
 
 export interface Conversation {

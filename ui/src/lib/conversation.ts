@@ -1,4 +1,5 @@
 // Pure operations on conversations (no backend, no Svelte): tested in conversation.test.ts.
+import { allBranches, versionsToKeep } from './versions';
 import type { ChatMessage, ChatParameters, Conversation, StoredMessage } from './api';
 import { newId, nowIso } from './format';
 
@@ -88,12 +89,14 @@ export function editAndResend(c: Conversation, id: string, text: string, now = n
   const i = c.messages.findIndex((m) => m.id === id);
   if (i < 0 || c.messages[i].role !== 'user') return null;
   const reply = assistantPlaceholder(now);
+  const branches = allBranches(c.messages, i);
   const firstUser = c.messages.findIndex((m) => m.role === 'user');
   return {
     conversation: {
       ...c,
       title: i === firstUser && c.title === titleFrom(c.messages[i].content) ? titleFrom(text) : c.title,
-      messages: [...c.messages.slice(0, i), { ...c.messages[i], content: text }, reply],
+      // The conversation as it was from this message on stays reachable as a branch (‹ 1/2 ›).
+      messages: [...c.messages.slice(0, i), { ...c.messages[i], content: text, previous_branches: branches, branch_index: branches.length }, reply],
       updated: now,
     },
     reply,
@@ -110,6 +113,9 @@ export function regenerate(c: Conversation, now = nowIso()): { conversation: Con
     i = c.messages.length;
   }
   const reply = assistantPlaceholder(now);
+  // The reply replaced stays reachable as a version (‹ 1/2 ›).
+  const kept = i < c.messages.length ? versionsToKeep(c.messages[i]) : [];
+  if (kept.length) Object.assign(reply, { previous_versions: kept, version_index: kept.length });
   return { conversation: { ...c, messages: [...c.messages.slice(0, i), reply], updated: now }, reply };
 }
 

@@ -1,24 +1,26 @@
 // Small pure formatting helpers shared by the pages.
 import type { FitVerdict } from './api';
 
-/** `n` bytes in steps of `base` (1000 or 1024), three significant figures at most. */
-function scaledBytes(n: number | null | undefined, base: number, units: string[]): string {
-  if (n == null || !Number.isFinite(n)) return '—';
-  if (n < base) return `${Math.round(n)} B`;
-  let v = n;
-  let i = -1;
-  do {
-    v /= base;
-    i++;
-  } while (v >= base && i < units.length - 1);
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
+const BYTE_UNITS: [number, string][] = [
+  [1e12, 'TB'],
+  [1e9, 'GB'],
+  [1e6, 'MB'],
+  [1e3, 'KB'],
+];
+
+/**
+ * The one byte format of the app, Ollama's (and the CLI's `human_bytes`): decimal units,
+ * whole numbers from 10 up, one decimal below: "815 B", "851 MB", "1.2 GB", "2 GB".
+ */
+export function formatBytes(n: number | null | undefined): string {
+  if (n == null || !Number.isFinite(n) || n < 0) return '—';
+  const unit = BYTE_UNITS.find(([scale]) => n >= scale);
+  if (!unit) return `${Math.trunc(n)} B`;
+  const value = n / unit[0];
+  // From 10 up the number is truncated, as Ollama's Go `int(value)` does (851.9 MB → "851 MB").
+  if (value >= 10 || Number.isInteger(value)) return `${Math.trunc(value)} ${unit[1]}`;
+  return `${value.toFixed(1)} ${unit[1]}`;
 }
-
-/** 1234567 → "1.2 MB" (decimal units, as `ollama list` prints them). */
-export const formatBytes = (n: number | null | undefined) => scaledBytes(n, 1000, ['KB', 'MB', 'GB', 'TB', 'PB']);
-
-/** Binary units for memory sizes: "7.6 GiB". */
-export const formatBytesBinary = (n: number | null | undefined) => scaledBytes(n, 1024, ['KiB', 'MiB', 'GiB', 'TiB', 'PiB']);
 
 export function formatRate(bytesPerSecond: number | null): string {
   if (bytesPerSecond == null || !Number.isFinite(bytesPerSecond) || bytesPerSecond <= 0) return '—';

@@ -1,4 +1,6 @@
 // Conversations and the streaming reply. Everything the user does in the chat goes through here.
+import { replyAnnouncement } from '../announce';
+import { showBranch as showBranchOp, showVersion as showVersionOp } from '../versions';
 import * as api from '../api';
 import type { ChatEvent, ChatParameters, ChatStats, Conversation, StoredMessage } from '../api';
 import {
@@ -32,6 +34,8 @@ export class ChatStore {
   search = $state('');
   /** A problem not tied to a message (saving failed, …). */
   notice = $state<string | null>(null);
+  /** The last finished reply in one sentence, for the polite live region. */
+  announcement = $state('');
 
   current = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
   visible = $derived(sortByUpdated(searchConversations(this.conversations, this.search)));
@@ -206,6 +210,26 @@ export class ChatStore {
     return true;
   }
 
+  /** Shows version `j` of reply `msgId` (it becomes what the next turn sends). */
+  showVersion(msgId: string, j: number): void {
+    const c = this.current;
+    if (!c || this.live) return;
+    const snap = $state.snapshot(c) as Conversation;
+    this.replace({ ...snap, messages: snap.messages.map((m) => (m.id === msgId ? showVersionOp(m, j) : m)), updated: nowIso() });
+    void this.saveNow(snap.id);
+  }
+
+  /** Shows branch `j` of the conversation from user message `msgId` on (kept by edit-and-resend). */
+  showBranch(msgId: string, j: number): void {
+    const c = this.current;
+    if (!c || this.live) return;
+    const snap = $state.snapshot(c) as Conversation;
+    const i = snap.messages.findIndex((m) => m.id === msgId);
+    if (i < 0) return;
+    this.replace({ ...snap, messages: showBranchOp(snap.messages, i, j), updated: nowIso() });
+    void this.saveNow(snap.id);
+  }
+
   /** Retry after an inline error: the same as regenerating that reply. */
   retry(): boolean {
     return this.regenerate();
@@ -291,6 +315,7 @@ export class ChatStore {
       c.updated = nowIso();
     }
     if (this.live === live) this.live = null;
+    this.announcement = replyAnnouncement(live.text, r);
     void this.saveNow(live.convId); // immediately on done / error / stop
   }
 }

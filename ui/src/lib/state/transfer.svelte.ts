@@ -69,6 +69,13 @@ class Transfers {
   exportError = $state<string | null>(null);
   exportCancelled = $state(false);
 
+  /** Closes the result (or error, or "cancelled") panel of the last import, pull or export. */
+  dismiss(kind: 'import' | 'pull' | 'export'): void {
+    if (kind === 'import') [this.importResult, this.importError, this.importCancelled] = [null, null, null];
+    else if (kind === 'pull') [this.pullResult, this.pullError, this.pullCancelled] = [null, null, null];
+    else [this.exportResult, this.exportError, this.exportCancelled] = [null, null, false];
+  }
+
   /** Queues imports; they run one after another. */
   enqueue(items: QueuedImport[]): void {
     const clean = items.filter((i) => ('handle' in i.source ? i.source.handle : i.source.typed.trim()));
