@@ -77,6 +77,9 @@ pub struct EngineConfig {
     pub load_timeout: Duration,
     /// …plus this much per GiB of weights.
     pub load_timeout_per_gib: Duration,
+    /// Start runners without the CPU's AMX kernels from the first (otherwise learnt from the first
+    /// runner they crash).
+    pub avoid_amx: bool,
 }
 
 impl EngineConfig {
@@ -89,6 +92,7 @@ impl EngineConfig {
             max_queue: std::env::var("AIRLOCK_MAX_QUEUE").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
             load_timeout: std::env::var("AIRLOCK_LOAD_TIMEOUT").ok().and_then(|v| v.trim().parse().ok()).filter(|&s: &u64| s > 0).map_or(DEFAULT_LOAD_TIMEOUT, Duration::from_secs),
             load_timeout_per_gib: DEFAULT_LOAD_TIMEOUT_PER_GIB,
+            avoid_amx: false,
         }
     }
 
@@ -393,10 +397,11 @@ impl Drop for RunnerGuard {
 
 impl Supervisor {
     pub fn new(cfg: EngineConfig) -> Arc<Self> {
+        let avoid_amx = AtomicBool::new(cfg.avoid_amx);
         let sup = Arc::new(Supervisor {
             cfg,
             table: Mutex::new(Table::default()),
-            avoid_amx: AtomicBool::new(false),
+            avoid_amx,
             next_id: AtomicU64::new(1),
             runner_starts: AtomicU64::new(0),
         });
@@ -419,7 +424,8 @@ impl Supervisor {
         self.table.lock().unwrap().loading.iter().map(|(k, p)| (k.clone(), 1 + p.waiters.load(Ordering::SeqCst))).collect()
     }
 
-    /// Runner processes this supervisor has started (retries of one load count each).
+    /// Runner processes this supervisor has started (retries of one load count each, except the
+    /// restart without the CPU's AMX kernels after they crashed).
     pub fn runner_starts(&self) -> u64 {
         self.runner_starts.load(Ordering::SeqCst)
     }
@@ -502,6 +508,8 @@ impl Supervisor {
                     return Ok(model);
                 }
                 Err(EngineError::Load { message, .. }) if !avoid_amx && message.contains("SIGILL") => {
+                    // The same runner again without AMX, not a second one: it does not count.
+                    self.runner_starts.fetch_sub(1, Ordering::SeqCst);
                     self.avoid_amx.store(true, Ordering::SeqCst);
                 }
                 Err(EngineError::Load { message, .. }) if layers > 0 => {

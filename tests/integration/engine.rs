@@ -27,6 +27,9 @@ pub(crate) fn config() -> EngineConfig {
         max_queue: 16,
         load_timeout: Duration::from_secs(600),
         load_timeout_per_gib: Duration::ZERO,
+        // As the runner tests do: a machine whose AMX kernels crash would otherwise restart each
+        // test's first runner (the fallback itself is exercised through `airlock serve`).
+        avoid_amx: true,
     }
 }
 
