@@ -194,18 +194,11 @@ impl<'m> Embedder<'m> {
             n_ctx_train: self.n_ctx_train,
             n_parallel: 1,
             threads: self.threads,
-            bos_token: self.special_text(self.model.vocab().bos()),
-            eos_token: self.special_text(self.model.vocab().eos()),
+            bos_token: super::session::special_text(&self.model, self.model.vocab().bos()),
+            eos_token: super::session::special_text(&self.model, self.model.vocab().eos()),
             load_ms,
             placement: super::placement::collected(self.model.n_layer() + 1),
         }
-    }
-
-    fn special_text(&self, token: LlamaToken) -> String {
-        if token.0 < 0 || token.0 >= self.model.n_vocab() {
-            return String::new();
-        }
-        String::from_utf8_lossy(&self.model.vocab().token_to_piece(token, true, None)).into_owned()
     }
 
     /// Text as the model's embedding inputs are tokenised: with its special tokens added (BOS,

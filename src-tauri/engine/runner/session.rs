@@ -205,19 +205,12 @@ impl Session<'_> {
             n_ctx_train: self.n_ctx_train,
             n_parallel: self.parallel,
             threads: self.threads,
-            bos_token: self.special_text(vocab.bos()),
-            eos_token: self.special_text(vocab.eos()),
+            bos_token: special_text(&self.model, vocab.bos()),
+            eos_token: special_text(&self.model, vocab.eos()),
             load_ms,
             // Offloadable layers: the repeating blocks and the output layer.
             placement: super::placement::collected(self.model.n_layer() + 1),
         }
-    }
-
-    fn special_text(&self, token: LlamaToken) -> String {
-        if token.0 < 0 || token.0 >= self.model.n_vocab() {
-            return String::new();
-        }
-        String::from_utf8_lossy(&self.model.vocab().token_to_piece(token, true, None)).into_owned()
     }
 
     /// The prompt's tokens: special tokens parsed, BOS added when the model wants one unless the
@@ -618,4 +611,12 @@ impl Sampler {
         self.chain.accept(token);
         Ok(token)
     }
+}
+
+/// A special token's text ("" for a token the model does not have), for the handshake.
+pub(super) fn special_text(model: &LlamaModel, token: LlamaToken) -> String {
+    if token.0 < 0 || token.0 >= model.n_vocab() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&model.vocab().token_to_piece(token, true, None)).into_owned()
 }

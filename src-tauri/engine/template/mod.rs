@@ -48,7 +48,7 @@
 //! name.
 
 mod error;
-mod gotmpl;
+pub(crate) mod gotmpl;
 mod jinja;
 mod ollama;
 mod plain;

@@ -132,6 +132,8 @@ impl Value {
     }
 }
 
+/// A string as Go's `encoding/json` writes it (HTML escaping on, the default; `\b` and `\f` as
+/// Go 1.22 and later write them): for templates' `json` and for Ollama's layer files.
 pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -141,6 +143,8 @@ pub(crate) fn json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                 out.push_str(&format!("\\u{:04x}", c as u32))
             }
