@@ -128,13 +128,13 @@ pub async fn show(State(core): CoreState, OllamaJson(req): OllamaJson<ModelRef>)
             capabilities.clear();
         }
         Ok(Json(json!({
-            "license": d.license.unwrap_or_default(),
+            "license": d.license.clone().unwrap_or_default(),
             "modelfile": modelfile,
             "parameters": parameters,
             "messages": layers.messages,
             "template": template,
             "system": model.system.unwrap_or_default(),
-            "details": details_json(&core.details(&entry)),
+            "details": details_json(&d),
             "model_info": Value::Object(model_info),
             "capabilities": capabilities,
             "modified_at": rfc3339(entry.modified),

@@ -180,6 +180,18 @@ fn text_choice(text: &str, finish: Option<&str>) -> Value {
 }
 
 /// A text completion: one object, or SSE chunks (with a usage chunk when asked) then `[DONE]`.
+/// Formats one streamed SSE event: the choices, and the usage when `stream_options.include_usage` asks.
+fn sse_chunk(id: String, object: &'static str, created: u64, model: String, common: &Common) -> impl Fn(Value, Value) -> String + Send + 'static {
+    let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    move |choices: Value, usage: Value| {
+        let mut c = json!({ "id": id, "object": object, "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
+        if include_usage {
+            c["usage"] = usage;
+        }
+        format!("data: {c}\n\n")
+    }
+}
+
 async fn respond_text(model: String, common: &Common, started: ChatStream) -> Result<Response, OpenAiError> {
     let id = format!("cmpl-{}", unix_now_nanos());
     let created = unix_now();
@@ -193,13 +205,7 @@ async fn respond_text(model: String, common: &Common, started: ChatStream) -> Re
         .into_response());
     }
     let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let chunk = move |choices: Value, usage: Value| {
-        let mut c = json!({ "id": id, "object": "text_completion", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
-        if include_usage {
-            c["usage"] = usage;
-        }
-        format!("data: {c}\n\n")
-    };
+    let chunk = sse_chunk(id, "text_completion", created, model, common);
     let line = move |ev| match ev {
         StreamEvent::Piece(text) => chunk(json!([text_choice(&text, None)]), Value::Null),
         StreamEvent::Done(stats) => {
@@ -321,13 +327,7 @@ async fn respond_chat(model: String, common: &Common, started: ChatStream) -> Re
         .into_response());
     }
     let include_usage = common.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let chunk = move |choices: Value, usage: Value| {
-        let mut c = json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_airlock", "choices": choices });
-        if include_usage {
-            c["usage"] = usage;
-        }
-        format!("data: {c}\n\n")
-    };
+    let chunk = sse_chunk(id, "chat.completion.chunk", created, model, common);
     let (mut first, mut called) = (true, false);
     let line = move |ev| match ev {
         ReplyEvent::Part(part) => {

@@ -324,6 +324,13 @@ impl Engine {
 
     /// Starts a chat reply to `messages`.
     pub fn chat(&self, model: &PreparedModel, messages: &[ChatMessage], req: RequestSettings) -> Result<ChatStream, ChatError> {
+        // What the model cannot do is refused before it loads.
+        let (format, source) = model.primary_template();
+        model.check_think(&req.think, format, source)?;
+        let tools_on = req.tools.active();
+        if tools_on && !tools::template_supports_tools(format, source) {
+            return Err(ChatError::Unsupported { model: model.name.clone(), feature: "tools".into() });
+        }
         let (runner, load_duration) = self.load(model, &req)?;
         let mut messages = [model.messages.as_slice(), messages].concat();
         if let Some(system) = &model.system {
@@ -332,12 +339,6 @@ impl Engine {
             }
         }
         let options = merge_options(&model.params, &req.options);
-        let (format, source) = model.primary_template();
-        model.check_think(&req.think, format, source)?;
-        let tools_on = req.tools.active();
-        if tools_on && !tools::template_supports_tools(format, source) {
-            return Err(ChatError::Unsupported { model: model.name.clone(), feature: "tools".into() });
-        }
         let extras = PromptExtras { tools: tools_on.then_some(req.tools.tools.as_slice()), think: req.think.as_ref() };
         let (rendered, dropped) = self.fit(model, &runner, messages, &options, extras)?;
         let mut req = req;

@@ -255,11 +255,6 @@ impl LoadedModel {
         *self.expires.lock().unwrap() = Instant::now().checked_add(*ka).unwrap_or_else(far_future);
     }
 
-    /// Requests holding this runner now.
-    pub fn holders(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
     /// Ends the runner: closing stdin asks it to exit; a kill makes sure.
     fn shut_down(&self) {
         self.stdin.lock().unwrap().take();
