@@ -16,6 +16,7 @@ pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod core;
+pub mod documents;
 pub mod engine;
 pub mod gguf;
 pub mod hardware;

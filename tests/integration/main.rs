@@ -8,6 +8,7 @@ mod runner;
 mod engine;
 mod api;
 mod embed;
+mod documents;
 mod hardware;
 mod kit;
 mod gpu;
