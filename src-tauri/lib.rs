@@ -18,6 +18,7 @@ pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod core;
+pub mod documents;
 pub mod durable;
 pub mod engine;
 pub mod gguf;

@@ -10,6 +10,7 @@ mod engine_sharing;
 mod load;
 mod api;
 mod embed;
+mod documents;
 mod hardware;
 mod kit;
 mod gpu;
