@@ -196,7 +196,7 @@ async fn export_models(app: AppHandle, state: AppStateRef<'_>, models: Vec<Strin
 
 /// Paths dropped on the window arrive as [`Chosen`] handles: a drop is the person's choice.
 #[tauri::command]
-fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<Chosen>>) {
+fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<super::dropped::Dropped>>) {
     *state.drops.lock().unwrap() = Some(on_drop);
 }
 

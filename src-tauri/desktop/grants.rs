@@ -22,6 +22,8 @@ pub enum Purpose {
     ExportTo,
     SignWith,
     Trust,
+    /// Read into a conversation: a document or an image.
+    Attach,
 }
 
 impl Purpose {
@@ -42,6 +44,7 @@ impl Purpose {
             Purpose::ExportTo => format!("write the exported models to {p}"),
             Purpose::SignWith => format!("read the secret key {p} and sign with it"),
             Purpose::Trust => format!("trust the public key in {p}"),
+            Purpose::Attach => format!("read {p} into the conversation"),
         }
     }
 }

@@ -9,6 +9,7 @@ mod access;
 mod commands;
 mod confirm;
 mod conversations;
+mod dropped;
 mod duplicate;
 mod error;
 mod grants;
@@ -35,7 +36,7 @@ pub struct AppState {
     /// Stop flags of the replies streaming now, by the UI's request ID.
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
-    drops: Mutex<Option<Channel<Vec<grants::Chosen>>>>,
+    drops: Mutex<Option<Channel<Vec<dropped::Dropped>>>>,
     /// Set while a file dialog is open (one at a time).
     picker: pick::PickerSlot,
     /// The paths the person chose in a dialog or dropped, by handle.
@@ -93,7 +94,7 @@ pub fn main() -> ExitCode {
                 let state = window.state::<AppState>();
                 let drops = state.drops.lock().unwrap();
                 if let Some(channel) = drops.as_ref() {
-                    let _ = channel.send(paths.iter().map(|p| state.grants.grant(p.clone(), grants::Purpose::Import)).collect());
+                    let _ = channel.send(paths.iter().map(|p| dropped::grant(&state.grants, p)).collect());
                 }
             }
         })

@@ -198,8 +198,14 @@ export function exportModels(models: string[], out: PathArg, options: ExportOpti
 }
 
 /** Paths dropped on the window, delivered as they happen (the UI subscribes once). */
-export function onDrop(handler: (dropped: Chosen[]) => void) {
-  const channel = new Channel<Chosen[]>();
+/** What a dropped path will be used for, decided by the backend from what it looks like. */
+export type DropKind = 'model' | 'document' | 'image';
+export interface Dropped extends Chosen {
+  kind: DropKind;
+}
+
+export function onDrop(handler: (dropped: Dropped[]) => void) {
+  const channel = new Channel<Dropped[]>();
   channel.onmessage = handler;
   return invoke<void>('subscribe_drops', { onDrop: channel });
 }
