@@ -348,10 +348,12 @@ impl Engine {
             tools::ToolChoice::Function(name) => Some(Some(name.clone())),
             _ => None,
         };
+        let forced = tools_on && only.is_some();
         if let (true, Some(only)) = (tools_on, only) {
             req.grammar = Some(tools::tool_grammar(&syntax, &req.tools, only.as_deref()).map_err(ChatError::BadTools)?);
         }
         let parser = model.reply_parser(&rendered, &req.think, tools_on.then(|| (syntax, req.tools.names())));
+        let parser = if forced { parser.calls_only() } else { parser };
         self.start(runner, rendered, options, req, dropped, load_duration, parser)
     }
 

@@ -211,6 +211,45 @@ def test_langchain_chat_ollama_bind_tools_round_trip(server):
     assert isinstance(final, AIMessage)
 
 
+def test_openai_agents_sdk_tool_round_trip(server):
+    """The OpenAI Agents SDK over Chat Completions: the agent's first turn must call the tool
+    (tool_choice="required" is grammar-constrained), the SDK runs it and sends its result back, and
+    the run ends with the model's answer after the tool result."""
+    import asyncio
+
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+    from agents.items import ToolCallItem, ToolCallOutputItem
+
+    set_tracing_disabled(True)  # tracing would post to OpenAI's servers
+    calls = []
+
+    @function_tool
+    def get_current_weather(city: str, days: int) -> str:
+        """Get the weather forecast for a city.
+
+        Args:
+            city: The city, e.g. Paris
+            days: How many days ahead, 1 for tomorrow
+        """
+        calls.append((city, days))
+        return json.dumps({"city": city, "temperature": 22, "unit": "celsius"})
+
+    client = openai.AsyncOpenAI(base_url=server + "/v1", api_key="unused")
+    agent = Agent(
+        name="forecaster",
+        instructions="Answer questions about the weather with the get_current_weather tool.",
+        model=OpenAIChatCompletionsModel(model=MODEL, openai_client=client),
+        model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=60),
+        tools=[get_current_weather],
+    )
+    # After a tool call the SDK resets tool_choice to auto, so the second turn may answer in text.
+    result = asyncio.run(Runner.run(agent, "What will the weather be in Paris tomorrow?", max_turns=4))
+    assert calls and all(isinstance(c, str) and isinstance(d, int) for c, d in calls), calls
+    kinds = [type(item) for item in result.new_items]
+    assert kinds[:2] == [ToolCallItem, ToolCallOutputItem], kinds
+    assert isinstance(result.final_output, str)
+
+
 # --- thinking -----------------------------------------------------------------------------------
 
 # An Ollama template that opens <think> when asked to think (as thinking models' templates do).

@@ -41,6 +41,15 @@ impl ReplyParser {
         ReplyParser { think, keep_thinking, tools: tools.map(|(syntax, names)| CallScanner::new(syntax, names)) }
     }
 
+    /// For a reply a grammar restricts to calls: a call cut off by the token limit is dropped, not
+    /// returned as text, since the reply can hold nothing else.
+    pub fn calls_only(mut self) -> Self {
+        if let Some(s) = &mut self.tools {
+            s.calls_only = true;
+        }
+        self
+    }
+
     /// Whether calls are being looked for.
     pub fn parses_tools(&self) -> bool {
         self.tools.is_some()
@@ -231,11 +240,12 @@ struct CallScanner {
     state: ScanState,
     buf: String,
     calls: usize,
+    calls_only: bool,
 }
 
 impl CallScanner {
     fn new(syntax: ToolSyntax, names: Vec<String>) -> Self {
-        CallScanner { syntax, names, state: ScanState::Content, buf: String::new(), calls: 0 }
+        CallScanner { syntax, names, state: ScanState::Content, buf: String::new(), calls: 0, calls_only: false }
     }
 
     fn push(&mut self, text: &str, out: &mut Vec<ReplyPart>) {
@@ -245,8 +255,10 @@ impl CallScanner {
 
     fn finish(&mut self, out: &mut Vec<ReplyPart>) {
         while self.step(out, true) {}
-        // An unfinished call is text after all: never lose it.
-        if let ScanState::Call(i) = self.state {
+        if self.calls_only {
+            // What is left is the start of a call the token limit cut off.
+        } else if let ScanState::Call(i) = self.state {
+            // An unfinished call is text after all: never lose it.
             let opener = &self.syntax.openers[i];
             let text = if opener.tag_is_json { std::mem::take(&mut self.buf) } else { format!("{}{}", opener.tag, self.buf) };
             self.buf.clear();
@@ -298,7 +310,7 @@ impl CallScanner {
                                 JsonEnd::At(end) => {
                                     let json = json.trim_start();
                                     let consumed = self.buf.len() - json.len() + end;
-                                    match serde_json::from_str::<Value>(&json[..end]).ok().and_then(|args| make_call(name, args, None)) {
+                                    match serde_json::from_str::<Value>(&json[..end]).ok().and_then(|args| make_call(name, args, None)).filter(|c| self.names.contains(&c.function.name)) {
                                         Some(call) => {
                                             self.emit(out, vec![call]);
                                             self.buf.drain(..consumed);
@@ -322,7 +334,8 @@ impl CallScanner {
                     JsonEnd::Invalid => self.not_a_call(out, &opener),
                     JsonEnd::At(end) => {
                         let calls = serde_json::from_str::<Value>(&body[..end]).ok().and_then(|v| extract_calls(&v));
-                        let known = |calls: &Vec<ToolCall>| !opener.tag_is_json || calls.iter().all(|c| self.names.contains(&c.function.name));
+                        // A call of a function the request did not declare is text: a client cannot run it.
+                        let known = |calls: &Vec<ToolCall>| calls.iter().all(|c| self.names.contains(&c.function.name));
                         match calls.filter(|c| !c.is_empty() && known(c)) {
                             Some(calls) => {
                                 self.emit(out, calls);

@@ -99,6 +99,23 @@ fn plain_text_and_a_broken_call_are_kept_as_content() {
 }
 
 #[test]
+fn a_call_of_an_undeclared_function_is_text() {
+    let p = tools_parser(ToolSyntax::hermes());
+    let out = "<tool_call>\n{\"name\": \"get_weather_args\", \"arguments\": {}}\n</tool_call>";
+    assert_eq!(assert_stream_invariant(&p, out), vec![content(out)]);
+}
+
+#[test]
+fn a_grammar_forced_reply_drops_the_call_the_token_limit_cut() {
+    let out = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"";
+    let calls_only = tools_parser(ToolSyntax::hermes()).calls_only();
+    assert_eq!(assert_stream_invariant(&calls_only, out), vec![call(0, "get_weather", json!({"city": "Paris"}))]);
+    // Without the grammar the cut call is kept as text.
+    let auto = tools_parser(ToolSyntax::hermes());
+    assert_eq!(assert_stream_invariant(&auto, out), vec![call(0, "get_weather", json!({"city": "Paris"})), content("<tool_call>\n{\"name\": \"")]);
+}
+
+#[test]
 fn mistral_tool_calls_array_with_ids() {
     let src = include_str!("../template/testdata/jinja/mistral-nemo-instruct-2407.jinja");
     let syntax = ToolSyntax::for_template(PromptFormat::Jinja, Some(src));
