@@ -27,7 +27,7 @@ cargo test "${cargo_flags[@]}" --lib --test integration
 # The official Python clients against a real `airlock serve` (a virtualenv outside the clone).
 venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai pytest jinja2 langchain-ollama
+"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai pytest jinja2 langchain-ollama openai-agents
 # `cargo test` built the binaries (the integration tests run them); `cargo build` would resolve
 # features differently (no dev-dependencies) and build llama.cpp again.
 export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
