@@ -31,6 +31,7 @@ const APP_COMMANDS: &[&str] = &[
     "hardware",
     "start_chat",
     "stop_chat",
+    "parameter_limits",
     "list_conversations",
     "save_conversation",
     "delete_conversation",

@@ -574,6 +574,10 @@ async fn import_hardware_chat_and_restart() {
     let context = wait_for(&c, "[data-testid='context-numbers']").await.text().await.unwrap();
     let counts: Vec<u64> = context.split(|ch: char| !ch.is_ascii_digit() && ch != ',').filter_map(|n| n.replace(',', "").parse().ok()).collect();
     assert!(counts.len() >= 2 && counts[0] > 0 && counts[1] >= counts[0], "the context bar shows used / total tokens: {context}");
+    // Chat settings take their ranges from the backend's table (temperature 0–5), not the UI's own.
+    click(&c, "[data-testid='chat-settings-toggle']").await;
+    wait_until(&c, "the parameter ranges come from the backend", "const t = document.querySelector(\"[data-testid='param-temperature']\"); return t && t.max === '5' && t.min === '0';").await;
+    click(&c, "[data-testid='chat-settings-toggle']").await;
     // At the smallest window size the layout holds: no horizontal overflow.
     let size = c.get_window_size().await.unwrap();
     c.set_window_size(720, 600).await.unwrap();
