@@ -1,4 +1,4 @@
-//! Chat with a local document, in the real window: a new conversation → 📎 Attach → the GTK
+//! Chat with a local document, in the real window: a new conversation → Attach → the GTK
 //! multi-select dialog answered by typing the file's path → the chip says it is indexed → a
 //! question whose answer is in the file → the reply shows a source naming the file, which opens
 //! in place with the passage → the conversation is deleted and its attachment with it (the
@@ -40,10 +40,18 @@ pub async fn attach_a_document_and_see_its_source(c: &Client, home: &Path, data:
     wait_for(c, "[data-testid='chat-input']").await.send_keys("How often is the coolant pump P-101 serviced?").await.unwrap();
     click(c, "[data-testid='send']").await;
     let last_reply = "const m = [...document.querySelectorAll(\"[data-testid='message'][data-role='assistant']\")].pop();";
-    wait_until_within(c, "the reply starts", &format!("{last_reply} return !!m && m.textContent.trim().length > 10;"), Duration::from_secs(180)).await;
+    wait_until_within(
+        c,
+        "the reply is written",
+        &format!("{last_reply} return !!m && (m.querySelector(\"[data-testid='message-content']\").textContent.trim().length > 20 || m.dataset.streaming === 'false');"),
+        Duration::from_secs(240),
+    )
+    .await;
     // Its sources show once it ends (Stop ends a long one).
     click_stop(c).await;
     wait_until(c, "the reply ends", &format!("{last_reply} return m.dataset.streaming === 'false';")).await;
+    let reply = c.execute(&format!("{last_reply} return m.querySelector(\"[data-testid='message-content']\").textContent;"), vec![]).await.unwrap();
+    println!("the reply about the attached file: {reply}");
     let source = wait_for(c, "[data-testid='message'][data-role='assistant'] [data-testid='source'][data-file='pump-manual.txt']").await;
     let shown = source.text().await.unwrap();
     assert!(shown.contains("pump-manual.txt") && shown.contains("P-101"), "the source names the file and shows a snippet: {shown}");
