@@ -272,14 +272,24 @@ pub async fn use_libraries(state: AppStateRef<'_>, conversation: String, ids: Ve
     Ok(view)
 }
 
-/// Brings `conversation`'s documents up to date in the background (files changed on disk, a
-/// new embedding model).
+/// Brings `conversation`'s documents up to date in the background when a file changed on disk
+/// or another embedding model was chosen; returns whether a job started (none: all current).
 #[tauri::command]
-pub fn sync_documents(state: AppStateRef<'_>, conversation: String, model: String, on_event: Channel<IndexEvent>) -> CommandResult<()> {
+pub async fn sync_documents(state: AppStateRef<'_>, conversation: String, model: String, on_event: Channel<IndexEvent>) -> CommandResult<bool> {
     check_conversation(&conversation)?;
     check_name(&model)?;
-    state.documents.spawn(state.core.clone(), Target::Conversation(conversation), model, on_event);
-    Ok(())
+    let docs = state.documents.clone();
+    let (conv, chat_model) = (conversation.clone(), model.clone());
+    let needed = blocking(move || {
+        let catalog = docs.open()?;
+        let embedding_model = catalog.embedding_model(&chat_model).map_err(db)?;
+        catalog.needs_sync(&conv, &embedding_model).map_err(db)
+    })
+    .await?;
+    if needed {
+        state.documents.spawn(state.core.clone(), Target::Conversation(conversation), model, on_event);
+    }
+    Ok(needed)
 }
 
 /// Stops every indexing job between two files; what was indexed stays.

@@ -90,8 +90,9 @@ export const addLibrary = (conversation: string, handle: string, model: string, 
 export const removeLibrary = (conversation: string, id: number) => invoke<ConversationDocuments>('remove_library', { conversation, id });
 export const useLibraries = (conversation: string, ids: number[], model: string, onEvent: (e: IndexEvent) => void) =>
   invoke<ConversationDocuments>('use_libraries', { conversation, ids, model, onEvent: channel(onEvent) });
+/** Starts re-indexing what changed (files on disk, the embedding model); false: all current. */
 export const syncDocuments = (conversation: string, model: string, onEvent: (e: IndexEvent) => void) =>
-  invoke<void>('sync_documents', { conversation, model, onEvent: channel(onEvent) });
+  invoke<boolean>('sync_documents', { conversation, model, onEvent: channel(onEvent) });
 export const cancelIndexing = () => invoke<void>('cancel_indexing');
 
 export const embeddingSettings = () => invoke<{ model: string | null }>('embedding_settings');

@@ -172,6 +172,58 @@ describe('documents in a conversation', () => {
     expect(screen.getByTestId('documents-notice').textContent).toContain('cannot be used');
   });
 
+  it('adds a folder as a library, uses it here, and stops using it', async () => {
+    await setup();
+    handlers.pick_path = () => ({ handle: 'h-dir', path: '/docs/handbook' });
+    const handbook = { id: 3, name: 'handbook', path: '/docs/handbook', files: 2, chunks: 5, failed: [['/docs/handbook/scan.pdf', 'the PDF holds no text (scanned pages need OCR first)']] as [string, string][], used: true };
+    handlers.add_library = (args: { onEvent: Chan<IndexEvent> }) => {
+      indexChannel = args.onEvent;
+      view = { ...view, libraries: [handbook] };
+      return view;
+    };
+    await fireEvent.click(screen.getByTestId('libraries-toggle'));
+    await fireEvent.click(screen.getByTestId('add-library'));
+    await vi.waitFor(() => expect(callsOf('add_library')).toHaveLength(1));
+    expect(callsOf('pick_path')[0].args).toEqual({ kind: 'library_folder' });
+    expect(callsOf('add_library')[0].args).toEqual({ conversation: 'c1', handle: 'h-dir', model: 'gemma3:270m', onEvent: '[channel]' });
+    expect((await screen.findByTestId('library-chip')).dataset.name).toBe('handbook');
+    const option = screen.getByTestId('library-option');
+    expect(option.textContent).toContain('2 documents · 1 unreadable');
+    expect(screen.getByTestId('libraries').textContent).toContain('scan.pdf: the PDF holds no text');
+    indexChannel!.onmessage({ kind: 'finished', indexed: 2, unchanged: 0, chunks: 5, failed: [], cancelled: false });
+    handlers.use_libraries = (args: { ids: number[] }) => {
+      view = { ...view, libraries: [{ ...handbook, used: args.ids.includes(3) }] };
+      return view;
+    };
+    await fireEvent.click(within(option).getByRole('checkbox'));
+    await vi.waitFor(() => expect(callsOf('use_libraries')).toHaveLength(1));
+    expect(callsOf('use_libraries')[0].args).toMatchObject({ conversation: 'c1', ids: [] });
+    await vi.waitFor(() => expect(screen.queryByTestId('library-chip')).toBeNull());
+  });
+
+  it('re-indexes in the background what changed when a conversation with documents opens', async () => {
+    resetMock();
+    let started: Chan<IndexEvent> | null = null;
+    installDefaults({ conversations: [stored()], models: [model('gemma3:270m')] });
+    handlers.documents_of = () => ({ attachments: [attachment()], libraries: [], embedding_model: null, indexing: false });
+    handlers.sync_documents = (args: { onEvent: Chan<IndexEvent> }) => {
+      started = args.onEvent;
+      return true;
+    };
+    await app.loadSettings();
+    await app.refreshModels();
+    await chat.load();
+    render(Chat);
+    await vi.waitFor(() => expect(callsOf('sync_documents')).toHaveLength(1));
+    expect(callsOf('sync_documents')[0].args).toMatchObject({ conversation: 'c1', model: 'gemma3:270m' });
+    await vi.waitFor(() => expect(screen.getByTestId('indexing-progress')).toBeTruthy());
+    started!.onmessage({ kind: 'progress', done: 0, total: 1, file: 'pump.txt' });
+    await tick();
+    expect(screen.getByTestId('indexing-progress').textContent).toContain('Reading pump.txt (1 of 1)');
+    started!.onmessage({ kind: 'finished', indexed: 1, unchanged: 0, chunks: 2, failed: [], cancelled: false });
+    await vi.waitFor(() => expect(screen.queryByTestId('indexing-progress')).toBeNull());
+  });
+
   it('puts the context in the last user message only', () => {
     const m: ChatMessage[] = [
       { role: 'system', content: 'Be brief.' },

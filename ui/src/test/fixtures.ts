@@ -48,4 +48,5 @@ export function installDefaults(opts: { conversations?: Conversation[]; models?:
   handlers.stop_chat = () => undefined;
   handlers.documents_of = () => ({ attachments: [], libraries: [], embedding_model: null, indexing: false });
   handlers.embedding_settings = () => ({ model: null });
+  handlers.sync_documents = () => false;
 }

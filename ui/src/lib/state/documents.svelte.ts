@@ -134,6 +134,19 @@ export class DocumentsStore {
     return this.run(convId, (on) => docs.useLibraries(convId, ids, model, on));
   }
 
+  /** Opening a conversation: what changed since (files, the embedding model) is read again in the background. */
+  async refresh(convId: string, model: string): Promise<void> {
+    if (convId !== this.convId || !this.hasDocuments || this.indexing) return;
+    // Counted as a job only when one starts (most of the time everything is current).
+    let onEvent: ((e: IndexEvent) => void) | null = null;
+    try {
+      const started = await docs.syncDocuments(convId, model, (e) => (onEvent ??= this.job(convId))(e));
+      if (started) onEvent ??= this.job(convId);
+    } catch (e) {
+      this.notice = `Could not check the documents for changes: ${api.errorMessage(e)}`;
+    }
+  }
+
   cancel(): void {
     docs.cancelIndexing().catch(() => {});
   }
