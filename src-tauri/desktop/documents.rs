@@ -60,8 +60,16 @@ impl DocumentsState {
 
     /// The conversation was deleted: its attachments go (and the chunks nothing else uses).
     pub fn forget_conversation(&self, conversation: &str) -> CommandResult<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self.stop_writer();
         self.open()?.forget_conversation(conversation).map_err(db)
+    }
+
+    /// Takes the writer for a removal: running jobs are cancelled first (they stop after the
+    /// file in hand, and the rest is read again when next needed), so a removal waits at most
+    /// one file and no job writes back what was just removed.
+    fn stop_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.cancel_all();
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `target`'s sync on this thread (holding the writer), reporting on `send`.
@@ -208,7 +216,7 @@ pub async fn detach_document(state: AppStateRef<'_>, conversation: String, id: i
     let docs = state.documents.clone();
     blocking(move || {
         {
-            let _writer = docs.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _writer = docs.stop_writer();
             docs.open()?.detach(&conversation, id).map_err(db)?;
         }
         docs.view(&conversation)
@@ -247,7 +255,7 @@ pub async fn remove_library(state: AppStateRef<'_>, conversation: String, id: i6
     let docs = state.documents.clone();
     blocking(move || {
         {
-            let _writer = docs.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _writer = docs.stop_writer();
             docs.open()?.remove_library(id).map_err(db)?;
         }
         docs.view(&conversation)
