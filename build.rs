@@ -47,6 +47,18 @@ const APP_COMMANDS: &[&str] = &[
     "duplicate_model",
     "pull_from_registry",
     "set_registry",
+    "documents_of",
+    "pick_documents",
+    "attach_documents",
+    "detach_document",
+    "add_library",
+    "remove_library",
+    "use_libraries",
+    "sync_documents",
+    "cancel_indexing",
+    "embedding_settings",
+    "set_embedding_model",
+    "retrieve_documents",
 ];
 
 fn main() {

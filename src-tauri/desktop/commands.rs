@@ -65,6 +65,18 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::duplicate::duplicate_model,
         super::registry_pull::pull_from_registry,
         super::registry_pull::set_registry,
+        super::documents::documents_of,
+        super::documents::pick_documents,
+        super::documents::attach_documents,
+        super::documents::detach_document,
+        super::documents::add_library,
+        super::documents::remove_library,
+        super::documents::use_libraries,
+        super::documents::sync_documents,
+        super::documents::cancel_indexing,
+        super::documents::embedding_settings,
+        super::documents::set_embedding_model,
+        super::documents::retrieve_documents,
     ]
 }
 
@@ -443,7 +455,9 @@ async fn save_conversation(state: AppStateRef<'_>, conversation: Value) -> Comma
 #[tauri::command]
 async fn delete_conversation(state: AppStateRef<'_>, id: String) -> CommandResult<()> {
     let conversations = state.conversations.clone();
-    blocking(move || conversations.delete(&id)).await
+    let documents = state.documents.clone();
+    // Its attached documents go with it (libraries stay).
+    blocking(move || conversations.delete(&id).and_then(|_| documents.forget_conversation(&id))).await
 }
 
 // ---- Settings ----------------------------------------------------------------------------------

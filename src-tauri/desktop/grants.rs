@@ -33,6 +33,7 @@ impl Purpose {
             PickKind::ExportFile | PickKind::ExportFolder => Purpose::ExportTo,
             PickKind::SecretKey => Purpose::SignWith,
             PickKind::PublicKey => Purpose::Trust,
+            PickKind::Documents | PickKind::LibraryFolder => Purpose::Attach,
         }
     }
 

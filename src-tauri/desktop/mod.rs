@@ -9,6 +9,7 @@ mod access;
 mod commands;
 mod confirm;
 mod conversations;
+mod documents;
 mod dropped;
 mod duplicate;
 mod error;
@@ -46,6 +47,8 @@ pub struct AppState {
     server: Arc<server::ApiServer>,
     conversations: conversations::Conversations,
     settings: settings::Settings,
+    /// The documents index (attachments, libraries) and its indexing jobs.
+    documents: Arc<documents::DocumentsState>,
 }
 
 /// `airlock-desktop`: the window. The same binary answers the hidden `runner` and
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
                 server: Arc::default(),
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,
+                documents: documents::DocumentsState::new(data_dir.join("documents.sqlite")),
             };
             let api = state.settings.api();
             if api.enabled {

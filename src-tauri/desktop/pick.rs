@@ -24,6 +24,10 @@ pub enum PickKind {
     SecretKey,
     ExportFile,
     ExportFolder,
+    /// Documents to attach to a conversation (several at once: [`pick_many`]).
+    Documents,
+    /// A folder of documents to add as a library.
+    LibraryFolder,
 }
 
 /// Set while a picker is open.
@@ -78,5 +82,36 @@ fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, answer: impl
         PickKind::SecretKey => d.set_title("Sign with a secret key (.key)").add_filter("minisign secret keys", &["key"]).pick_file(answer),
         PickKind::ExportFile => d.set_title("Export to a .zip").set_file_name("models.zip").add_filter("Zip bundle", &["zip"]).save_file(answer),
         PickKind::ExportFolder => d.set_title("Export to a new bundle folder").save_file(answer),
+        PickKind::LibraryFolder => d.set_title("Add a folder of documents as a library").pick_folder(answer),
+        // One answer from a multi-select dialog: `pick_many` opens it.
+        PickKind::Documents => pick_documents(d, move |many| answer(many.and_then(|v| v.into_iter().next()))),
     }
+}
+
+fn pick_documents<R: tauri::Runtime>(d: FileDialogBuilder<R>, answer: impl FnOnce(Option<Vec<FilePath>>) + Send + 'static) {
+    let documents: Vec<&str> = ["txt", "md", "markdown", "pdf", "docx", "html", "htm"].into_iter().chain(crate::documents::extract::SOURCE_EXTENSIONS.iter().copied()).collect();
+    d.set_title("Attach documents to this conversation").add_filter("Documents", &documents).add_filter("All files", &["*"]).pick_files(answer)
+}
+
+/// The multi-select document dialog ([`PickKind::Documents`]): the chosen files, empty on cancel.
+/// Like [`pick`], it is waited for off the main thread, one dialog at a time.
+pub async fn pick_many(app: &AppHandle, slot: &PickerSlot) -> CommandResult<Vec<PathBuf>> {
+    if slot.0.swap(true, Ordering::SeqCst) {
+        return Err(CommandError::new("busy", "a file dialog is already open; choose or cancel there first"));
+    }
+    let _open = OpenPicker(slot);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut d = app.dialog().file();
+    if let Some(window) = app.get_webview_window("main") {
+        d = d.set_parent(&window);
+    }
+    let d = match dirs::home_dir() {
+        Some(home) => d.set_directory(home),
+        None => d,
+    };
+    pick_documents(d, move |choice| {
+        let _ = tx.send(choice.unwrap_or_default().into_iter().map(|p| p.into_path()).collect::<Vec<_>>());
+    });
+    let chosen = rx.await.map_err(|_| CommandError::new("app", "the file dialog closed without an answer"))?;
+    chosen.into_iter().map(|p| p.map_err(|e| CommandError::new("app", format!("the file dialog returned something that is not a local path: {e}")))).collect()
 }

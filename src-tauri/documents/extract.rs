@@ -28,7 +28,7 @@ pub enum Kind {
     Docx,
 }
 
-const SOURCE_EXTENSIONS: &[&str] = &[
+pub const SOURCE_EXTENSIONS: &[&str] = &[
     "rs", "py", "js", "ts", "tsx", "jsx", "go", "c", "h", "cpp", "hpp", "cc", "java", "kt", "cs", "rb", "php", "swift", "sh", "bash", "sql", "toml", "yaml", "yml", "json", "xml", "ini", "cfg", "conf", "csv", "log", "svelte", "vue", "css", "scss", "lua", "pl", "r", "m", "scala", "zig", "tex", "rst", "adoc", "org",
 ];
 

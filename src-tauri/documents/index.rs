@@ -92,6 +92,9 @@ impl Index {
     }
 
     fn init(conn: Connection, path: String) -> Result<Self, IndexError> {
+        // The window searches while a background job indexes (WAL: readers do not wait for the
+        // writer); a write that meets another waits for it instead of failing.
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(30));
         let index = Index { conn, path };
         index
             .conn
@@ -246,17 +249,23 @@ impl Index {
 
     /// Full-text search: the best `k` chunks by BM25 (score: higher is better).
     pub fn search_text(&self, query: &str, k: usize) -> Result<Vec<Hit>, IndexError> {
+        self.search_text_in(query, k, None)
+    }
+
+    /// [`Self::search_text`] among the files `scope` (file ids); `None`: all.
+    pub fn search_text_in(&self, query: &str, k: usize, scope: Option<&[i64]>) -> Result<Vec<Hit>, IndexError> {
         let Some(fts) = fts_query(query) else { return Ok(Vec::new()) };
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT c.id, f.path, c.location, c.text, bm25(chunks_fts) FROM chunks_fts
                  JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.id = c.file_id
-                 WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2",
+                 WHERE chunks_fts MATCH ?1 AND (?3 IS NULL OR c.file_id IN (SELECT value FROM json_each(?3)))
+                 ORDER BY bm25(chunks_fts) LIMIT ?2",
             )
             .map_err(|e| self.db_error(e))?;
         let rows = stmt
-            .query_map(params![fts, k as i64], |r| {
+            .query_map(params![fts, k as i64, scope_json(scope)], |r| {
                 Ok(Hit { chunk_id: r.get(0)?, path: PathBuf::from(r.get::<_, String>(1)?), location: r.get(2)?, text: r.get(3)?, score: -r.get::<_, f64>(4)? })
             })
             .map_err(|e| self.db_error(e))?;
@@ -265,12 +274,17 @@ impl Index {
 
     /// Vector search: the `k` chunks most similar (cosine) to `query`.
     pub fn search_vector(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
+        self.search_vector_in(query, k, None)
+    }
+
+    /// [`Self::search_vector`] among the files `scope`; `None`: all.
+    pub fn search_vector_in(&self, query: &[f32], k: usize, scope: Option<&[i64]>) -> Result<Vec<Hit>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT c.id, f.path, c.location, c.text, c.vector FROM chunks c JOIN files f ON f.id = c.file_id")
+            .prepare("SELECT c.id, f.path, c.location, c.text, c.vector FROM chunks c JOIN files f ON f.id = c.file_id WHERE ?1 IS NULL OR c.file_id IN (SELECT value FROM json_each(?1))")
             .map_err(|e| self.db_error(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([scope_json(scope)], |r| {
                 let v = blob_vector(&r.get::<_, Vec<u8>>(4)?);
                 Ok(Hit { chunk_id: r.get(0)?, path: PathBuf::from(r.get::<_, String>(1)?), location: r.get(2)?, text: r.get(3)?, score: crate::engine::embed::cosine(query, &v) as f64 })
             })
@@ -283,11 +297,54 @@ impl Index {
 
     /// Hybrid retrieval: BM25 and vector candidates fused by reciprocal rank; the best `k`.
     pub fn search(&self, query: &str, embedder: &dyn Embedder, k: usize) -> Result<Vec<Hit>, IndexError> {
+        self.search_in(query, embedder, k, None)
+    }
+
+    /// [`Self::search`] among the files `scope`; `None`: all. While the stored vectors come
+    /// from another model than `embedder`'s (not indexed again yet), only the words count.
+    pub fn search_in(&self, query: &str, embedder: &dyn Embedder, k: usize, scope: Option<&[i64]>) -> Result<Vec<Hit>, IndexError> {
+        let by_text = self.search_text_in(query, CANDIDATES, scope)?;
+        if self.model()?.as_deref() != Some(embedder.model().as_str()) {
+            return Ok(fuse(&[by_text], k));
+        }
         let vector = embedder.embed(&[query.to_string()]).map_err(IndexError::Embedding)?.pop().unwrap_or_default();
-        let by_text = self.search_text(query, CANDIDATES)?;
-        let by_vector = self.search_vector(&vector, CANDIDATES)?;
+        let by_vector = self.search_vector_in(&vector, CANDIDATES, scope)?;
         Ok(fuse(&[by_text, by_vector], k))
     }
+
+    /// The embedding model of the stored vectors (none before anything was indexed).
+    pub fn model(&self) -> Result<Option<String>, IndexError> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = 'embedding_model'", [], |r| r.get(0)).optional().map_err(|e| self.db_error(e))
+    }
+
+    /// Whether `path` is indexed as it is on disk now (same size and modification time) with
+    /// the vectors of `model`.
+    pub fn is_current(&self, path: &Path, model: &str) -> Result<bool, IndexError> {
+        if self.model()?.as_deref() != Some(model) {
+            return Ok(false);
+        }
+        let stamp: Option<(i64, i64)> = self.conn.query_row("SELECT size, mtime_ns FROM files WHERE path = ?1", [path.display().to_string()], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(|e| self.db_error(e))?;
+        Ok(stamp.map(|(size, mtime)| (size as u64, mtime)) == Some(file_stamp(path)))
+    }
+
+    /// The connection, for the tables that say which conversation uses which file
+    /// ([`super::catalog`]): they live in the same database.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn error(&self, e: rusqlite::Error) -> IndexError {
+        self.db_error(e)
+    }
+}
+
+/// A scope of file ids as the JSON array SQLite's `json_each` reads; NULL for no scope.
+fn scope_json(scope: Option<&[i64]>) -> Option<String> {
+    scope.map(|ids| format!("[{}]", ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")))
 }
 
 /// Reciprocal rank fusion: each list adds 1 / (60 + rank) to a chunk's score.

@@ -597,6 +597,7 @@ async fn import_hardware_chat_and_restart() {
     wait_until(&c, "the retried reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.textContent.trim().length > 0 && !document.querySelector(\"[data-testid='message-error']\");")).await;
     click(&c, "[data-testid='stop']").await;
     wait_until(&c, "the retried reply stops", &format!("return [...document.querySelectorAll(\"{reply_css}\")].pop().dataset.streaming === 'false';")).await;
+    docs_steps::attach_a_document_and_see_its_source(&c, &sb.home, &sb.data).await;
 
     // Figures: the UI's own cost per streamed token, from the real web view.
     let stats: Value = c.execute("return window.__airlockStreamStats || null;", vec![]).await.unwrap();
@@ -710,3 +711,4 @@ async fn import_hardware_chat_and_restart() {
     println!("stop: the reply ended {stop_ms:.0} ms after Stop was clicked");
 }
 mod registry_pull;
+mod docs_steps;

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 
 use airlock::core::Core;
 use airlock::documents::{Embedder, Index, ModelEmbedder};
+use airlock::engine::supervisor::EngineConfig;
 use airlock::store::Store;
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream};
@@ -84,7 +85,7 @@ fn file_name(p: &Path) -> String {
 #[test]
 fn a_folder_is_indexed_and_each_fact_is_retrieved_first() {
     let store = store_with_real_model();
-    let core = Core::new(Store::at(store.path()), crate::engine::config());
+    let core = Core::new(Store::at(store.path()), EngineConfig { max_loaded: 2, ..crate::engine::config() });
     let embedder = ModelEmbedder::new(&core, "gemma3:270m").unwrap();
     let docs = tempfile::TempDir::new().unwrap();
     write_fixtures(docs.path());

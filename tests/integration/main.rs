@@ -11,6 +11,7 @@ mod load;
 mod api;
 mod embed;
 mod documents;
+mod documents_chat;
 mod hardware;
 mod kit;
 mod gpu;

@@ -2,6 +2,7 @@
 // command, its argument names and the shapes it returns. Keep the two files in step.
 
 import { Channel, invoke } from '@tauri-apps/api/core';
+import type { Source } from './documents';
 
 /** Every command rejects with this shape; `message` is written for the user. */
 export interface CommandError {
@@ -118,7 +119,7 @@ export function pathArg(text: string, chosen: Chosen | null): PathArg {
  * A native file or folder dialog. Returns null when the user cancels, and when another dialog is
  * already open (a second click while the first is on screen opens nothing).
  */
-export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder';
+export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder' | 'library_folder';
 export async function pickPath(kind: PickKind): Promise<Chosen | null> {
   try {
     return await invoke<Chosen | null>('pick_path', { kind });
@@ -355,6 +356,8 @@ export interface StoredMessage extends ChatMessage {
   previous_branches?: StoredMessage[][];
   /** Where the shown branch stands among all of them (0-based). */
   branch_index?: number;
+  /** The document passages this reply was given (lib/documents.ts). */
+  sources?: Source[];
 }
 
 export interface Conversation {

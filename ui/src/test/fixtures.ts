@@ -46,4 +46,7 @@ export function installDefaults(opts: { conversations?: Conversation[]; models?:
   handlers.set_ui_state = () => undefined;
   handlers.subscribe_drops = () => undefined;
   handlers.stop_chat = () => undefined;
+  handlers.documents_of = () => ({ attachments: [], libraries: [], embedding_model: null, indexing: false });
+  handlers.embedding_settings = () => ({ model: null });
+  handlers.sync_documents = () => false;
 }

@@ -18,6 +18,7 @@ import {
 import { newId, nowIso } from '../format';
 import { Debouncer, Saver } from '../saver';
 import { LiveReply } from '../stream';
+import { documents } from './documents.svelte';
 
 /** While a reply streams it is saved this often (with `streaming: true`). */
 export const STREAM_SAVE_MS = 300;
@@ -276,8 +277,13 @@ export class ChatStore {
       }
     }, STREAM_SAVE_MS);
     live.onFinished = () => clearInterval(timer);
-    const messages = buildChatMessages(c.system_prompt, c.messages, replyId);
     const parameters = $state.snapshot(c.parameters) as ChatParameters;
+    // The conversation's documents searched for the question (none: the messages as they are).
+    const found = await documents.forReply(convId, model, buildChatMessages(c.system_prompt, c.messages, replyId), parameters.num_ctx);
+    if (live.finished) return;
+    const messages = found.messages;
+    const reply = this.find(convId)?.messages.find((m) => m.id === replyId);
+    if (reply) reply.sources = found.sources.length ? found.sources : undefined;
     try {
       await api.startChat(live.requestId, model, messages, parameters, (e) => this.onEvent(live, e));
     } catch (e) {
