@@ -46,6 +46,13 @@ const APP_COMMANDS: &[&str] = &[
     "duplicate_model",
     "pull_from_registry",
     "set_registry",
+    "parameter_limits",
+    "loaded_models",
+    "unload_model",
+    "model_capabilities",
+    "export_conversation",
+    "import_conversation",
+    "subscribe_drag",
 ];
 
 fn main() {

@@ -8,13 +8,16 @@
 mod access;
 mod commands;
 mod confirm;
+mod conversation_file;
 mod conversations;
 mod dropped;
 mod duplicate;
 mod error;
 mod grants;
+mod model_state;
 mod pick;
 mod registry_pull;
+mod reply_stream;
 mod server;
 mod settings;
 
@@ -37,6 +40,8 @@ pub struct AppState {
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
     drops: Mutex<Option<Channel<Vec<dropped::Dropped>>>>,
+    /// Where "files are being dragged over the window" goes (the drop overlay).
+    dragging: Mutex<Option<Channel<dropped::Dragging>>>,
     /// Set while a file dialog is open (one at a time).
     picker: pick::PickerSlot,
     /// The paths the person chose in a dialog or dropped, by handle.
@@ -75,6 +80,7 @@ pub fn main() -> ExitCode {
                 transfer: Mutex::new(None),
                 replies: Arc::default(),
                 drops: Mutex::new(None),
+                dragging: Mutex::new(None),
                 picker: pick::PickerSlot::default(),
                 grants: grants::PathGrants::default(),
                 confirming: confirm::ConfirmSlot::default(),
@@ -90,6 +96,18 @@ pub fn main() -> ExitCode {
             Ok(())
         })
         .on_window_event(|window, event| {
+            if let WindowEvent::DragDrop(drag) = event {
+                let state = window.state::<AppState>();
+                let dragging = match drag {
+                    DragDropEvent::Enter { paths, .. } => Some(dropped::Dragging::entered(paths)),
+                    DragDropEvent::Leave | DragDropEvent::Drop { .. } => Some(dropped::Dragging::left()),
+                    _ => None,
+                };
+                let channel = state.dragging.lock().unwrap();
+                if let (Some(d), Some(channel)) = (dragging, channel.as_ref()) {
+                    let _ = channel.send(d);
+                }
+            }
             if let WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. }) = event {
                 let state = window.state::<AppState>();
                 let drops = state.drops.lock().unwrap();

@@ -46,4 +46,10 @@ export function installDefaults(opts: { conversations?: Conversation[]; models?:
   handlers.set_ui_state = () => undefined;
   handlers.subscribe_drops = () => undefined;
   handlers.stop_chat = () => undefined;
+  handlers.loaded_models = () => [];
+  handlers.subscribe_drag = () => undefined;
+  handlers.model_capabilities = () => ['completion'];
+  handlers.hardware = () => {
+    throw { code: 'io', message: 'no hardware in tests' };
+  };
 }
