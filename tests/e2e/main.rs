@@ -395,6 +395,7 @@ async fn import_hardware_chat_and_restart() {
 
     // ---- First start: an empty store.
     let (c, start_ms) = driver.launch().await;
+    polish_steps::first_run(&c, &sb.store).await;
     click(&c, "[data-testid='nav-models']").await;
     assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "the store starts empty");
 
@@ -579,6 +580,7 @@ async fn import_hardware_chat_and_restart() {
     c.set_window_size(720, 600).await.unwrap();
     wait_until(&c, "no horizontal overflow at 720×600", "return window.innerWidth <= 760 && document.documentElement.scrollWidth <= window.innerWidth;").await;
     c.set_window_size(size.0 as u32, size.1 as u32).await.unwrap();
+    polish_steps::after_reply(&c, &sb.data, &sb.home.join("conversation.md"), prompt).await;
 
     // The model process dies mid-reply: the error shows inline, and Retry answers again.
     wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting on: 11, 12, 13, 14, 15,").await.unwrap();
@@ -706,3 +708,4 @@ async fn import_hardware_chat_and_restart() {
     println!("stop: the reply ended {stop_ms:.0} ms after Stop was clicked");
 }
 mod registry_pull;
+mod polish_steps;
