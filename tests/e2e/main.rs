@@ -585,7 +585,7 @@ async fn import_hardware_chat_and_restart() {
     // The model process dies mid-reply: the error shows inline, and Retry answers again.
     wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting on: 11, 12, 13, 14, 15,").await.unwrap();
     click(&c, "[data-testid='send']").await;
-    wait_until(&c, "the second reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.textContent.trim().length > 0;")).await;
+    wait_until(&c, "the second reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.querySelector(\"[data-testid='message-content']\").textContent.trim().length > 0;")).await;
     let runners: Vec<u32> = app_processes(&sb.data).into_iter().filter(|(_, k)| *k == "runner").map(|(p, _)| p).collect();
     assert_eq!(runners.len(), 1, "one model process");
     unsafe { libc::kill(runners[0] as i32, libc::SIGKILL) };

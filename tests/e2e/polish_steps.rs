@@ -55,17 +55,21 @@ pub async fn after_reply(c: &Client, sandbox_data: &Path, export_to: &Path, prom
     assert!(c.find_all(Locator::Css("[data-testid='model-loaded']")).await.unwrap().is_empty(), "the table no longer marks it loaded");
     println!("unloaded: the model process ended");
 
-    // The dark theme's screenshot (README), then the theme as it was.
+    // The dark theme's screenshot (README), then the theme as it was. The theme is chosen in the
+    // Settings page's select (set by script: a native select's popup would take the next click).
     click(c, "[data-testid='nav-settings']").await;
-    let theme = wait_for(c, "[data-testid='theme']").await;
-    let before = theme.prop("value").await.unwrap().unwrap_or_else(|| "system".into());
-    theme.select_by_value("dark").await.unwrap();
+    wait_for(c, "[data-testid='theme']").await;
+    let choose = |theme: &str| format!("const s = document.querySelector(\"[data-testid='theme']\"); const before = s.value; s.value = '{theme}'; s.dispatchEvent(new Event('change', {{bubbles: true}})); return before;");
+    let before = c.execute(&choose("dark"), vec![]).await.unwrap().as_str().unwrap_or("system").to_string();
     click(c, "[data-testid='nav-chat']").await;
-    wait_until(c, "the dark theme applies", "return document.documentElement.dataset.theme === 'dark';").await;
+    wait_until(c, "the chat in the dark theme", "return document.documentElement.dataset.theme === 'dark' && !!document.querySelector(\"[data-testid='chat-input']\") && !document.querySelector(\"[data-testid='theme']\");").await;
     wait_for(c, "[data-testid='message'][data-role='assistant']").await;
+    // Let the web view paint the page before it is photographed.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     screenshot(c, "chat-dark").await;
     click(c, "[data-testid='nav-settings']").await;
-    wait_for(c, "[data-testid='theme']").await.select_by_value(&before).await.unwrap();
+    wait_for(c, "[data-testid='theme']").await;
+    c.execute(&choose(&before), vec![]).await.unwrap();
     click(c, "[data-testid='nav-chat']").await;
     wait_for(c, "[data-testid='chat-input']").await;
 }
