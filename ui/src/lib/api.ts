@@ -367,7 +367,7 @@ export interface StoredMessage extends ChatMessage {
   /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
   streaming?: boolean;
   /** Earlier (or later) versions of this reply that Regenerate kept; see lib/versions.ts. */
-  previous_versions?: { content: string; stats?: ChatStats | null; created: string }[];
+  previous_versions?: { content: string; stats?: ChatStats | null; created: string; thinking?: string }[];
   /** Where the shown version stands among all of them (0-based). */
   version_index?: number;
   /** On an edited user message: the conversation's earlier tails from here on (edit-and-resend). */
