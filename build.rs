@@ -59,6 +59,12 @@ const APP_COMMANDS: &[&str] = &[
     "embedding_settings",
     "set_embedding_model",
     "retrieve_documents",
+    "loaded_models",
+    "unload_model",
+    "model_capabilities",
+    "export_conversation",
+    "import_conversation",
+    "subscribe_drag",
 ];
 
 fn main() {

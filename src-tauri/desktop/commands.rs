@@ -30,6 +30,9 @@ use crate::engine::limits::{self, ParamLimit};
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
+use crate::engine::tools::Think;
+
+use super::reply_stream::ReplyBatch;
 use crate::progress::{Progress, ProgressSink};
 use crate::store::RootSource;
 
@@ -77,6 +80,12 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::documents::embedding_settings,
         super::documents::set_embedding_model,
         super::documents::retrieve_documents,
+        super::model_state::loaded_models,
+        super::model_state::unload_model,
+        super::model_state::model_capabilities,
+        super::conversation_file::export_conversation,
+        super::conversation_file::import_conversation,
+        subscribe_drag,
     ]
 }
 
@@ -156,10 +165,16 @@ fn open_store_folder(app: AppHandle, state: AppStateRef<'_>) -> CommandResult<()
 
 /// A native file dialog; the answer comes back as a handle (and the path, to show).
 #[tauri::command]
-async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind) -> CommandResult<Option<Chosen>> {
-    let Some(mut path) = pick::pick(&app, &state.picker, kind).await? else { return Ok(None) };
-    if matches!(kind, PickKind::ExportFile) && !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
-        path.as_mut_os_string().push(".zip");
+async fn pick_path(app: AppHandle, state: AppStateRef<'_>, kind: PickKind, name: Option<String>) -> CommandResult<Option<Chosen>> {
+    let Some(mut path) = pick::pick(&app, &state.picker, kind, name).await? else { return Ok(None) };
+    let ext = match kind {
+        PickKind::ExportFile => Some("zip"),
+        PickKind::ConversationMarkdown => Some("md"),
+        PickKind::ConversationJson => Some("json"),
+        _ => None,
+    };
+    if let Some(ext) = ext.filter(|ext| !path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))) {
+        path.as_mut_os_string().push(format!(".{ext}"));
     }
     Ok(Some(state.grants.grant(path, Purpose::of(kind))))
 }
@@ -212,6 +227,12 @@ fn subscribe_drops(state: AppStateRef<'_>, on_drop: Channel<Vec<super::dropped::
     *state.drops.lock().unwrap() = Some(on_drop);
 }
 
+/// Files being dragged over the window (entered, left): the UI shows where they will go.
+#[tauri::command]
+fn subscribe_drag(state: AppStateRef<'_>, on_drag: Channel<super::dropped::Dragging>) {
+    *state.dragging.lock().unwrap() = Some(on_drag);
+}
+
 // ---- Hardware --------------------------------------------------------------------------------
 
 #[tauri::command]
@@ -229,12 +250,22 @@ struct ChatParameters {
     top_k: Option<i32>,
     num_predict: Option<i32>,
     num_ctx: Option<u32>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default)]
+    repeat_penalty: Option<f32>,
+    /// −1: a random seed each reply (as unset).
+    #[serde(default)]
+    seed: Option<i64>,
+    /// Think before answering; `None`: the model's default (docs/tools-and-thinking.md).
+    #[serde(default)]
+    think: Option<bool>,
 }
 
 impl ChatParameters {
     /// The same ranges as the API's options ([`limits::PARAM_LIMITS`]).
     fn check(&self) -> CommandResult<()> {
-        let set = [("temperature", self.temperature.map(f64::from)), ("top_p", self.top_p.map(f64::from)), ("top_k", self.top_k.map(f64::from)), ("num_predict", self.num_predict.map(f64::from)), ("num_ctx", self.num_ctx.map(f64::from))];
+        let set = [("temperature", self.temperature.map(f64::from)), ("top_p", self.top_p.map(f64::from)), ("top_k", self.top_k.map(f64::from)), ("num_predict", self.num_predict.map(f64::from)), ("num_ctx", self.num_ctx.map(f64::from)), ("min_p", self.min_p.map(f64::from)), ("repeat_penalty", self.repeat_penalty.map(f64::from)), ("seed", self.seed.map(|s| s as f64))];
         for (key, value) in set {
             if let Some(v) = value {
                 limits::check(key, v).map_err(CommandError::invalid)?;
@@ -253,8 +284,13 @@ fn parameter_limits() -> &'static [ParamLimit] {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ChatEvent {
-    /// One or more tokens' text (see [`PIECE_BATCH`]).
-    Piece { text: String, tokens: u32 },
+    /// One or more tokens' text (see [`PIECE_BATCH`]): answer and, apart, thinking.
+    Piece {
+        text: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        thinking: String,
+        tokens: u32,
+    },
     Done { stats: ChatStats },
     Error { message: String },
 }
@@ -382,13 +418,20 @@ const PIECE_BATCH: Duration = Duration::from_millis(40);
 
 fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, stop: &AtomicBool, send: &dyn Fn(ChatEvent) -> bool) -> Result<(), String> {
     let prepared = core.prepare(model).map_err(|e| e.to_string())?;
-    let options = SamplingOptions { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, num_predict: p.num_predict, ..Default::default() };
-    let req = RequestSettings { options, num_ctx: p.num_ctx, ..Default::default() };
+    let seed = p.seed.filter(|s| *s >= 0).map(|s| s as u32);
+    let options = SamplingOptions { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, num_predict: p.num_predict, min_p: p.min_p, repeat_penalty: p.repeat_penalty, seed, ..Default::default() };
+    let think = p.think.map(|on| if on { Think::On } else { Think::Off });
+    let req = RequestSettings { options, num_ctx: p.num_ctx, think, ..Default::default() };
     let mut stream = core.engine().chat(&prepared, messages, req).map_err(|e| e.to_string())?;
     let mut cancelled = false;
-    // Text not sent yet, its token count, and when its first token arrived.
-    let (mut text, mut tokens, mut since) = (String::new(), 0u32, None::<Instant>);
-    let send_batch = |text: &mut String, tokens: &mut u32| send(ChatEvent::Piece { text: std::mem::take(text), tokens: std::mem::take(tokens) });
+    // Text not sent yet (answer and thinking, split by the model's reply parser), and when its
+    // first token arrived.
+    let mut batch = ReplyBatch::new(stream.parser.clone());
+    let mut since = None::<Instant>;
+    let send_batch = |batch: &mut ReplyBatch| {
+        let (text, thinking, tokens) = batch.take();
+        send(ChatEvent::Piece { text, thinking, tokens })
+    };
     loop {
         if !cancelled && stop.load(Ordering::SeqCst) {
             stream.generation.cancel();
@@ -398,27 +441,28 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
         match stream.generation.next_event_timeout(wait.max(Duration::from_millis(1))) {
             None => {}
             Some(StreamEvent::Piece(piece)) => {
-                text.push_str(&piece);
-                tokens += 1;
+                batch.push(&piece);
                 since.get_or_insert_with(Instant::now);
             }
             Some(StreamEvent::Done(stats)) => {
-                if tokens > 0 {
-                    send_batch(&mut text, &mut tokens);
+                batch.finish();
+                if batch.pending() {
+                    send_batch(&mut batch);
                 }
                 send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream) });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
-                if tokens > 0 {
-                    send_batch(&mut text, &mut tokens);
+                batch.finish();
+                if batch.pending() {
+                    send_batch(&mut batch);
                 }
                 return Err(e.to_string());
             }
         }
         if since.is_some_and(|t| t.elapsed() >= PIECE_BATCH) {
             since = None;
-            if !send_batch(&mut text, &mut tokens) && !cancelled {
+            if !send_batch(&mut batch) && !cancelled {
                 // The window is gone: stop generating for nobody.
                 stream.generation.cancel();
                 cancelled = true;
@@ -550,7 +594,7 @@ mod tests {
 
     #[test]
     fn chat_parameters_outside_their_ranges_are_refused() {
-        let p = |temperature, top_p, top_k, num_predict, num_ctx| ChatParameters { temperature, top_p, top_k, num_predict, num_ctx };
+        let p = |temperature, top_p, top_k, num_predict, num_ctx| ChatParameters { temperature, top_p, top_k, num_predict, num_ctx, min_p: None, repeat_penalty: None, seed: None, think: None };
         assert!(p(None, None, None, None, None).check().is_ok());
         assert!(p(Some(0.7), Some(0.9), Some(40), Some(128), Some(4096)).check().is_ok());
         for bad in [p(Some(-1.0), None, None, None, None), p(Some(f32::NAN), None, None, None, None), p(None, Some(1.5), None, None, None), p(None, None, Some(-3), None, None), p(None, None, None, Some(-3), None), p(None, None, None, None, Some(16))] {
@@ -571,8 +615,17 @@ mod tests {
             assert!(at(l.min).is_ok() && at(l.max).is_ok(), "{} edges refused", l.key);
             assert!(at(l.max + 1.0).is_err() && at(l.min - 1.0).is_err(), "{} outside accepted", l.key);
         }
-        assert!(ChatParameters { temperature: Some(5.0), top_p: None, top_k: None, num_predict: Some(-1), num_ctx: Some(256) }.check().is_ok());
-        assert!(ChatParameters { temperature: None, top_p: None, top_k: None, num_predict: None, num_ctx: Some(0) }.check().is_err());
+        let with = |f: &dyn Fn(&mut ChatParameters)| {
+            let mut p = ChatParameters { temperature: None, top_p: None, top_k: None, num_predict: None, num_ctx: None, min_p: None, repeat_penalty: None, seed: None, think: None };
+            f(&mut p);
+            p.check()
+        };
+        assert!(with(&|p| (p.temperature, p.num_predict, p.num_ctx) = (Some(5.0), Some(-1), Some(256))).is_ok());
+        assert!(with(&|p| p.num_ctx = Some(0)).is_err());
+        assert!(with(&|p| (p.min_p, p.repeat_penalty, p.seed, p.think) = (Some(0.05), Some(1.1), Some(-1), Some(true))).is_ok());
+        for bad in [with(&|p| p.min_p = Some(1.5)), with(&|p| p.repeat_penalty = Some(6.0)), with(&|p| p.seed = Some(-2)), with(&|p| p.seed = Some(1 << 33))] {
+            assert_eq!(bad.unwrap_err().code, "invalid_argument");
+        }
     }
 
     /// Runs `reply` through [`run_reply`]; returns the events sent and whether cleanup ran.
@@ -597,7 +650,7 @@ mod tests {
     #[test]
     fn a_reply_that_panics_ends_with_one_error_event_and_cleans_up() {
         let (events, cleaned) = events_of(|send| {
-            send(ChatEvent::Piece { text: "Hello".into(), tokens: 1 });
+            send(ChatEvent::Piece { text: "Hello".into(), thinking: String::new(), tokens: 1 });
             panic!("index out of bounds in the test reply");
         });
         assert!(cleaned, "the reply is forgotten, so its ID can be stopped and reused");
@@ -628,7 +681,7 @@ mod tests {
         assert!(matches!(terminal(&events)[..], [ChatEvent::Error { .. }]), "{events:?}");
         let (events, _) = events_of(|send| {
             send(ChatEvent::Error { message: "first".into() });
-            send(ChatEvent::Piece { text: "late".into(), tokens: 1 });
+            send(ChatEvent::Piece { text: "late".into(), thinking: String::new(), tokens: 1 });
             send(ChatEvent::Done { stats: stats() });
             Ok(())
         });

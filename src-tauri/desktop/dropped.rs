@@ -43,6 +43,30 @@ pub struct Dropped {
     pub kind: DropKind,
 }
 
+/// Files being dragged over the window: what they would be used for if dropped now (nothing is
+/// granted until the drop), or `over: false` once they left or were dropped.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Dragging {
+    pub over: bool,
+    pub kinds: Vec<DropKind>,
+}
+
+impl Dragging {
+    pub fn entered(paths: &[std::path::PathBuf]) -> Self {
+        let mut kinds: Vec<DropKind> = Vec::new();
+        for k in paths.iter().map(|p| drop_kind(p)) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        Dragging { over: true, kinds }
+    }
+
+    pub fn left() -> Self {
+        Dragging { over: false, kinds: Vec::new() }
+    }
+}
+
 pub fn grant(grants: &PathGrants, path: &Path) -> Dropped {
     let kind = drop_kind(path);
     let purpose = if kind == DropKind::Model { Purpose::Import } else { Purpose::Attach };
@@ -70,5 +94,12 @@ mod tests {
         let pdf = grant(&grants, Path::new("/d/manual.pdf"));
         assert_eq!(grants.path(&pdf.chosen.handle, Purpose::Attach).unwrap(), Path::new("/d/manual.pdf"));
         assert!(grants.path(&pdf.chosen.handle, Purpose::Import).is_err(), "a dropped document is never imported");
+    }
+
+    #[test]
+    fn dragging_says_what_a_drop_would_do_once_per_kind() {
+        let paths: Vec<std::path::PathBuf> = ["/m/a.gguf", "/d/x.pdf", "/m/b.zip", "/d/y.md"].iter().map(Into::into).collect();
+        assert_eq!(Dragging::entered(&paths), Dragging { over: true, kinds: vec![DropKind::Model, DropKind::Document] });
+        assert_eq!(serde_json::to_value(Dragging::left()).unwrap(), serde_json::json!({"over": false, "kinds": []}));
     }
 }

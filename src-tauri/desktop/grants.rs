@@ -24,6 +24,10 @@ pub enum Purpose {
     Trust,
     /// Read into a conversation: a document or an image.
     Attach,
+    /// Written with a conversation's export (Markdown or JSON).
+    SaveConversation,
+    /// Read as a conversation export, into a new conversation.
+    OpenConversation,
 }
 
 impl Purpose {
@@ -34,6 +38,8 @@ impl Purpose {
             PickKind::SecretKey => Purpose::SignWith,
             PickKind::PublicKey => Purpose::Trust,
             PickKind::Documents | PickKind::LibraryFolder => Purpose::Attach,
+            PickKind::ConversationMarkdown | PickKind::ConversationJson => Purpose::SaveConversation,
+            PickKind::ConversationFile => Purpose::OpenConversation,
         }
     }
 
@@ -46,6 +52,8 @@ impl Purpose {
             Purpose::SignWith => format!("read the secret key {p} and sign with it"),
             Purpose::Trust => format!("trust the public key in {p}"),
             Purpose::Attach => format!("read {p} into the conversation"),
+            Purpose::SaveConversation => format!("write the conversation to {p}"),
+            Purpose::OpenConversation => format!("read {p} as a conversation"),
         }
     }
 }

@@ -8,14 +8,17 @@
 mod access;
 mod commands;
 mod confirm;
+mod conversation_file;
 mod conversations;
 mod documents;
 mod dropped;
 mod duplicate;
 mod error;
 mod grants;
+mod model_state;
 mod pick;
 mod registry_pull;
+mod reply_stream;
 mod server;
 mod settings;
 
@@ -38,6 +41,8 @@ pub struct AppState {
     replies: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Where paths dropped on the window go.
     drops: Mutex<Option<Channel<Vec<dropped::Dropped>>>>,
+    /// Where "files are being dragged over the window" goes (the drop overlay).
+    dragging: Mutex<Option<Channel<dropped::Dragging>>>,
     /// Set while a file dialog is open (one at a time).
     picker: pick::PickerSlot,
     /// The paths the person chose in a dialog or dropped, by handle.
@@ -78,6 +83,7 @@ pub fn main() -> ExitCode {
                 transfer: Mutex::new(None),
                 replies: Arc::default(),
                 drops: Mutex::new(None),
+                dragging: Mutex::new(None),
                 picker: pick::PickerSlot::default(),
                 grants: grants::PathGrants::default(),
                 confirming: confirm::ConfirmSlot::default(),
@@ -94,6 +100,18 @@ pub fn main() -> ExitCode {
             Ok(())
         })
         .on_window_event(|window, event| {
+            if let WindowEvent::DragDrop(drag) = event {
+                let state = window.state::<AppState>();
+                let dragging = match drag {
+                    DragDropEvent::Enter { paths, .. } => Some(dropped::Dragging::entered(paths)),
+                    DragDropEvent::Leave | DragDropEvent::Drop { .. } => Some(dropped::Dragging::left()),
+                    _ => None,
+                };
+                let channel = state.dragging.lock().unwrap();
+                if let (Some(d), Some(channel)) = (dragging, channel.as_ref()) {
+                    let _ = channel.send(d);
+                }
+            }
             if let WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. }) = event {
                 let state = window.state::<AppState>();
                 let drops = state.drops.lock().unwrap();

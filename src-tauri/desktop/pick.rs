@@ -28,6 +28,11 @@ pub enum PickKind {
     Documents,
     /// A folder of documents to add as a library.
     LibraryFolder,
+    /// Where to save a conversation's export.
+    ConversationMarkdown,
+    ConversationJson,
+    /// A conversation export to import.
+    ConversationFile,
 }
 
 /// Set while a picker is open.
@@ -44,7 +49,8 @@ impl Drop for OpenPicker<'_> {
 }
 
 /// Opens the picker for `kind` and waits (asynchronously) for the choice; `None` on cancel.
-pub async fn pick(app: &AppHandle, slot: &PickerSlot, kind: PickKind) -> CommandResult<Option<PathBuf>> {
+/// `name`: the file name a save dialog suggests.
+pub async fn pick(app: &AppHandle, slot: &PickerSlot, kind: PickKind, name: Option<String>) -> CommandResult<Option<PathBuf>> {
     if slot.0.swap(true, Ordering::SeqCst) {
         return Err(CommandError::new("busy", "a file dialog is already open; choose or cancel there first"));
     }
@@ -57,7 +63,7 @@ pub async fn pick(app: &AppHandle, slot: &PickerSlot, kind: PickKind) -> Command
     if let Some(window) = app.get_webview_window("main") {
         d = d.set_parent(&window);
     }
-    open(d, kind, answer);
+    open(d, kind, name.as_deref().map(file_name).unwrap_or_default(), answer);
     match rx.await.map_err(|_| CommandError::new("app", "the file dialog closed without an answer"))? {
         None => Ok(None),
         Some(Ok(path)) => Ok(Some(path)),
@@ -65,7 +71,16 @@ pub async fn pick(app: &AppHandle, slot: &PickerSlot, kind: PickKind) -> Command
     }
 }
 
-fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, answer: impl FnOnce(Option<FilePath>) + Send + 'static) {
+/// A suggested file name from free text (a conversation's title): no separators or control
+/// characters, at most 80 characters; empty when nothing is left.
+pub fn file_name(text: &str) -> String {
+    let cleaned: String = text.chars().map(|c| if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { ' ' } else { c }).collect();
+    let words: Vec<&str> = cleaned.split_whitespace().filter(|w| !w.chars().all(|c| c == '.')).collect();
+    words.join(" ").trim_start_matches('.').chars().take(80).collect::<String>().trim().to_string()
+}
+
+fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, name: String, answer: impl FnOnce(Option<FilePath>) + Send + 'static) {
+    let named = |ext: &str| if name.is_empty() { format!("conversation.{ext}") } else { format!("{name}.{ext}") };
     // GTK's chooser starts in the home folder, where a person begins looking for a stick's mount.
     let d = match dirs::home_dir() {
         Some(home) => d.set_directory(home),
@@ -85,6 +100,9 @@ fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, answer: impl
         PickKind::LibraryFolder => d.set_title("Add a folder of documents as a library").pick_folder(answer),
         // One answer from a multi-select dialog: `pick_many` opens it.
         PickKind::Documents => pick_documents(d, move |many| answer(many.and_then(|v| v.into_iter().next()))),
+        PickKind::ConversationMarkdown => d.set_title("Export the conversation as Markdown").set_file_name(named("md")).add_filter("Markdown", &["md"]).save_file(answer),
+        PickKind::ConversationJson => d.set_title("Export the conversation as JSON").set_file_name(named("json")).add_filter("JSON", &["json"]).save_file(answer),
+        PickKind::ConversationFile => d.set_title("Import a conversation (.json exported by Airlock)").add_filter("Conversation exports", &["json"]).add_filter("All files", &["*"]).pick_file(answer),
     }
 }
 
@@ -114,4 +132,16 @@ pub async fn pick_many(app: &AppHandle, slot: &PickerSlot) -> CommandResult<Vec<
     });
     let chosen = rx.await.map_err(|_| CommandError::new("app", "the file dialog closed without an answer"))?;
     chosen.into_iter().map(|p| p.map_err(|e| CommandError::new("app", format!("the file dialog returned something that is not a local path: {e}")))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn suggested_names_are_plain_file_names() {
+        assert_eq!(super::file_name("Why is the sky blue?"), "Why is the sky blue");
+        assert_eq!(super::file_name("../../etc/passwd"), "etc passwd");
+        assert_eq!(super::file_name("a\nb\tc"), "a b c");
+        assert_eq!(super::file_name(""), "");
+        assert_eq!(super::file_name(&"x".repeat(200)).len(), 80);
+    }
 }

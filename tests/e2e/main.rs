@@ -395,6 +395,7 @@ async fn import_hardware_chat_and_restart() {
 
     // ---- First start: an empty store.
     let (c, start_ms) = driver.launch().await;
+    polish_steps::first_run(&c, &sb.store).await;
     click(&c, "[data-testid='nav-models']").await;
     assert!(c.find_all(Locator::Css("[data-testid='model-row']")).await.unwrap().is_empty(), "the store starts empty");
 
@@ -583,11 +584,12 @@ async fn import_hardware_chat_and_restart() {
     c.set_window_size(720, 600).await.unwrap();
     wait_until(&c, "no horizontal overflow at 720×600", "return window.innerWidth <= 760 && document.documentElement.scrollWidth <= window.innerWidth;").await;
     c.set_window_size(size.0 as u32, size.1 as u32).await.unwrap();
+    polish_steps::after_reply(&c, &sb.data, &sb.home.join("conversation.md"), prompt).await;
 
     // The model process dies mid-reply: the error shows inline, and Retry answers again.
     wait_for(&c, "[data-testid='chat-input']").await.send_keys("Counting on: 11, 12, 13, 14, 15,").await.unwrap();
     click(&c, "[data-testid='send']").await;
-    wait_until(&c, "the second reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.textContent.trim().length > 0;")).await;
+    wait_until(&c, "the second reply streams", &format!("const m = [...document.querySelectorAll(\"{reply_css}\")].pop(); return m.dataset.streaming === 'true' && m.querySelector(\"[data-testid='message-content']\").textContent.trim().length > 0;")).await;
     let runners: Vec<u32> = app_processes(&sb.data).into_iter().filter(|(_, k)| *k == "runner").map(|(p, _)| p).collect();
     assert_eq!(runners.len(), 1, "one model process");
     unsafe { libc::kill(runners[0] as i32, libc::SIGKILL) };
@@ -712,3 +714,4 @@ async fn import_hardware_chat_and_restart() {
 }
 mod registry_pull;
 mod docs_steps;
+mod polish_steps;

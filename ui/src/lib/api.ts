@@ -119,10 +119,21 @@ export function pathArg(text: string, chosen: Chosen | null): PathArg {
  * A native file or folder dialog. Returns null when the user cancels, and when another dialog is
  * already open (a second click while the first is on screen opens nothing).
  */
-export type PickKind = 'bundle_folder' | 'bundle_file' | 'public_key' | 'secret_key' | 'export_file' | 'export_folder' | 'library_folder';
-export async function pickPath(kind: PickKind): Promise<Chosen | null> {
+export type PickKind =
+  | 'bundle_folder'
+  | 'bundle_file'
+  | 'public_key'
+  | 'secret_key'
+  | 'export_file'
+  | 'export_folder'
+  | 'conversation_markdown'
+  | 'conversation_json'
+  | 'conversation_file'
+  | 'library_folder';
+/** `name`: the file name a save dialog suggests (without extension). */
+export async function pickPath(kind: PickKind, name?: string): Promise<Chosen | null> {
   try {
-    return await invoke<Chosen | null>('pick_path', { kind });
+    return await invoke<Chosen | null>('pick_path', name === undefined ? { kind } : { kind, name });
   } catch (e) {
     if (e && typeof e === 'object' && (e as CommandError).code === 'busy') return null;
     throw e;
@@ -292,6 +303,13 @@ export interface ChatParameters {
   num_predict: number | null;
   /** Context length; null = the model's default. */
   num_ctx: number | null;
+  /** Absent in chats saved before these settings existed (read as null = the model's default). */
+  min_p?: number | null;
+  repeat_penalty?: number | null;
+  /** -1 or null: a random seed each reply. */
+  seed?: number | null;
+  /** Think before answering (models whose template supports it); null = the model's default. */
+  think?: boolean | null;
 }
 
 export interface ChatStats {
@@ -315,7 +333,7 @@ export interface ChatStats {
 
 export type ChatEvent =
   /** The text of `tokens` tokens (the Rust side batches them, ~25 messages/s at most). */
-  | { kind: 'piece'; text: string; tokens?: number }
+  | { kind: 'piece'; text: string; tokens?: number; /** Reasoning, apart from the answer (docs/tools-and-thinking.md). */ thinking?: string }
   | { kind: 'done'; stats: ChatStats }
   | { kind: 'error'; message: string };
 
@@ -344,12 +362,14 @@ export interface StoredMessage extends ChatMessage {
   /** RFC 3339 */
   created: string;
   stats?: ChatStats | null;
+  /** The model's reasoning before this reply, shown folded above it; never sent back to the model. */
+  thinking?: string;
   /** An error shown inline under this (assistant) message, with Retry. */
   error?: string | null;
   /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
   streaming?: boolean;
   /** Earlier (or later) versions of this reply that Regenerate kept; see lib/versions.ts. */
-  previous_versions?: { content: string; stats?: ChatStats | null; created: string }[];
+  previous_versions?: { content: string; stats?: ChatStats | null; created: string; thinking?: string }[];
   /** Where the shown version stands among all of them (0-based). */
   version_index?: number;
   /** On an edited user message: the conversation's earlier tails from here on (edit-and-resend). */
@@ -455,4 +475,37 @@ export function pullFromRegistry(name: string, onProgress: (p: Progress) => void
   const channel = new Channel<Progress>();
   channel.onmessage = onProgress;
   return invoke<PullReport>('pull_from_registry', { name, onProgress: channel });
+}
+
+// ---- Model state, conversation files, dragging (src-tauri/desktop/model_state.rs, conversation_file.rs) ----
+
+/** A loaded model (what `airlock ps` lists): where it runs and what it holds. */
+export interface LoadedModel extends LoadedModelUse {
+  context_length: number;
+  /** Seconds until it unloads itself when idle. */
+  expires_in_s: number;
+}
+
+export const loadedModels = () => invoke<LoadedModel[]>('loaded_models');
+/** Unloads the model (as `keep_alive: 0` does); resolves with whether it was loaded. */
+export const unloadModel = (name: string) => invoke<boolean>('unload_model', { name });
+/** "completion", and "tools" / "thinking" when the model's template has them. */
+export const modelCapabilities = (name: string) => invoke<string[]>('model_capabilities', { name });
+
+export type ConversationFormat = 'markdown' | 'json';
+/** Writes the conversation to the file chosen with `pickPath('conversation_markdown' | 'conversation_json')`; resolves with its path. */
+export const exportConversation = (conversation: Conversation, format: ConversationFormat, handle: string) =>
+  invoke<string>('export_conversation', { conversation, format, handle });
+/** Reads a JSON export chosen with `pickPath('conversation_file')` and saves it as a new conversation. */
+export const importConversation = (handle: string) => invoke<Conversation>('import_conversation', { handle });
+
+/** Files being dragged over the window: what a drop would do with them. */
+export interface Dragging {
+  over: boolean;
+  kinds: DropKind[];
+}
+export function onDrag(handler: (d: Dragging) => void) {
+  const channel = new Channel<Dragging>();
+  channel.onmessage = handler;
+  return invoke<void>('subscribe_drag', { onDrag: channel });
 }

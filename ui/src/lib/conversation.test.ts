@@ -132,7 +132,7 @@ describe('restoring after a crash', () => {
   });
   it('fills missing fields', () => {
     const c = normalizeConversation({ id: 'x', messages: [] } as unknown as Conversation);
-    expect(c.parameters).toEqual({ temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null });
+    expect(c.parameters).toEqual({ temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null, min_p: null, repeat_penalty: null, seed: null, think: null });
     expect(c.draft).toBe('');
   });
 });

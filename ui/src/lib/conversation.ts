@@ -7,7 +7,7 @@ export const TITLE_MAX = 40;
 export const INTERRUPTED = 'Interrupted: Airlock closed while this reply was being written.';
 
 export function defaultParameters(): ChatParameters {
-  return { temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null };
+  return { temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null, min_p: null, repeat_penalty: null, seed: null, think: null };
 }
 
 export function newConversation(model: string | null, now = nowIso()): Conversation {

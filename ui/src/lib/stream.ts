@@ -68,7 +68,14 @@ export const MIN_FLUSH_INTERVAL_MS = 80;
 
 export class LiveReply {
   text = '';
+  /** The model's reasoning so far (shown folded above the answer, never sent back). */
+  thinking = '';
   pieces = 0;
+  /** When the reply was asked for (the waiting line's timer). */
+  readonly started = Date.now();
+  /** The model, and whether it was not loaded when the reply was asked for ("Loading …"). */
+  model = '';
+  loading = false;
   /** Pieces since the last periodic save. */
   dirty = false;
   finished = false;
@@ -83,6 +90,7 @@ export class LiveReply {
   private lastFlush = -Infinity;
   private unflushed = 0;
   private listeners = new Set<() => void>();
+  private thinkingListeners = new Set<(thinking: string) => void>();
 
   constructor(
     readonly convId: string,
@@ -101,6 +109,20 @@ export class LiveReply {
     this.dirty = true;
     streamStats().tokens += tokens;
     this.schedule();
+  }
+
+  /** Appends reasoning text; listeners (the thinking block) get the whole thinking so far. */
+  appendThinking(piece: string): void {
+    if (this.finished || !piece) return;
+    this.thinking += piece;
+    this.dirty = true;
+    for (const fn of this.thinkingListeners) fn(this.thinking);
+  }
+
+  /** Called with the thinking so far whenever it grows; returns the unsubscribe. */
+  onThinking(fn: (thinking: string) => void): () => void {
+    this.thinkingListeners.add(fn);
+    return () => this.thinkingListeners.delete(fn);
   }
 
   /** Renders into `el` from now on (the message element of this reply). Returns a detach function. */
@@ -167,5 +189,6 @@ export class LiveReply {
     this.cancelScheduled();
     this.view = null;
     this.listeners.clear();
+    this.thinkingListeners.clear();
   }
 }

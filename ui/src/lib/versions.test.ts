@@ -33,6 +33,17 @@ describe('reply versions', () => {
     expect(showVersion(again, 5)).toBe(again);
   });
 
+  it('each version keeps its own thinking', () => {
+    const r = regenerate(conv([user, reply('first', { thinking: 'A greeting.' })]), '2024-01-01T00:00:02Z')!;
+    const latest: StoredMessage = { ...r.reply, content: 'second', streaming: false };
+    expect(latest.thinking).toBeUndefined();
+    const back = showVersion(latest, 0);
+    expect([back.content, back.thinking]).toEqual(['first', 'A greeting.']);
+    const again = showVersion(back, 1);
+    expect([again.content, again.thinking]).toEqual(['second', undefined]);
+    expect(again.previous_versions![0]).toMatchObject({ content: 'first', thinking: 'A greeting.' });
+  });
+
   it('a failed or empty reply is not kept as a version', () => {
     const r = regenerate(conv([user, reply('', { error: 'the model process exited' })]))!;
     expect(r.reply.previous_versions).toBeUndefined();

@@ -7,11 +7,13 @@ export interface ReplyVersion {
   content: string;
   stats?: ChatStats | null;
   created: string;
+  /** The model's reasoning before this version, if it thought. */
+  thinking?: string;
 }
 
 /** Every version of the reply in order (one when it was never regenerated). */
 export function allVersions(m: StoredMessage): ReplyVersion[] {
-  const current: ReplyVersion = { content: m.content, stats: m.stats ?? null, created: m.created };
+  const current: ReplyVersion = { content: m.content, stats: m.stats ?? null, created: m.created, ...(m.thinking ? { thinking: m.thinking } : {}) };
   const before = m.previous_versions ?? [];
   const at = Math.min(Math.max(m.version_index ?? before.length, 0), before.length);
   return [...before.slice(0, at), current, ...before.slice(at)];
@@ -29,7 +31,8 @@ export function showVersion(m: StoredMessage, j: number): StoredMessage {
   const all = allVersions(m);
   if (j < 0 || j >= all.length) return m;
   const v = all[j];
-  return { ...m, content: v.content, stats: v.stats ?? null, created: v.created, error: null, previous_versions: all.filter((_, i) => i !== j), version_index: j };
+  const { thinking: _t, ...rest } = m;
+  return { ...rest, content: v.content, stats: v.stats ?? null, created: v.created, ...(v.thinking ? { thinking: v.thinking } : {}), error: null, previous_versions: all.filter((_, i) => i !== j), version_index: j };
 }
 
 // Edit-and-resend keeps the old branch the same way: the edited user message holds the earlier

@@ -78,7 +78,7 @@ describe('chat', () => {
     const start = callsOf('start_chat')[0].args;
     expect(start.model).toBe('gemma3:270m');
     expect(start.messages).toEqual([{ role: 'user', content: 'Why is the sky blue? Please explain it in detail to me.' }]);
-    expect(start.parameters).toEqual({ temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null });
+    expect(start.parameters).toEqual({ temperature: null, top_p: null, top_k: null, num_predict: null, num_ctx: null, min_p: null, repeat_penalty: null, seed: null, think: null });
 
     channel!.onmessage({ kind: 'piece', text: 'Rayleigh ' });
     channel!.onmessage({ kind: 'piece', text: '**scattering**.' });
@@ -102,7 +102,7 @@ describe('chat', () => {
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'hi' },
     ]);
-    expect(start.parameters).toEqual({ temperature: 0.2, top_p: null, top_k: 40, num_predict: 64, num_ctx: 2048 });
+    expect(start.parameters).toEqual({ temperature: 0.2, top_p: null, top_k: 40, num_predict: 64, num_ctx: 2048, min_p: null, repeat_penalty: null, seed: null, think: null });
   });
 
   it('shows an error inline with Retry, which asks again', async () => {

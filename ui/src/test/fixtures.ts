@@ -49,4 +49,10 @@ export function installDefaults(opts: { conversations?: Conversation[]; models?:
   handlers.documents_of = () => ({ attachments: [], libraries: [], embedding_model: null, indexing: false });
   handlers.embedding_settings = () => ({ model: null });
   handlers.sync_documents = () => false;
+  handlers.loaded_models = () => [];
+  handlers.subscribe_drag = () => undefined;
+  handlers.model_capabilities = () => ['completion'];
+  handlers.hardware = () => {
+    throw { code: 'io', message: 'no hardware in tests' };
+  };
 }

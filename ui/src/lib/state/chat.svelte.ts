@@ -19,6 +19,7 @@ import { newId, nowIso } from '../format';
 import { Debouncer, Saver } from '../saver';
 import { LiveReply } from '../stream';
 import { documents } from './documents.svelte';
+import { modelState } from './models.svelte';
 
 /** While a reply streams it is saved this often (with `streaming: true`). */
 export const STREAM_SAVE_MS = 300;
@@ -79,7 +80,7 @@ export class ChatStore {
     const snap = $state.snapshot(c) as Conversation;
     const live = this.live;
     if (live && live.convId === id && !live.finished) {
-      snap.messages = snap.messages.map((m) => (m.id === live.msgId ? { ...m, content: live.text, streaming: true } : m));
+      snap.messages = snap.messages.map((m) => (m.id === live.msgId ? { ...m, content: live.text, ...(live.thinking ? { thinking: live.thinking } : {}), streaming: true } : m));
     }
     return snap;
   }
@@ -247,6 +248,15 @@ export class ChatStore {
     return true;
   }
 
+  /** Adds a conversation read from a file (already saved by the backend) and opens it. */
+  adopt(c: Conversation): void {
+    const conversation = normalizeConversation(c);
+    this.stored.add(conversation.id);
+    this.conversations.unshift(conversation);
+    this.currentId = conversation.id;
+    this.search = '';
+  }
+
   /** Stops the reply in progress. */
   stop(): void {
     const live = this.live;
@@ -263,6 +273,8 @@ export class ChatStore {
     if (!c) return;
     const model = c.model;
     const live = new LiveReply(convId, replyId, newId('r-'));
+    live.model = model ?? '';
+    live.loading = !!model && !modelState.isLoaded(model);
     this.live = live;
     void this.saveNow(convId); // immediately on send: the user message and an empty streaming reply
     if (!model) {
@@ -296,6 +308,7 @@ export class ChatStore {
     if (live.finished) return;
     switch (e.kind) {
       case 'piece':
+        if (e.thinking) live.appendThinking(e.thinking);
         live.append(e.text, e.tokens ?? 1);
         break;
       case 'done':
@@ -315,6 +328,8 @@ export class ChatStore {
     const m = c?.messages.find((x) => x.id === live.msgId) as StoredMessage | undefined;
     if (c && m) {
       m.content = live.text;
+      if (live.thinking) m.thinking = live.thinking;
+      else delete m.thinking;
       m.streaming = false;
       m.stats = r.stats ?? null;
       m.error = r.error ?? null;
@@ -322,6 +337,8 @@ export class ChatStore {
     }
     if (this.live === live) this.live = null;
     this.announcement = replyAnnouncement(live.text, r);
+    void modelState.refresh(); // the model is loaded now (or failed to load): the Models page's list
+
     void this.saveNow(live.convId); // immediately on done / error / stop
   }
 }
