@@ -76,6 +76,26 @@ class Transfers {
     else [this.exportResult, this.exportError, this.exportCancelled] = [null, null, false];
   }
 
+  /** Set while an import dialog is open. */
+  picking = $state(false);
+
+  /**
+   * Opens the native dialog for a bundle folder or file and queues the choice; `ggufName` names
+   * a `.gguf`. Throws what the dialog reported.
+   */
+  async pickAndImport(kind: 'bundle_folder' | 'bundle_file', ggufName: string | null = null): Promise<void> {
+    if (this.picking) return;
+    this.picking = true;
+    try {
+      const chosen = await api.pickPath(kind);
+      if (!chosen) return;
+      const name = /\.gguf$/i.test(chosen.path) ? ggufName : null;
+      this.enqueue([{ source: { handle: chosen.handle }, label: chosen.path, name }]);
+    } finally {
+      this.picking = false;
+    }
+  }
+
   /** Queues imports; they run one after another. */
   enqueue(items: QueuedImport[]): void {
     const clean = items.filter((i) => ('handle' in i.source ? i.source.handle : i.source.typed.trim()));
