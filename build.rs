@@ -46,6 +46,7 @@ const APP_COMMANDS: &[&str] = &[
     "duplicate_model",
     "pull_from_registry",
     "set_registry",
+    "read_image",
 ];
 
 fn main() {

@@ -65,6 +65,7 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::duplicate::duplicate_model,
         super::registry_pull::pull_from_registry,
         super::registry_pull::set_registry,
+        super::images::read_image,
     ]
 }
 

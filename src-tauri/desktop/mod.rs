@@ -13,6 +13,7 @@ mod dropped;
 mod duplicate;
 mod error;
 mod grants;
+mod images;
 mod pick;
 mod registry_pull;
 mod server;

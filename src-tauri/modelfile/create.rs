@@ -56,6 +56,8 @@ pub enum Source {
 pub struct Recipe {
     pub from: Option<Source>,
     pub adapter: Option<Source>,
+    /// A vision projector (an mmproj `.gguf`): a second FROM naming one, as in Ollama.
+    pub projector: Option<Source>,
     pub template: Option<String>,
     pub system: Option<String>,
     pub licenses: Vec<String>,
@@ -78,10 +80,14 @@ impl Recipe {
             let line = cmd.line;
             match &cmd.instruction {
                 Instruction::From(v) => {
-                    if r.from.is_some() {
-                        return Err(at(line, "a second FROM: Airlock makes a model from one GGUF file or model (projectors and split files are not supported)".into()));
-                    }
                     let path = expand_path(v, dir);
+                    if r.from.is_some() {
+                        if r.projector.is_none() && path.is_file() && gguf::read_file(&path).is_ok_and(|i| i.architecture() == Some("clip")) {
+                            r.projector = Some(Source::File(path));
+                            continue;
+                        }
+                        return Err(at(line, "a second FROM: after the model only its vision projector (an mmproj .gguf) may follow; split model files are not supported".into()));
+                    }
                     r.from = Some(if path.exists() { Source::File(path) } else { Source::Model(v.clone()) });
                 }
                 Instruction::Adapter(v) => {
@@ -221,6 +227,17 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
         layers.push(layer);
     };
 
+    if let Some(source) = &recipe.projector {
+        let (layer, info, file) = weights_layer(store, source, manifest::MEDIA_PROJECTOR, "FROM")?;
+        if info.architecture() != Some("clip") {
+            return Err(CreateError::Invalid("FROM: the second file is not a vision projector (an mmproj GGUF has architecture \"clip\")".into()));
+        }
+        replace(&mut layers, manifest::MEDIA_PROJECTOR);
+        if let Some(file) = file {
+            new_blobs.push((layer.clone(), NewBlob::File(file)));
+        }
+        layers.push(layer);
+    }
     if let Some(source) = &recipe.adapter {
         let (layer, info, file) = weights_layer(store, source, manifest::MEDIA_ADAPTER, "ADAPTER")?;
         if info.get_str("general.type") != Some("adapter") {

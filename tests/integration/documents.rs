@@ -86,7 +86,7 @@ fn file_name(p: &Path) -> String {
 #[test]
 fn a_folder_is_indexed_and_each_fact_is_retrieved_first() {
     let store = store_with_real_model();
-    let core = Core::new(Store::at(store.path()), EngineConfig { runner_exe: env!("CARGO_BIN_EXE_airlock").into(), threads: Some(2), max_loaded: 2, default_keep_alive: Duration::from_secs(300), max_queue: 16 });
+    let core = Core::new(Store::at(store.path()), EngineConfig { max_loaded: 2, default_keep_alive: Duration::from_secs(300), max_queue: 16, ..crate::engine::config() });
     let embedder = ModelEmbedder::new(&core, "gemma3:270m").unwrap();
     let docs = tempfile::TempDir::new().unwrap();
     write_fixtures(docs.path());
