@@ -186,6 +186,16 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
     if let Some(t) = &recipe.template {
         check_template(t).map_err(CreateError::Invalid)?;
     }
+    // Two uploaded files (`/api/create`'s `files`): the projector is the one whose architecture
+    // is `clip`, whichever name it was uploaded under.
+    let is_clip = |s: &Option<Source>| matches!(s, Some(Source::Blob(d)) if gguf::read_file(&store.blob_path(d)).is_ok_and(|i| i.architecture() == Some("clip")));
+    let swapped;
+    let recipe = if is_clip(&recipe.from) && !is_clip(&recipe.projector) && matches!(recipe.projector, Some(Source::Blob(_))) {
+        swapped = Recipe { from: recipe.projector.clone(), projector: recipe.from.clone(), ..recipe.clone() };
+        &swapped
+    } else {
+        recipe
+    };
     let mut new_blobs: Vec<(Layer, NewBlob)> = Vec::new();
     let mut layers: Vec<Layer> = Vec::new();
     let mut base_config: serde_json::Map<String, Value> = serde_json::Map::new();
@@ -230,7 +240,7 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
     if let Some(source) = &recipe.projector {
         let (layer, info, file) = weights_layer(store, source, manifest::MEDIA_PROJECTOR, "FROM")?;
         if info.architecture() != Some("clip") {
-            return Err(CreateError::Invalid("FROM: the second file is not a vision projector (an mmproj GGUF has architecture \"clip\")".into()));
+            return Err(CreateError::Invalid("the second file is not a vision projector (an mmproj GGUF has architecture \"clip\"); a model is made from one GGUF file and, optionally, its projector".into()));
         }
         replace(&mut layers, manifest::MEDIA_PROJECTOR);
         if let Some(file) = file {

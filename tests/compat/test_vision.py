@@ -94,3 +94,17 @@ def test_openai_image_url_data_urls(ai, oc, vision_model):
     with pytest.raises(openai.BadRequestError) as e:
         ai.chat.completions.create(model=vision_model, messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
     assert "data: URL" in str(e.value)
+
+
+def test_ollama_create_from_an_uploaded_model_and_projector(oc, server, tmp_path):
+    projector = tmp_path / "mmproj.gguf"
+    subprocess.run([sys.executable, os.path.join(HERE, "..", "fixtures", "make-test-projector.py"), str(projector)], check=True, capture_output=True)
+    files = {"mmproj.gguf": oc.create_blob(projector), "model.gguf": oc.create_blob(os.environ["AIRLOCK_TEST_MODEL"])}
+    assert oc.create(model="compat-made-vision", files=files).status == "success"
+    assert "vision" in oc.show("compat-made-vision").capabilities
+    r = oc.chat(model="compat-made-vision", messages=[{"role": "user", "content": "Describe the picture.", "images": [CHECKERBOARD]}], options={"temperature": 0, "num_predict": 4})
+    assert r.prompt_eval_count > IMAGE_TOKENS
+    two_models = {"a.gguf": files["model.gguf"], "b.gguf": files["model.gguf"]}
+    with pytest.raises(ollama.ResponseError) as e:
+        oc.create(model="compat-two-models", files=two_models)
+    assert e.value.status_code == 400 and "vision projector" in e.value.error
