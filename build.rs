@@ -65,6 +65,7 @@ const APP_COMMANDS: &[&str] = &[
     "export_conversation",
     "import_conversation",
     "subscribe_drag",
+    "read_image",
 ];
 
 fn main() {

@@ -181,6 +181,13 @@ fn recipe(req: &CreateBody) -> Result<Recipe, ApiError> {
     }
     let mut r = Recipe::default();
     r.from = match (&req.files, &req.from) {
+        // A model and its vision projector (which is which, the files themselves say).
+        (Some(files), _) if files.len() == 2 => {
+            let mut each = files.iter().map(|(name, digest)| single_blob(&BTreeMap::from([(name.clone(), digest.clone())]), "files"));
+            let (first, second) = (each.next().expect("two files")?, each.next().expect("two files")?);
+            r.projector = Some(second);
+            Some(first)
+        }
         (Some(files), _) => Some(single_blob(files, "files")?),
         (None, Some(from)) if !from.is_empty() => Some(Source::Model(from.clone())),
         _ => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),

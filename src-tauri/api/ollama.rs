@@ -314,7 +314,7 @@ pub async fn chat(State(core): CoreState, OllamaJson(req): OllamaJson<ChatBody>)
     settings.tools.validate().map_err(ApiError::bad_request)?;
     let messages = req.messages.unwrap_or_default();
     if messages.iter().any(|m| !m.images.is_empty()) {
-        images::refuse_images(&core, &req.model)?;
+        images::check_images(&core, &req.model, messages.iter().flat_map(|m| &m.images))?;
     }
     if messages.is_empty() {
         return load_only(core, Shape::Chat, req.model, settings).await;
@@ -327,8 +327,9 @@ pub async fn chat(State(core): CoreState, OllamaJson(req): OllamaJson<ChatBody>)
 pub async fn generate(State(core): CoreState, OllamaJson(req): OllamaJson<GenerateBody>) -> Result<Response, ApiError> {
     let mut settings = settings(req.options.as_ref(), req.keep_alive.as_ref(), req.format.as_ref()).map_err(ApiError::bad_request)?;
     settings.think = req.think.as_ref().map(Think::from_json).transpose().map_err(ApiError::bad_request)?.flatten();
-    if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
-        images::refuse_images(&core, &req.model)?;
+    if let Some(list) = req.images.as_ref().filter(|i| !i.is_empty()) {
+        images::check_images(&core, &req.model, list)?;
+        settings.images = list.clone();
     }
     let prompt = req.prompt.unwrap_or_default();
     if prompt.is_empty() {

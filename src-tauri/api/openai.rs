@@ -156,16 +156,6 @@ impl Common {
     }
 }
 
-/// Text of a message's content: a string, or the text parts of a list.
-fn content_text(v: &Value) -> Result<String, ApiError> {
-    match v {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => Ok(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")),
-        _ => Err(ApiError::bad_request("message content must be a string or a list of parts")),
-    }
-}
-
 fn usage(stats: &GenerationStats) -> Value {
     json!({ "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.eval_tokens, "total_tokens": stats.prompt_tokens + stats.eval_tokens })
 }
@@ -224,10 +214,10 @@ pub async fn chat(State(core): CoreState, OpenAiJson(req): OpenAiJson<ChatReques
     let mut settings = req.common.settings()?;
     settings.tools = tool_request(&req)?;
     settings.think = req.reasoning_effort.as_deref().map(Think::from_level).transpose().map_err(ApiError::bad_request)?;
-    if req.messages.iter().any(|m| has_image(&m.content)) {
-        images::refuse_images(&core, &req.model)?;
-    }
     let messages = chat_messages(&req.messages)?;
+    if req.messages.iter().any(|m| images::has_openai_image(&m.content)) {
+        images::check_images(&core, &req.model, messages.iter().flat_map(|m| &m.images))?;
+    }
     let (c, name) = (core.clone(), req.model.clone());
     let (started, _) = stream::start(move || c.engine().chat(&c.prepare(&name)?, &messages, settings)).await?;
     respond_chat(req.model, &req.common, started).await
@@ -257,7 +247,8 @@ fn tool_request(req: &ChatRequest) -> Result<ToolRequest, ApiError> {
 fn chat_messages(messages: &[OpenAiMessage]) -> Result<Vec<ChatMessage>, ApiError> {
     let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
-        let mut msg = ChatMessage::new(m.role.clone(), content_text(&m.content)?);
+        let (text, message_images) = images::openai_content(&m.content)?;
+        let mut msg = ChatMessage { images: message_images, ..ChatMessage::new(m.role.clone(), text) };
         for (j, call) in m.tool_calls.iter().flatten().enumerate() {
             let bad = |what: &str| ApiError::bad_request(format!("messages[{i}].tool_calls[{j}]: {what}"));
             let name = call.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| bad("function.name is missing"))?;
@@ -280,10 +271,6 @@ fn chat_messages(messages: &[OpenAiMessage]) -> Result<Vec<ChatMessage>, ApiErro
         out.push(msg);
     }
     Ok(out)
-}
-
-fn has_image(content: &Value) -> bool {
-    content.as_array().is_some_and(|parts| parts.iter().any(|p| p.get("type").and_then(Value::as_str) == Some("image_url") || p.get("image_url").is_some()))
 }
 
 /// OpenAI's tool call object: `arguments` as a JSON string.

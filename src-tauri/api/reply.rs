@@ -62,7 +62,9 @@ pub async fn collect(stream: ChatStream) -> Result<Collected, ApiError> {
                 out.stats = stats;
                 return Ok(out);
             }
-            ReplyEvent::Error(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            // A request the runner refused (an unreadable image, a prompt over the context) is the
+            // client's to fix: 400, as when it is refused before the reply starts.
+            ReplyEvent::Error(e) => return Err(crate::engine::chat::ChatError::Engine(e).into()),
         }
     }
     Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the generation ended without a result".into()))

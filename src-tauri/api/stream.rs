@@ -102,7 +102,7 @@ pub async fn collect(stream: ChatStream) -> Result<(String, GenerationStats), Ap
         match ev {
             StreamEvent::Piece(p) => text.push_str(&p),
             StreamEvent::Done(stats) => return Ok((text, stats)),
-            StreamEvent::Error(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            StreamEvent::Error(e) => return Err(ChatError::Engine(e).into()),
         }
     }
     Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the generation ended without a result".into()))

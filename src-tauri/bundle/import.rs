@@ -36,6 +36,9 @@ pub struct ImportOptions {
     pub signature: SignaturePolicy,
     /// Folder of trusted keys; `None` means `<config>/trusted-keys` (see [`sign::config_dir`]).
     pub trust_dir: Option<PathBuf>,
+    /// A vision projector (`mmproj` GGUF) imported with a single `.gguf` model as its
+    /// `projector` layer.
+    pub projector: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -62,7 +65,11 @@ pub struct ImportReport {
 
 /// Imports every model found at `path` into `store`. On any error the store is unchanged.
 pub fn import(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
-    match source::detect(path)? {
+    let kind = source::detect(path)?;
+    if opts.projector.is_some() && !matches!(kind, SourceKind::Gguf) {
+        return Err(ImportError::source(path, "a projector goes with a single .gguf model file; bundles and models folders carry their projector layers themselves".to_string()));
+    }
+    match kind {
         SourceKind::Folder => import_from(store, &mut FolderSource::open(path)?, opts, progress),
         SourceKind::Zip => import_from(store, &mut ZipSource::open(path)?, opts, progress),
         SourceKind::Volumes(first) => import_from(store, &mut ZipSource::open_volumes(&first)?, opts, progress),
@@ -391,13 +398,24 @@ fn import_gguf(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn 
             ModelName::from_file_stem(&stem).map_err(|e| ImportError::source(path, format!("{e}; choose a name with --name")))?
         }
     };
-    let total = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if let Some(projector) = &opts.projector {
+        check_projector(projector)?;
+    }
+    let total = [Some(path), opts.projector.as_deref()].into_iter().flatten().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let mut copier = Copier { opts, progress, done: 0, total, report: ImportReport::default() };
     let mut staging = store.begin_staging()?;
     let open = || -> Result<Box<dyn Read>, ImportError> {
         Ok(Box::new(File::open(path).map_err(|e| ImportError::source(path, format!("cannot read: {e}")))?))
     };
     let (digest, size) = copier.stage(&mut staging, open, Some(path.to_path_buf()), None, manifest::MEDIA_MODEL, &origin)?;
+    let projector = match &opts.projector {
+        None => None,
+        Some(p) => {
+            let open = || -> Result<Box<dyn Read>, ImportError> { Ok(Box::new(File::open(p).map_err(|e| ImportError::source(p, format!("cannot read: {e}")))?)) };
+            let (digest, size) = copier.stage(&mut staging, open, Some(p.clone()), None, manifest::MEDIA_PROJECTOR, &p.display().to_string())?;
+            Some(Layer { media_type: manifest::MEDIA_PROJECTOR.into(), digest, size })
+        }
+    };
 
     let family = info.architecture().unwrap_or("unknown");
     let config_bytes = serde_json::to_vec(&ModelConfig {
@@ -408,17 +426,32 @@ fn import_gguf(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn 
         file_type: info.quantization(),
         architecture: std::env::consts::ARCH,
         os: std::env::consts::OS,
-        rootfs: RootFs { kind: "layers", diff_ids: vec![digest] },
+        rootfs: RootFs { kind: "layers", diff_ids: [Some(digest), projector.as_ref().map(|l| l.digest)].into_iter().flatten().collect() },
     })
     .expect("config serialises");
     let config = Layer { media_type: manifest::CONFIG_MEDIA_TYPE.into(), digest: Digest::of_bytes(&config_bytes), size: config_bytes.len() as u64 };
     let read_config = || -> Result<Box<dyn Read + '_>, ImportError> { Ok(Box::new(config_bytes.as_slice())) };
     copier.stage(&mut staging, read_config, None, Some(&config), manifest::CONFIG_MEDIA_TYPE, "config")?;
 
-    let manifest = Manifest::for_gguf(config, Layer { media_type: manifest::MEDIA_MODEL.into(), digest, size });
+    let mut manifest = Manifest::for_gguf(config, Layer { media_type: manifest::MEDIA_MODEL.into(), digest, size });
+    manifest.layers.extend(projector);
     let bytes = manifest.to_bytes();
     staging.publish(&[(name.clone(), bytes.clone())], &opts.fault)?;
     let mut report = copier.report;
     report.models = vec![ImportedModel { name: name.display_shortest(), id: Digest::of_bytes(&bytes).hex()[..12].to_string(), size: manifest.total_size() }];
     Ok(report)
+}
+
+/// A projector file is a GGUF whose architecture is `clip` (what llama.cpp's `mmproj` files are);
+/// anything else is refused before a byte is copied.
+fn check_projector(path: &Path) -> Result<(), ImportError> {
+    let origin = path.display().to_string();
+    let info = gguf::read_file(path).map_err(|source| ImportError::Gguf { file: origin.clone(), source })?;
+    match info.architecture() {
+        Some("clip") => Ok(()),
+        other => Err(ImportError::source(path, format!(
+            "is not a vision projector (an mmproj GGUF has architecture \"clip\", this one {}); pass the model's mmproj file to --projector",
+            other.map_or("has none".to_string(), |a| format!("\"{a}\""))
+        ))),
+    }
 }

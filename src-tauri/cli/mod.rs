@@ -104,6 +104,9 @@ enum Command {
         /// Signature policy: off, warn or require
         #[arg(long, default_value = "off")]
         signature: bundle::SignaturePolicy,
+        /// The model's vision projector (its mmproj .gguf), imported with a single .gguf model so it reads images
+        #[arg(long, value_name = "MMPROJ")]
+        projector: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -184,9 +187,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { model, json } => verify(&core, model.as_deref(), json),
-        Command::Import { path, name, link, require_signature, signature, json } => {
+        Command::Import { path, name, link, require_signature, signature, projector, json } => {
             let signature = if require_signature { bundle::SignaturePolicy::Require } else { signature };
-            import(&core, path, name, link, signature, json)
+            import(&core, path, ImportOptions { name, link, signature, projector, ..Default::default() }, json)
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
         Command::Registry(cmd) => registry_cmds::run(&core, cmd),
@@ -317,8 +320,7 @@ fn verify(core: &Core, model: Option<&str>, json: bool) -> Result<ExitCode> {
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn import(core: &Core, path: PathBuf, name: Option<String>, link: bool, signature: bundle::SignaturePolicy, json: bool) -> Result<ExitCode> {
-    let opts = ImportOptions { name, link, signature, ..Default::default() };
+fn import(core: &Core, path: PathBuf, opts: ImportOptions, json: bool) -> Result<ExitCode> {
     let progress = CliProgress::new();
     let result = bundle::import(&core.store, &path, &opts, &progress);
     progress.finish();

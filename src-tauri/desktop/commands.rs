@@ -86,6 +86,7 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::conversation_file::export_conversation,
         super::conversation_file::import_conversation,
         subscribe_drag,
+        super::images::read_image,
     ]
 }
 

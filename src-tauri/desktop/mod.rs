@@ -15,6 +15,7 @@ mod dropped;
 mod duplicate;
 mod error;
 mod grants;
+mod images;
 mod model_state;
 mod pick;
 mod registry_pull;

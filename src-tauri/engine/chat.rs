@@ -14,6 +14,7 @@ use super::protocol::SamplingOptions;
 use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, RunnerGuard, Supervisor};
 use super::template::{render_chat_with, render_generate_with, ChatMessage, PromptExtras, PromptFormat, RenderedPrompt, TemplateSpec};
 use super::tools::{self, ReplyParser, Think, ToolRequest};
+use super::vision;
 use crate::gguf;
 use crate::store::manifest::{self, Manifest};
 use crate::store::{Store, StoreError};
@@ -55,6 +56,8 @@ pub struct PreparedModel {
     pub messages: Vec<ChatMessage>,
     /// The LoRA adapter from the `adapter` layer (Modelfile `ADAPTER`), applied by the runner.
     pub adapter: Option<PathBuf>,
+    /// The vision projector from the `projector` layer (an mmproj GGUF): the model reads images.
+    pub projector: Option<PathBuf>,
     /// Defaults from the Ollama `params` layer.
     pub params: SamplingOptions,
     pub params_num_ctx: Option<u32>,
@@ -81,11 +84,13 @@ impl PreparedModel {
             system: text_layer(store, m, manifest::MEDIA_SYSTEM),
             messages: text_layer(store, m, manifest::MEDIA_MESSAGES).map(|t| crate::modelfile::show::parse_messages(&t)).unwrap_or_default(),
             adapter: m.layer(manifest::MEDIA_ADAPTER).map(|l| store.blob_path(&l.digest)),
+            projector: m.layer(manifest::MEDIA_PROJECTOR).map(|l| store.blob_path(&l.digest)),
             params,
             params_num_ctx,
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
             kv_bytes_per_token: kv_bytes_per_token(&info),
-            weights_bytes: info.file_len,
+            // The projector loads beside the weights (on the same device).
+            weights_bytes: info.file_len + m.layer(manifest::MEDIA_PROJECTOR).map_or(0, |l| l.size),
             block_count: info.block_count().unwrap_or(0).min(u32::MAX as u64) as u32,
             model_path,
         })
@@ -135,7 +140,18 @@ impl PreparedModel {
         if tools::thinking_tags(format, source).is_some() {
             caps.push("thinking");
         }
+        if self.projector.is_some() {
+            caps.push("vision");
+        }
         caps
+    }
+
+    /// Images for a model without a projector are an error, never silently dropped.
+    fn check_images(&self, with_images: bool) -> Result<(), ChatError> {
+        if with_images && self.projector.is_none() {
+            return Err(ChatError::Unsupported { model: self.name.clone(), feature: "images: it has no vision projector (an Ollama `projector` layer, or an mmproj file imported with it); send text only or use a vision model".into() });
+        }
+        Ok(())
     }
 
     /// Asking a model without thinking support to think is an error (as in Ollama).
@@ -258,6 +274,8 @@ pub struct RequestSettings {
     pub keep_alive: Option<Duration>,
     /// GBNF grammar for constrained output.
     pub grammar: Option<String>,
+    /// Base64 images for `/api/generate`'s prompt (chat messages carry their own).
+    pub images: Vec<String>,
     /// Tools the model may call, and how (`engine::tools`).
     pub tools: ToolRequest,
     /// `think`; `None`: the template's default.
@@ -309,6 +327,7 @@ impl Engine {
             parallel: choose_parallel(model, num_ctx),
             num_gpu: req.num_gpu,
             adapter: model.adapter.clone(),
+            projector: model.projector.clone(),
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
             embedding: false,
         };
@@ -331,6 +350,7 @@ impl Engine {
         if tools_on && !tools::template_supports_tools(format, source) {
             return Err(ChatError::Unsupported { model: model.name.clone(), feature: "tools".into() });
         }
+        model.check_images(vision::has_images(messages))?;
         let (runner, load_duration) = self.load(model, &req)?;
         let mut messages = [model.messages.as_slice(), messages].concat();
         if let Some(system) = &model.system {
@@ -338,10 +358,15 @@ impl Engine {
                 messages.insert(0, ChatMessage::new("system", system.clone()));
             }
         }
+        // Each image becomes a marker in its message's text; the images travel beside the
+        // prompt, less those of messages dropped to fit the context.
+        vision::place_images(&mut messages);
+        let image_log: Vec<ChatMessage> = messages.iter_mut().map(|m| ChatMessage { role: m.role.clone(), images: std::mem::take(&mut m.images), ..Default::default() }).collect();
         let options = merge_options(&model.params, &req.options);
         let extras = PromptExtras { tools: tools_on.then_some(req.tools.tools.as_slice()), think: req.think.as_ref() };
         let (rendered, dropped) = self.fit(model, &runner, messages, &options, extras)?;
         let mut req = req;
+        req.images = vision::images_kept(&image_log, dropped);
         let syntax = tools::ToolSyntax::for_template(rendered.format, model.template_source(rendered.format));
         let only = match &req.tools.choice {
             tools::ToolChoice::Required => Some(None),
@@ -363,6 +388,11 @@ impl Engine {
         if !raw {
             model.check_think(&req.think, format, source)?;
         }
+        model.check_images(!req.images.is_empty())?;
+        // The images go before the prompt's text (or at its `[img]` placeholders), as in a chat.
+        let mut with_images = ChatMessage { images: req.images.clone(), ..ChatMessage::new("user", prompt) };
+        vision::place_images(std::slice::from_mut(&mut with_images));
+        let prompt = with_images.content.as_str();
         let (runner, load_duration) = self.load(model, &req)?;
         let rendered = if raw {
             RenderedPrompt { text: prompt.to_string(), format: PromptFormat::Plain, stop: Vec::new() }
@@ -392,7 +422,7 @@ impl Engine {
         let num_ctx = runner.info.n_ctx;
         let prompt_budget = num_ctx.saturating_sub(reply_room(num_ctx, &options));
         let prompt = rendered.text.clone();
-        let generation = self.supervisor.generate(runner, rendered.text, options, req.grammar)?;
+        let generation = self.supervisor.generate_with_images(runner, rendered.text, options, req.grammar, req.images)?;
         Ok(ChatStream { generation, format: rendered.format, prompt, dropped_messages: dropped, load_duration, runs_on, num_ctx, prompt_budget, parser })
     }
 

@@ -53,6 +53,7 @@ impl Engine {
             num_gpu: settings.num_gpu,
             size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
             adapter: model.adapter.clone(),
+            projector: None,
             embedding: true,
         };
         let runner = self.supervisor.load(&spec, settings.keep_alive)?;

@@ -9,3 +9,4 @@ pub mod runner;
 pub mod supervisor;
 pub mod template;
 pub mod tools;
+pub mod vision;

@@ -51,6 +51,17 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grammar: Option<String>,
     },
+    /// A `Generate` whose prompt holds one image marker (llama.cpp's `<__media__>`) per image,
+    /// for a runner started with a projector; images are base64 file bytes (PNG, JPEG, …).
+    GenerateWithImages {
+        id: u64,
+        prompt: String,
+        #[serde(default)]
+        options: SamplingOptions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grammar: Option<String>,
+        images: Vec<String>,
+    },
     /// Stop request `id` at the next token; the runner answers with its `Done` (reason "cancel").
     Cancel { id: u64 },
     /// Count the tokens `text` would take as a prompt (for fitting conversations into the context).

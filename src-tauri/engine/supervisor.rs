@@ -119,6 +119,8 @@ pub struct LoadSpec {
     pub num_gpu: Option<u32>,
     /// A LoRA adapter (the model's `adapter` layer) the runner applies to the weights.
     pub adapter: Option<PathBuf>,
+    /// A vision projector (the model's `projector` layer, an mmproj GGUF) the runner loads.
+    pub projector: Option<PathBuf>,
     /// What the fit estimate needs to know about the model.
     pub size: ModelSize,
     /// An embedding runner (`runner --embedding`): a runner of its own, beside the model's text
@@ -128,7 +130,7 @@ pub struct LoadSpec {
 
 impl LoadSpec {
     pub fn key(&self) -> RunnerKey {
-        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu }
+        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), projector: self.projector.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu }
     }
 }
 
@@ -139,6 +141,7 @@ impl LoadSpec {
 pub struct RunnerKey {
     pub weights: PathBuf,
     pub adapter: Option<PathBuf>,
+    pub projector: Option<PathBuf>,
     /// An embedding runner is separate from the same weights' text runner.
     pub embedding: bool,
     pub num_ctx: u32,
@@ -552,6 +555,9 @@ impl Supervisor {
         if let Some(adapter) = &spec.adapter {
             cmd.arg("--lora").arg(adapter);
         }
+        if let (Some(projector), false) = (&spec.projector, spec.embedding) {
+            cmd.arg("--projector").arg(projector);
+        }
         if spec.embedding {
             cmd.arg("--embedding");
         }
@@ -630,10 +636,16 @@ impl Supervisor {
     /// Dropping the returned [`Generation`] before it is done cancels it (a client that went
     /// away frees the runner within one token).
     pub fn generate(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>) -> Result<Generation, EngineError> {
+        self.generate_with_images(runner, prompt, options, grammar, Vec::new())
+    }
+
+    /// [`generate`](Self::generate) with images (base64) at the prompt's image markers.
+    pub fn generate_with_images(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>, images: Vec<String>) -> Result<Generation, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         runner.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        if let Err(e) = runner.send(&Request::Generate { id, prompt, options, grammar }) {
+        let request = if images.is_empty() { Request::Generate { id, prompt, options, grammar } } else { Request::GenerateWithImages { id, prompt, options, grammar, images } };
+        if let Err(e) = runner.send(&request) {
             runner.pending.lock().unwrap().remove(&id);
             return Err(e);
         }

@@ -353,6 +353,8 @@ mod tests {
         fs::write(lib.join("libggml-cpu-haswell.so"), b"cpu").unwrap();
         fs::write(lib.join("libllama.so.0.0.1"), b"llama").unwrap();
         fs::write(lib.join("unrelated.so"), b"x").unwrap();
+        // The multimodal library (vision projectors) travels with the engine.
+        fs::write(lib.join("libmtmd.so.0.6.0"), b"mtmd").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("libllama.so.0.0.1", lib.join("libllama.so.0")).unwrap();
         let src = PortableSource { airlock: bin, desktop: None, lib_dir: lib };
@@ -364,6 +366,7 @@ mod tests {
         let top = top_dir();
         assert_eq!(paths[0], top);
         assert!(paths.contains(&format!("{top}/lib/airlock/libggml-cpu-haswell.so").as_str()));
+        assert!(paths.contains(&format!("{top}/lib/airlock/libmtmd.so.0.6.0").as_str()));
         assert!(!paths.iter().any(|p| p.contains("unrelated") || p.ends_with("bin/airlock-desktop")));
         #[cfg(unix)]
         assert!(entries.iter().any(|e| e.path.ends_with("libllama.so.0") && matches!(&e.content, Content::Symlink(t) if t == Path::new("libllama.so.0.0.1"))));

@@ -56,6 +56,8 @@ pub enum Source {
 pub struct Recipe {
     pub from: Option<Source>,
     pub adapter: Option<Source>,
+    /// A vision projector (an mmproj `.gguf`): a second FROM naming one, as in Ollama.
+    pub projector: Option<Source>,
     pub template: Option<String>,
     pub system: Option<String>,
     pub licenses: Vec<String>,
@@ -78,10 +80,14 @@ impl Recipe {
             let line = cmd.line;
             match &cmd.instruction {
                 Instruction::From(v) => {
-                    if r.from.is_some() {
-                        return Err(at(line, "a second FROM: Airlock makes a model from one GGUF file or model (projectors and split files are not supported)".into()));
-                    }
                     let path = expand_path(v, dir);
+                    if r.from.is_some() {
+                        if r.projector.is_none() && path.is_file() && gguf::read_file(&path).is_ok_and(|i| i.architecture() == Some("clip")) {
+                            r.projector = Some(Source::File(path));
+                            continue;
+                        }
+                        return Err(at(line, "a second FROM: after the model only its vision projector (an mmproj .gguf) may follow; split model files are not supported".into()));
+                    }
                     r.from = Some(if path.exists() { Source::File(path) } else { Source::Model(v.clone()) });
                 }
                 Instruction::Adapter(v) => {
@@ -180,6 +186,16 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
     if let Some(t) = &recipe.template {
         check_template(t).map_err(CreateError::Invalid)?;
     }
+    // Two uploaded files (`/api/create`'s `files`): the projector is the one whose architecture
+    // is `clip`, whichever name it was uploaded under.
+    let is_clip = |s: &Option<Source>| matches!(s, Some(Source::Blob(d)) if gguf::read_file(&store.blob_path(d)).is_ok_and(|i| i.architecture() == Some("clip")));
+    let swapped;
+    let recipe = if is_clip(&recipe.from) && !is_clip(&recipe.projector) && matches!(recipe.projector, Some(Source::Blob(_))) {
+        swapped = Recipe { from: recipe.projector.clone(), projector: recipe.from.clone(), ..recipe.clone() };
+        &swapped
+    } else {
+        recipe
+    };
     let mut new_blobs: Vec<(Layer, NewBlob)> = Vec::new();
     let mut layers: Vec<Layer> = Vec::new();
     let mut base_config: serde_json::Map<String, Value> = serde_json::Map::new();
@@ -221,6 +237,17 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
         layers.push(layer);
     };
 
+    if let Some(source) = &recipe.projector {
+        let (layer, info, file) = weights_layer(store, source, manifest::MEDIA_PROJECTOR, "FROM")?;
+        if info.architecture() != Some("clip") {
+            return Err(CreateError::Invalid("the second file is not a vision projector (an mmproj GGUF has architecture \"clip\"); a model is made from one GGUF file and, optionally, its projector".into()));
+        }
+        replace(&mut layers, manifest::MEDIA_PROJECTOR);
+        if let Some(file) = file {
+            new_blobs.push((layer.clone(), NewBlob::File(file)));
+        }
+        layers.push(layer);
+    }
     if let Some(source) = &recipe.adapter {
         let (layer, info, file) = weights_layer(store, source, manifest::MEDIA_ADAPTER, "ADAPTER")?;
         if info.get_str("general.type") != Some("adapter") {

@@ -571,6 +571,7 @@ async fn import_hardware_chat_and_restart() {
     let reply_stats = wait_for(&c, "[data-testid='message-stats']").await.text().await.unwrap();
     assert!(reply_stats.contains("tokens/s"), "tokens/s under the reply: {reply_stats}");
     screenshot(&c, "chat").await;
+    vision_steps::a_pasted_image_needs_a_vision_model(&c, "gemma3:270m").await;
     // The context bar under the composer: the reply's prompt + reply tokens of the model's context.
     let context = wait_for(&c, "[data-testid='context-numbers']").await.text().await.unwrap();
     let counts: Vec<u64> = context.split(|ch: char| !ch.is_ascii_digit() && ch != ',').filter_map(|n| n.replace(',', "").parse().ok()).collect();
@@ -715,3 +716,4 @@ async fn import_hardware_chat_and_restart() {
 mod registry_pull;
 mod docs_steps;
 mod polish_steps;
+mod vision_steps;

@@ -19,3 +19,4 @@ mod durability;
 mod store_lock;
 mod modelfile;
 mod registry;
+mod vision;

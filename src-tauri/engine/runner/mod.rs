@@ -16,6 +16,7 @@ mod placement;
 mod platform;
 mod session;
 pub mod text;
+mod vision;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub struct RunnerArgs {
     /// A LoRA adapter (GGUF) applied to the model at scale 1, as Ollama's ADAPTER does.
     #[arg(long)]
     pub lora: Option<PathBuf>,
+    /// A vision projector (an `mmproj` GGUF) for the model: prompts may then carry images.
+    #[arg(long)]
+    pub projector: Option<PathBuf>,
     /// Compute embeddings instead of generating text (a context with embeddings on; see
     /// [`embed`]): answers `Embed` requests only.
     #[arg(long)]
@@ -93,7 +97,12 @@ pub fn main(args: RunnerArgs) -> ExitCode {
         for line in lines {
             match line {
                 Line::Request(Request::Generate { id, prompt, options, grammar }) => {
-                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref()) {
+                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref(), &[]) {
+                        out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
+                    }
+                }
+                Line::Request(Request::GenerateWithImages { id, prompt, options, grammar, images }) => {
+                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref(), &images) {
                         out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
                     }
                 }

@@ -21,6 +21,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use super::text::{StopMatcher, Utf8Buffer};
+use super::vision::{MediaPrompt, Vision};
 use super::{platform, Output, RequestError, RunnerArgs};
 use crate::engine::protocol::{Event, GenerationStats, SamplingOptions};
 
@@ -103,7 +104,12 @@ impl Loaded {
         let n_ctx = (ctx.n_ctx() / parallel).min(n_ctx);
         let n_batch = ctx.n_batch() as usize;
         warm_up(model, &mut ctx, parallel)?;
+        let vision = match &args.projector {
+            Some(path) => Some(Vision::load(path, model, threads, args.gpu_layers > 0)?),
+            None => None,
+        };
         Ok(Session {
+            vision,
             model,
             ctx,
             batch: LlamaBatch::new(n_batch, parallel as i32),
@@ -112,7 +118,7 @@ impl Loaded {
             n_ctx_train,
             parallel,
             threads,
-            slots: (0..parallel).map(|_| Slot { cached: Vec::new(), job: None, last_used: 0 }).collect(),
+            slots: (0..parallel).map(|_| Slot { cached: Vec::new(), pos_shift: 0, job: None, last_used: 0 }).collect(),
             waiting: VecDeque::new(),
             clock: 0,
             piece: Vec::with_capacity(32),
@@ -138,6 +144,8 @@ fn warm_up(model: &LlamaModel, ctx: &mut LlamaContext<'_>, parallel: u32) -> Res
 
 pub struct Session<'m> {
     model: &'m LlamaModel,
+    /// The projector, when the model has one (`--projector`): prompts may carry images.
+    vision: Option<Vision>,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
@@ -159,14 +167,20 @@ pub struct Session<'m> {
 struct Slot {
     /// The tokens whose keys and values this sequence's KV cache holds, in order.
     cached: Vec<LlamaToken>,
+    /// The next position minus `cached.len()`: 0 unless an image of an M-RoPE model took fewer
+    /// positions than tokens.
+    pos_shift: i32,
     job: Option<Job>,
     last_used: u64,
 }
+
 
 /// A validated request waiting for a slot.
 struct Pending {
     id: u64,
     tokens: Vec<LlamaToken>,
+    /// The prompt's images, when it has any (`tokens` holds their image tokens).
+    media: Option<MediaPrompt>,
     sampler: Sampler,
     limit: Option<u32>,
     stop: Vec<String>,
@@ -178,6 +192,9 @@ struct Job {
     /// The prompt's tokens; `next` of them are in the slot's cache.
     tokens: Vec<LlamaToken>,
     next: usize,
+    /// Images still to decode: the chunks from `start` of `tokens` to the end, decoded by the
+    /// projector once the text before them is in the cache.
+    media: Option<MediaTail>,
     sampler: Sampler,
     limit: Option<u32>,
     utf8: Utf8Buffer,
@@ -191,9 +208,20 @@ struct Job {
     logits: Option<i32>,
 }
 
+struct MediaTail {
+    start: usize,
+    chunks: llama_cpp_2::mtmd::MtmdInputChunks,
+}
+
 impl Job {
     fn prefilling(&self) -> bool {
         self.pending.is_none() && self.next < self.tokens.len()
+    }
+
+    /// Where the session's text batches stop prefilling: the start of the images still to
+    /// decode, else the prompt's end.
+    fn text_end(&self) -> usize {
+        self.media.as_ref().map_or(self.tokens.len(), |m| m.start)
     }
 }
 
@@ -242,8 +270,22 @@ impl Session<'_> {
         prompt: &str,
         options: &SamplingOptions,
         grammar: Option<&str>,
+        images: &[String],
     ) -> Result<(), RequestError> {
-        let tokens = self.tokenize(prompt);
+        let media = if images.is_empty() {
+            None
+        } else {
+            let vision = self.vision.as_ref().ok_or_else(|| {
+                RequestError::new("images", "this model has no vision projector, so it cannot read images; send text only")
+            })?;
+            let vocab = self.model.vocab();
+            let bos = (vocab.should_add_bos() && vocab.bos().0 >= 0).then(|| special_text(self.model, vocab.bos()));
+            Some(vision.prepare(prompt, images, bos.as_deref())?)
+        };
+        let tokens = match &media {
+            Some(m) => m.tokens.clone(),
+            None => self.tokenize(prompt),
+        };
         if tokens.is_empty() {
             return Err(RequestError::new("empty_prompt", "the prompt has no tokens"));
         }
@@ -259,7 +301,7 @@ impl Session<'_> {
         }
         let sampler = Sampler::new(self.model, options, grammar, self.n_ctx)?;
         let limit = options.num_predict.filter(|n| *n >= 0).map(|n| n as u32);
-        self.waiting.push_back(Pending { id, tokens, sampler, limit, stop: options.stop.clone() });
+        self.waiting.push_back(Pending { id, tokens, media, sampler, limit, stop: options.stop.clone() });
         Ok(())
     }
 
@@ -292,7 +334,7 @@ impl Session<'_> {
 
     /// Moves waiting requests into free slots, each into the free slot whose cache shares the
     /// longest prefix with its prompt (ties: the least recently used).
-    fn admit(&mut self) {
+    fn admit(&mut self, out: &Output) {
         while !self.waiting.is_empty() {
             let best = self
                 .slots
@@ -307,7 +349,31 @@ impl Session<'_> {
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
             let Some((s, _, _)) = best else { return };
             let p = self.waiting.pop_front().unwrap();
-            let cached = self.reuse_prefix(s, &p.tokens);
+            // With images: reuse never stops inside one, and the projector decodes the chunks
+            // from the first image not cached on (its opening tokens included), after the
+            // text before them.
+            let keep = match (&p.media, &self.vision) {
+                (Some(m), Some(v)) => v.clamp_reuse(m, p.tokens.len()),
+                _ => p.tokens.len(),
+            };
+            let mut cached = self.reuse_prefix(s, &p.tokens, keep);
+            let mut media = None;
+            if let (Some(m), Some(v)) = (&p.media, &self.vision) {
+                let cached_now = v.clamp_reuse(m, cached);
+                if let Some(k) = v.first_uncached(m, cached_now) {
+                    match v.tail(m, k) {
+                        Ok((start, chunks)) => media = Some(MediaTail { start, chunks }),
+                        Err(e) => {
+                            out.send(&Event::Error { id: Some(p.id), code: e.code.into(), message: e.message });
+                            continue;
+                        }
+                    }
+                }
+                let limit = media.as_ref().map_or(cached_now, |t: &MediaTail| t.start.min(cached_now));
+                if limit < cached {
+                    cached = self.reuse_prefix(s, &p.tokens, limit);
+                }
+            }
             self.clock += 1;
             let slot = &mut self.slots[s];
             slot.last_used = self.clock;
@@ -320,6 +386,7 @@ impl Session<'_> {
                 },
                 tokens: p.tokens,
                 next: cached,
+                media,
                 sampler: p.sampler,
                 limit: p.limit,
                 utf8: Utf8Buffer::new(),
@@ -337,7 +404,8 @@ impl Session<'_> {
     /// tokens), samples each sequence that has logits, streams its piece and ends it on EOS,
     /// a stop sequence or its length. Does nothing when idle.
     pub fn step(&mut self, out: &Output) {
-        self.admit();
+        self.admit(out);
+        self.decode_images(out);
         self.batch.clear();
         // (slot, tokens added this step); sampled tokens first, so generation never waits on
         // a prompt.
@@ -348,7 +416,7 @@ impl Session<'_> {
             let Some(job) = slot.job.as_mut() else { continue };
             job.logits = None;
             if let Some(t) = job.pending {
-                if let Err(e) = self.batch.add(t, slot.cached.len() as i32, &[s as i32], true) {
+                if let Err(e) = self.batch.add(t, slot.cached.len() as i32 + slot.pos_shift, &[s as i32], true) {
                     failed = Some(format!("batch: {e}"));
                 }
                 job.logits = Some(rows as i32);
@@ -361,8 +429,11 @@ impl Session<'_> {
             if !job.prefilling() || rows >= self.n_batch {
                 continue;
             }
-            let take = (self.n_batch - rows).min(job.tokens.len() - job.next);
-            let start = slot.cached.len();
+            let take = (self.n_batch - rows).min(job.text_end() - job.next);
+            if take == 0 {
+                continue;
+            }
+            let start = (slot.cached.len() as i32 + slot.pos_shift) as usize;
             let last = job.next + take == job.tokens.len();
             for i in 0..take {
                 let t = job.tokens[job.next + i];
@@ -485,13 +556,54 @@ impl Session<'_> {
         out.send(&Event::Done { id: job.id, stats: job.stats });
     }
 
+    /// Decodes the images of every request whose text before them is in the cache (the
+    /// projector encodes them and decodes them with the rest of the prompt), then samples its
+    /// first token from the logits that left. One request at a time: the shared batch of this
+    /// step is decoded after.
+    fn decode_images(&mut self, out: &Output) {
+        for s in 0..self.slots.len() {
+            let ready = self.slots[s].job.as_ref().is_some_and(|j| j.pending.is_none() && j.media.as_ref().is_some_and(|m| m.start == j.next));
+            if !ready {
+                continue;
+            }
+            let Some(vision) = self.vision.as_mut() else { continue };
+            let slot = &mut self.slots[s];
+            let job = slot.job.as_mut().unwrap();
+            let media = job.media.take().unwrap();
+            let pos = slot.cached.len() as i32 + slot.pos_shift;
+            match vision.eval(&media.chunks, &mut self.ctx, pos, s as i32, self.n_batch as i32) {
+                Ok(next_pos) => {
+                    slot.cached.extend_from_slice(&job.tokens[media.start..]);
+                    job.next = job.tokens.len();
+                    slot.pos_shift = next_pos - slot.cached.len() as i32;
+                    job.stats.prompt_eval_ns = job.t_prompt.elapsed().as_nanos() as u64;
+                    job.t_eval = Some(Instant::now());
+                    self.advance(s, -1, out);
+                }
+                Err(message) => {
+                    // Part of the images may be in the cache: drop everything after the text.
+                    let keep = media.start.min(slot.cached.len());
+                    if !self.ctx.clear_kv_cache_seq(Some(s as u32), Some(keep as u32), None).unwrap_or(false) {
+                        let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+                        slot.cached.clear();
+                    }
+                    slot.cached.truncate(keep);
+                    let job = slot.job.take().unwrap();
+                    out.send(&Event::Error { id: Some(job.id), code: "images".into(), message });
+                }
+            }
+        }
+    }
+
     /// Keeps slot `s`'s KV cache of the longest common prefix of `tokens` and its cached
     /// tokens, drops the rest, and returns how many tokens are reused. At least the last prompt
     /// token is always decoded again, since its logits are needed to sample.
-    fn reuse_prefix(&mut self, s: usize, tokens: &[LlamaToken]) -> usize {
+    fn reuse_prefix(&mut self, s: usize, tokens: &[LlamaToken], keep: usize) -> usize {
         let slot = &mut self.slots[s];
+        // Positions equal token counts below any image (see `Vision::clamp_reuse`).
+        slot.pos_shift = 0;
         let common = slot.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
-        let common = common.min(tokens.len() - 1);
+        let common = common.min(keep).min(tokens.len() - 1);
         // Nothing worth keeping (at most a BOS): start from an empty cache, so that a new
         // conversation decodes exactly as in a fresh process (cell placement changes rounding).
         if common <= 1 {

@@ -293,7 +293,18 @@ export const hardware = () => invoke<HardwareReport>('hardware');
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
+  /** Base64 images the message shows the model (models with a vision projector only). */
+  images?: string[];
 }
+
+/** A dropped image file, read for attaching (granted for that only). */
+export interface AttachedImage {
+  name: string;
+  mime: string;
+  /** The file's bytes, base64. */
+  data: string;
+}
+export const readImage = (handle: string) => invoke<AttachedImage>('read_image', { handle });
 
 export interface ChatParameters {
   temperature: number | null;

@@ -40,8 +40,8 @@ export function displayTitle(c: Conversation): string {
   return c.title || 'New chat';
 }
 
-export function userMessage(content: string, now = nowIso()): StoredMessage {
-  return { id: newId('m-'), role: 'user', content, created: now };
+export function userMessage(content: string, now = nowIso(), images: string[] = []): StoredMessage {
+  return images.length ? { id: newId('m-'), role: 'user', content, created: now, images } : { id: newId('m-'), role: 'user', content, created: now };
 }
 
 export function assistantPlaceholder(now = nowIso()): StoredMessage {
@@ -60,20 +60,20 @@ export function buildChatMessages(systemPrompt: string, messages: readonly Store
     if (upTo !== undefined && m.id === upTo) break;
     if (m.role === 'system') continue;
     if (m.role === 'assistant' && !m.content) continue;
-    out.push({ role: m.role, content: m.content });
+    out.push(m.images?.length ? { role: m.role, content: m.content, images: m.images } : { role: m.role, content: m.content });
   }
   return out;
 }
 
 /** Adds a user message (setting the title if it is the first) and an empty streaming reply. */
-export function appendTurn(c: Conversation, text: string, now = nowIso()): { conversation: Conversation; reply: StoredMessage } {
+export function appendTurn(c: Conversation, text: string, now = nowIso(), images: string[] = []): { conversation: Conversation; reply: StoredMessage } {
   const reply = assistantPlaceholder(now);
   const isFirst = !c.messages.some((m) => m.role === 'user');
   return {
     conversation: {
       ...c,
       title: isFirst && !c.title ? titleFrom(text) : c.title,
-      messages: [...c.messages, userMessage(text, now), reply],
+      messages: [...c.messages, userMessage(text, now, images), reply],
       draft: '',
       updated: now,
     },

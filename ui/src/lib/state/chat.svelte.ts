@@ -188,13 +188,13 @@ export class ChatStore {
     return !!this.live;
   }
 
-  /** Sends `text` as a user message in the current (or a new) conversation. */
-  send(text: string, model: string | null): boolean {
+  /** Sends `text` (with `images`, base64) as a user message in the current (or a new) conversation. */
+  send(text: string, model: string | null, images: string[] = []): boolean {
     if (!text.trim() || this.live) return false;
     let c = this.current;
     if (!c) c = this.newChat(model);
     if (model) c.model = model;
-    const { conversation, reply } = appendTurn($state.snapshot(c) as Conversation, text);
+    const { conversation, reply } = appendTurn($state.snapshot(c) as Conversation, text, undefined, images);
     this.replace(conversation);
     this.debounce.cancel(conversation.id);
     void this.startReply(conversation.id, reply.id);
