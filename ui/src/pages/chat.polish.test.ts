@@ -8,6 +8,7 @@ import { app } from '../lib/state/app.svelte';
 import { chat } from '../lib/state/chat.svelte';
 import { modelState } from '../lib/state/models.svelte';
 import { transfers } from '../lib/state/transfer.svelte';
+import { routeDrop } from '../lib/drop';
 import type { ChatEvent, Conversation, LoadedModel, ModelDetails } from '../lib/api';
 import { callsOf, handlers, resetMock } from '../test/tauri-mock';
 import { installDefaults, model } from '../test/fixtures';
@@ -193,6 +194,20 @@ describe('first run', () => {
     finish({ models: [{ name: 'gemma3:270m', id: 'x', size: 1 }], blobs_copied: 1, blobs_linked: 0, blobs_already_present: 0, bytes_copied: 1, signer: null, warnings: [] });
     await vi.waitFor(() => expect(screen.queryByTestId('first-run')).toBeNull());
     expect(screen.getByTestId('model-card')).toBeTruthy();
+    transfers.dismiss('import');
+  });
+
+  it('imports a model dropped on the card without leaving the Chat page', async () => {
+    let finish!: (r: unknown) => void;
+    handlers.import_path = () => new Promise((r) => (finish = r));
+    const imported = vi.fn();
+    expect(routeDrop([{ handle: 'hd', path: '/media/usb/gemma.gguf', kind: 'model' }], imported)).toEqual([]);
+    expect(imported).not.toHaveBeenCalled();
+    await vi.waitFor(() => expect(callsOf('import_path')).toHaveLength(1));
+    expect(callsOf('import_path')[0].args.source).toEqual({ handle: 'hd' });
+    await vi.waitFor(() => expect(screen.getByTestId('first-run-progress')).toBeTruthy());
+    finish({ models: [], blobs_copied: 0, blobs_linked: 0, blobs_already_present: 0, bytes_copied: 0, signer: null, warnings: [] });
+    await vi.waitFor(() => expect(transfers.busy).toBeNull());
     transfers.dismiss('import');
   });
 });
