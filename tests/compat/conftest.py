@@ -6,6 +6,8 @@ import tempfile
 import time
 import urllib.request
 
+import ollama
+import openai
 import pytest
 
 MODEL = "gemma3:270m"
@@ -47,3 +49,13 @@ def server():
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def oc(server):
+    return ollama.Client(host=server)
+
+
+@pytest.fixture
+def ai(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused")

@@ -10,16 +10,6 @@ from conftest import MODEL
 SHORT = {"num_predict": 8, "temperature": 0}
 
 
-@pytest.fixture
-def oc(server):
-    return ollama.Client(host=server)
-
-
-@pytest.fixture
-def ai(server):
-    return openai.OpenAI(base_url=server + "/v1", api_key="unused")
-
-
 def test_ollama_list_and_show(oc):
     names = [m.model for m in oc.list().models]
     assert MODEL in names

@@ -11,11 +11,6 @@ from conftest import MODEL
 TEMPLATE = "{{ if .System }}{{ .System }}\n\n{{ end }}{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:"
 
 
-@pytest.fixture
-def oc(server):
-    return ollama.Client(host=server)
-
-
 def test_create_from_a_model_with_layers(oc):
     progress = list(oc.create(model="compat-made", from_=MODEL, template=TEMPLATE, system="You are terse.",
                               parameters={"temperature": 0, "num_predict": 8, "stop": ["\n\n"]},

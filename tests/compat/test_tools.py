@@ -47,16 +47,6 @@ TIME = {
 }
 
 
-@pytest.fixture
-def oc(server):
-    return ollama.Client(host=server)
-
-
-@pytest.fixture
-def ai(server):
-    return openai.OpenAI(base_url=server + "/v1", api_key="unused")
-
-
 def assert_weather_call(name, args):
     assert name == "get_current_weather"
     assert isinstance(args["city"], str) and isinstance(args["days"], int)

@@ -50,16 +50,6 @@ def vision_model(server):
     return VISION_MODEL
 
 
-@pytest.fixture
-def oc(server):
-    return ollama.Client(host=server)
-
-
-@pytest.fixture
-def ai(server):
-    return openai.OpenAI(base_url=server + "/v1", api_key="unused")
-
-
 def test_ollama_chat_with_images_sees_them(oc, vision_model, tmp_path):
     assert "vision" in oc.show(vision_model).capabilities
     opts = {"temperature": 0, "num_predict": 12}

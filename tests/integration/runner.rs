@@ -9,21 +9,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use crate::common::real_model;
 use airlock::engine::protocol::{encode, Event, GenerationStats, Request, SamplingOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn test_model() -> PathBuf {
-    let path = std::env::var_os("AIRLOCK_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        dirs::home_dir().unwrap().join(".cache/airlock-test/gemma-3-270m-q4_k_m.gguf")
-    });
-    assert!(
-        path.is_file(),
-        "test model missing at {}: run tests/fixtures/fetch-test-model.sh (or set AIRLOCK_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 /// The thin loop example, built by `cargo test` next to the test binaries.
 fn thin_loop() -> PathBuf {
@@ -41,7 +30,7 @@ fn thin_loop() -> PathBuf {
 fn thin_greedy(prompt: &str, n: u32) -> String {
     let out = Command::new(thin_loop())
         .arg("--model")
-        .arg(test_model())
+        .arg(real_model())
         .args(["--prompt", prompt, "-n", &n.to_string(), "--threads", "2", "--ctx", "1024", "--avoid-amx"])
         .output()
         .expect("run thin_loop");
@@ -49,7 +38,7 @@ fn thin_greedy(prompt: &str, n: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Runner {
+pub(crate) struct Runner {
     child: Child,
     stdin: Option<ChildStdin>,
     events: Receiver<Result<Event, String>>,
@@ -86,14 +75,14 @@ impl Runner {
         Runner { child, stdin, events, next_id: 0 }
     }
 
-    fn start(extra: &[&str]) -> (Runner, Event) {
-        let mut r = Runner::spawn(&test_model(), extra);
+    pub(crate) fn start(extra: &[&str]) -> (Runner, Event) {
+        let mut r = Runner::spawn(&real_model(), extra);
         let ready = r.event();
         assert!(matches!(ready, Event::Ready { .. }), "expected Ready, got {ready:?}");
         (r, ready)
     }
 
-    fn event(&mut self) -> Event {
+    pub(crate) fn event(&mut self) -> Event {
         match self.events.recv_timeout(TIMEOUT) {
             Ok(Ok(ev)) => ev,
             Ok(Err(bad)) => panic!("runner wrote a line that is not an event: {bad}"),
@@ -101,13 +90,13 @@ impl Runner {
         }
     }
 
-    fn send(&mut self, r: &Request) {
+    pub(crate) fn send(&mut self, r: &Request) {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(encode(r).as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
 
-    fn id(&mut self) -> u64 {
+    pub(crate) fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
     }
@@ -119,7 +108,7 @@ impl Runner {
     }
 
     /// Pieces and the final stats of request `id`; `Err` with the error event's code and message.
-    fn collect(&mut self, id: u64) -> Result<(Vec<String>, GenerationStats), (String, String)> {
+    pub(crate) fn collect(&mut self, id: u64) -> Result<(Vec<String>, GenerationStats), (String, String)> {
         let mut pieces = Vec::new();
         loop {
             match self.event() {

@@ -15,6 +15,8 @@ use tempfile::TempDir;
 
 use crate::api::{post, serve, Server};
 use crate::common::*;
+use crate::runner::Runner;
+use airlock::engine::protocol::{GenerationStats, Request, SamplingOptions};
 
 /// Tokens one image adds to a prompt: 16 image tokens and the two that frame them. (Beside text,
 /// an image may add one more: the text on either side of it is tokenized apart.)
@@ -244,97 +246,41 @@ fn import_refuses_a_projector_that_is_none_and_bundles_carry_the_projector() {
     assert!(stderr(&out).contains("single .gguf"), "{}", stderr(&out));
 }
 
-/// A runner started directly with the projector, spoken to over its JSON-lines protocol.
-struct VisionRunner {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-    next_id: u64,
-}
-
-impl VisionRunner {
-    fn start(projector: &Path) -> Self {
-        use std::io::BufRead;
-        use std::process::Stdio;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["runner", "--model"])
-            .arg(real_model())
-            .args(["--threads", "2", "--ctx", "1024", "--avoid-amx", "--projector"])
-            .arg(projector)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn airlock runner");
-        let stdin = child.stdin.take().unwrap();
-        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut r = VisionRunner { child, stdin, lines, next_id: 0 };
-        let ready = r.event();
-        assert!(matches!(ready, airlock::engine::protocol::Event::Ready { .. }), "{ready:?}");
-        r
-    }
-
-    fn event(&mut self) -> airlock::engine::protocol::Event {
-        let line = self.lines.next().expect("the runner answers").unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    /// Greedy text and stats of `prompt` with `images`.
-    fn complete(&mut self, prompt: &str, images: &[String]) -> (String, airlock::engine::protocol::GenerationStats) {
-        use airlock::engine::protocol::{encode, Event, Request, SamplingOptions};
-        use std::io::Write;
-        self.next_id += 1;
-        let id = self.next_id;
-        let options = SamplingOptions { temperature: Some(0.0), num_predict: Some(12), ..Default::default() };
-        let request = Request::GenerateWithImages { id, prompt: prompt.into(), options, grammar: None, images: images.to_vec() };
-        self.stdin.write_all(encode(&request).as_bytes()).unwrap();
-        self.stdin.flush().unwrap();
-        let mut text = String::new();
-        loop {
-            match self.event() {
-                Event::Piece { text: t, .. } => text.push_str(&t),
-                Event::Done { stats, .. } => return (text, stats),
-                other => panic!("request {id}: {other:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for VisionRunner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Greedy text and stats of `prompt` with `images`, from a runner started directly.
+fn complete(runner: &mut Runner, prompt: &str, images: &[String]) -> (String, GenerationStats) {
+    let id = runner.id();
+    let options = SamplingOptions { temperature: Some(0.0), num_predict: Some(12), ..Default::default() };
+    runner.send(&Request::GenerateWithImages { id, prompt: prompt.into(), options, grammar: None, images: images.to_vec() });
+    let (pieces, stats) = runner.collect(id).unwrap_or_else(|e| panic!("request {id}: {e:?}"));
+    (pieces.concat(), stats)
 }
 
 #[test]
 fn the_runner_reuses_an_images_cache_for_the_same_image_only() {
     let work = TempDir::new().unwrap();
     let projector = test_projector(work.path());
-    let mut runner = VisionRunner::start(&projector);
+    let (mut runner, _) = Runner::start(&["--ctx", "1024", "--projector", projector.to_str().unwrap()]);
     // The prompt the chat API renders for "Describe the picture." with one image.
     let first = "User: <__media__>Describe the picture.\nAssistant:";
-    let (gradient_reply, a) = runner.complete(first, &[gradient()]);
+    let (gradient_reply, a) = complete(&mut runner, first, &[gradient()]);
     assert_eq!(a.prompt_cached_tokens, 0);
     // The next turn of the same conversation: the image's cache (and the text around it) is reused.
-    let (_, b) = runner.complete(&format!("{first}{gradient_reply}\nUser: And now?\nAssistant:"), &[gradient()]);
+    let (_, b) = complete(&mut runner, &format!("{first}{gradient_reply}\nUser: And now?\nAssistant:"), &[gradient()]);
     assert!(b.prompt_cached_tokens as u64 > IMAGE_PROMPT_TOKENS + 4, "the follow-up reused {} of {} tokens", b.prompt_cached_tokens, b.prompt_tokens);
     // Another image at the same place: nothing from the first image is reused…
-    let (checkerboard_reply, c) = runner.complete(first, &[checkerboard()]);
+    let (checkerboard_reply, c) = complete(&mut runner, first, &[checkerboard()]);
     assert!(c.prompt_cached_tokens <= 5, "a different image reused {} tokens", c.prompt_cached_tokens);
     assert_ne!(checkerboard_reply, gradient_reply);
     // …and the first image again decodes afresh, to the same reply.
-    let (again, d) = runner.complete(first, &[gradient()]);
+    let (again, d) = complete(&mut runner, first, &[gradient()]);
     assert!(d.prompt_cached_tokens <= 5, "{d:?}");
     assert_eq!(again, gradient_reply);
     // A prompt whose markers and images disagree is refused, and the runner goes on.
-    runner.next_id += 1;
-    let id = runner.next_id;
-    let bad = airlock::engine::protocol::Request::GenerateWithImages { id, prompt: first.into(), options: Default::default(), grammar: None, images: vec![gradient(), gradient()] };
-    std::io::Write::write_all(&mut runner.stdin, airlock::engine::protocol::encode(&bad).as_bytes()).unwrap();
-    match runner.event() {
-        airlock::engine::protocol::Event::Error { code, message, .. } => assert!(code == "images" && message.contains("2 images"), "{message}"),
+    let id = runner.id();
+    runner.send(&Request::GenerateWithImages { id, prompt: first.into(), options: Default::default(), grammar: None, images: vec![gradient(), gradient()] });
+    match runner.collect(id) {
+        Err((code, message)) => assert!(code == "images" && message.contains("2 images"), "{message}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(runner.complete(first, &[gradient()]).0, gradient_reply);
+    assert_eq!(complete(&mut runner, first, &[gradient()]).0, gradient_reply);
 }
