@@ -633,6 +633,8 @@ async fn import_hardware_chat_and_restart() {
     assert!(pids.iter().any(|(_, k)| *k == "app"), "found the app's process: {pids:?}");
     let rss_of = |kind: &str| pids.iter().filter(|(_, k)| *k == kind).map(|(p, _)| rss_kib(*p)).sum::<u64>() as f64 / 1024.0;
     let (app_mib, webkit_mib, runner_mib) = (rss_of("app"), rss_of("webkit"), rss_of("runner"));
+    // The chat model's runner, and its embedding runner when documents were attached.
+    let runners = pids.iter().filter(|(_, k)| *k == "runner").count();
     for (pid, _) in &pids {
         for endpoint in tcp_endpoints(*pid) {
             let mut ends = endpoint.split(' ');
@@ -702,7 +704,7 @@ async fn import_hardware_chat_and_restart() {
 
     println!("\n== desktop figures (this machine, this run) ==");
     println!("window start to interactive: first start {start_ms:.0} ms, restart {restart_ms:.0} ms (WebDriver session request → UI ready)");
-    println!("idle memory (RSS): app process {app_mib:.1} MiB, its WebKit processes {webkit_mib:.1} MiB, the model runner {runner_mib:.1} MiB");
+    println!("idle memory (RSS): app process {app_mib:.1} MiB, its WebKit processes {webkit_mib:.1} MiB, {runners} model runner(s) {runner_mib:.1} MiB");
     let per_token_ms = render_ms / tokens.max(1.0);
     let interval_ms = stream_ms / tokens_streamed.max(1.0);
     println!(
