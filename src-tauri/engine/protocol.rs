@@ -50,16 +50,9 @@ pub enum Request {
         /// GBNF grammar constraining the output (from `format: "json"` or a JSON schema).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grammar: Option<String>,
-    },
-    /// A `Generate` whose prompt holds one image marker (llama.cpp's `<__media__>`) per image,
-    /// for a runner started with a projector; images are base64 file bytes (PNG, JPEG, …).
-    GenerateWithImages {
-        id: u64,
-        prompt: String,
-        #[serde(default)]
-        options: SamplingOptions,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        grammar: Option<String>,
+        /// Images (base64 file bytes: PNG, JPEG, …) for a runner started with a projector; the
+        /// prompt holds one image marker (llama.cpp's `<__media__>`) per image.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         images: Vec<String>,
     },
     /// Stop request `id` at the next token; the runner answers with its `Done` (reason "cancel").

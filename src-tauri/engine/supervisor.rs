@@ -644,7 +644,7 @@ impl Supervisor {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         runner.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        let request = if images.is_empty() { Request::Generate { id, prompt, options, grammar } } else { Request::GenerateWithImages { id, prompt, options, grammar, images } };
+        let request = Request::Generate { id, prompt, options, grammar, images };
         if let Err(e) = runner.send(&request) {
             runner.pending.lock().unwrap().remove(&id);
             return Err(e);

@@ -103,7 +103,7 @@ impl Runner {
 
     fn generate(&mut self, prompt: &str, options: SamplingOptions, grammar: Option<&str>) -> u64 {
         let id = self.id();
-        self.send(&Request::Generate { id, prompt: prompt.into(), options, grammar: grammar.map(Into::into) });
+        self.send(&Request::Generate { id, prompt: prompt.into(), options, grammar: grammar.map(Into::into), images: Vec::new() });
         id
     }
 

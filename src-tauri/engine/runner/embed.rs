@@ -62,7 +62,7 @@ pub fn main(args: RunnerArgs) -> ExitCode {
                     let count = embedder.tokenize(&text).len() as u32;
                     out.send(&Event::Tokens { id, count });
                 }
-                Line::Request(Request::Generate { id, .. } | Request::GenerateWithImages { id, .. }) => out.send(&Event::Error {
+                Line::Request(Request::Generate { id, .. }) => out.send(&Event::Error {
                     id: Some(id),
                     code: "embedding_only".into(),
                     message: "this model process computes embeddings; text generation needs a runner started without --embedding".into(),

@@ -96,12 +96,7 @@ pub fn main(args: RunnerArgs) -> ExitCode {
         let lines = if session.busy() { input.drain() } else { input.wait() };
         for line in lines {
             match line {
-                Line::Request(Request::Generate { id, prompt, options, grammar }) => {
-                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref(), &[]) {
-                        out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
-                    }
-                }
-                Line::Request(Request::GenerateWithImages { id, prompt, options, grammar, images }) => {
+                Line::Request(Request::Generate { id, prompt, options, grammar, images }) => {
                     if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref(), &images) {
                         out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
                     }
