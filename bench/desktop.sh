@@ -6,9 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ui.sh
-cargo build --release --locked --bin airlock-desktop
+source scripts/build-env.sh
+clear_dangling
+build_app
 AIRLOCK_TEST_MODEL="$(tests/fixtures/fetch-test-model.sh)"
 export AIRLOCK_TEST_MODEL
-export AIRLOCK_DESKTOP_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/airlock-desktop"
-scripts/with-display.sh cargo test --locked --test e2e -- --nocapture 2>&1 | sed -n '/== desktop figures/,/^stop:/p'
+export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
+export AIRLOCK_DESKTOP_BIN="$(cd "$target" && pwd)/release/airlock-desktop"
+scripts/with-display.sh cargo test --release --locked -p airlock-e2e -- --nocapture 2>&1 | sed -n '/== desktop figures/,/^stop:/p'
 npm --prefix ui run --silent bench:stream

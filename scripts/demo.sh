@@ -8,7 +8,7 @@ scripts/deps.sh
 scripts/ui.sh
 source scripts/build-env.sh
 clear_dangling
-cargo build "${cargo_flags[@]}" --bin airlock --bin airlock-desktop
+build_app
 model="$(tests/fixtures/fetch-test-model.sh)"
 "$target/release/airlock" import "$model" --name gemma3:270m
 "$target/release/airlock" list

@@ -27,7 +27,7 @@ fi
 source scripts/build-env.sh
 if [ "$build" = 1 ]; then
   clear_dangling
-  cargo build "${cargo_flags[@]}" --bin airlock --bin airlock-desktop
+  build_app
 fi
 bin="$target/release"
 version="$("$bin/airlock" --version | head -1 | awk '{print $2}')"

@@ -7,8 +7,9 @@
 # removes it again.
 #
 # llama.cpp takes minutes to build and is built again for every profile and feature set, so
-# there is one build (scripts/build-env.sh: release, Vulkan): the tests, the app under test and
-# the packages all come from it.
+# there is one build of it (scripts/build-env.sh: release, Vulkan): the tests, the app under test
+# and the packages all link it. After the tests, the app is built as demo.sh builds it, and the
+# run fails if that builds llama.cpp again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,15 +29,25 @@ cargo test "${cargo_flags[@]}" --lib --test integration
 venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai pytest jinja2 langchain-ollama openai-agents
-# `cargo test` built the binaries (the integration tests run them); `cargo build` would resolve
-# features differently (no dev-dependencies) and build llama.cpp again.
+# `cargo test` built the binaries (the integration tests run them).
 export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
 "$venv/bin/pytest" -q tests/compat
 
-# The desktop app: the real window under Xvfb.
-command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
+# The app as demo.sh builds it, after the test build: it must reuse that build's llama.cpp.
 clear_dangling
-scripts/with-display.sh cargo test "${cargo_flags[@]}" --test e2e -- --nocapture
+build_log="$(mktemp)"
+build_app 2>&1 | tee "$build_log"
+if grep -q 'Compiling llama-cpp-sys-2' "$build_log"; then
+  echo "test.sh: the app's build compiled llama-cpp-sys-2 again after the test build (one build was expected)" >&2
+  exit 1
+fi
+echo "one build: the app's build reused the test build's llama-cpp-sys-2"
+rm -f "$build_log"
+
+# The desktop app: the real window under Xvfb, the binaries just built.
+command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
+export AIRLOCK_DESKTOP_BIN="$(cd "$target" && pwd)/release/airlock-desktop"
+scripts/with-display.sh cargo test --release --locked -p airlock-e2e -- --nocapture
 
 # The packages, from the same build, installed and run as on the far side of the gap.
 scripts/package.sh --no-build

@@ -1,7 +1,8 @@
 //! End to end: the real `airlock-desktop` window under Xvfb, driven through `tauri-driver` and
 //! `WebKitWebDriver`, on the real test model. scripts/test.sh starts Xvfb, installs tauri-driver
 //! and fetches the model; run alone with
-//! `DISPLAY=:99 AIRLOCK_TEST_MODEL=… cargo test --test e2e -- --nocapture`.
+//! `DISPLAY=:99 AIRLOCK_TEST_MODEL=… AIRLOCK_BIN=target/release/airlock
+//! AIRLOCK_DESKTOP_BIN=target/release/airlock-desktop cargo test -p airlock-e2e -- --nocapture`.
 //!
 //! One test, as a user goes: empty store → every file dialog opens for real (GTK, answered with
 //! `xdotool` as a person types: Ctrl+L, the path, Return; or Escape) and the window keeps
@@ -12,8 +13,7 @@
 //! restart: the conversation and the draft are still there. Paths typed into the window, trusting
 //! a key and a weaker signature policy go through the app's native confirmations, answered
 //! Cancel (nothing changes) and OK (it goes ahead). Screenshots of each page are written, and the
-//! figures the issue asks for are printed (never asserted: machines here are noisy);
-//! `AIRLOCK_DESKTOP_BIN=target/release/airlock-desktop` takes them from the release build.
+//! figures the issue asks for are printed (never asserted: machines here are noisy).
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -25,11 +25,25 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const CLI: &str = env!("CARGO_BIN_EXE_airlock");
+/// The binaries under test, built by `cargo build` as a user builds them (scripts/test.sh).
+fn built(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| panic!("{variable} must name the built binary (scripts/test.sh sets it)"))
+}
 
-/// The app under test: this build's, or `AIRLOCK_DESKTOP_BIN` (e.g. the release build, for figures).
+/// The CLI, for the connected side's steps and checks.
+fn cli() -> String {
+    built("AIRLOCK_BIN")
+}
+
+/// The app under test.
 fn app_binary() -> String {
-    std::env::var("AIRLOCK_DESKTOP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_airlock-desktop").to_string())
+    built("AIRLOCK_DESKTOP_BIN")
+}
+
+/// Whether the binaries under test carry ggml's Vulkan module (`airlock --version` lists it).
+fn built_with_vulkan() -> bool {
+    let out = Command::new(cli()).arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("GPU backends:") && l.to_ascii_lowercase().contains("vulkan"))
 }
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -67,7 +81,7 @@ impl Sandbox {
         std::fs::create_dir_all(&home).unwrap();
         let packer = p.join("packer-store");
         let run = |args: &[&str]| {
-            let out = Command::new(CLI).args(args).env("AIRLOCK_MODELS", &packer).env("AIRLOCK_CONFIG", &config).output().unwrap();
+            let out = Command::new(cli()).args(args).env("AIRLOCK_MODELS", &packer).env("AIRLOCK_CONFIG", &config).output().unwrap();
             assert!(out.status.success(), "airlock {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         run(&["import", model.to_str().unwrap(), "--name", "gemma3:270m"]);
@@ -489,7 +503,7 @@ async fn import_hardware_chat_and_restart() {
     answer_confirmation("Export to a typed path?", Some("e"));
     let written = wait_for_within(&c, "[data-testid='export-result']", Duration::from_secs(600)).await.text().await.unwrap();
     assert!(written.contains("Transfer kit") && written.contains("SHA256SUMS"), "the result lists the kit: {written}");
-    let verified = Command::new(CLI).args(["kit", "verify", kit.to_str().unwrap()]).output().unwrap();
+    let verified = Command::new(cli()).args(["kit", "verify", kit.to_str().unwrap()]).output().unwrap();
     assert!(verified.status.success(), "the kit verifies: {}", String::from_utf8_lossy(&verified.stderr));
 
     click(&c, "[data-testid='nav-settings']").await;
@@ -675,8 +689,7 @@ async fn import_hardware_chat_and_restart() {
     // ---- A GPU: Mesa's software Vulkan device (lavapipe) listed for ggml. The Hardware page
     // shows it and the model's full offload; a reply runs there and says so; the device's bar
     // holds the loaded model.
-    #[cfg(feature = "vulkan")]
-    {
+    if built_with_vulkan() {
         let gpu = Driver::start_with(&sb, &[("GGML_VK_VISIBLE_DEVICES", "0")]);
         let (c, _) = gpu.launch().await;
         click(&c, "[data-testid='nav-hardware']").await;

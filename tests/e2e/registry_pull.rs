@@ -47,7 +47,7 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     let address = format!("http://127.0.0.1:{port}");
     let seed = sb.home.join("seed-store");
     for args in [vec!["import", model.to_str().unwrap(), "--name", "gemma3:270m", "--link"], vec!["push", "gemma3:270m"]] {
-        let out = Command::new(CLI).args(&args).env("AIRLOCK_MODELS", &seed).env("AIRLOCK_REGISTRY", &address).env("DOCKER_CONFIG", sb.home.join(".docker")).output().unwrap();
+        let out = Command::new(cli()).args(&args).env("AIRLOCK_MODELS", &seed).env("AIRLOCK_REGISTRY", &address).env("DOCKER_CONFIG", sb.home.join(".docker")).output().unwrap();
         assert!(out.status.success(), "airlock {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -69,10 +69,10 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     screenshot(&c, "models-pulled-from-registry").await;
     c.close().await.unwrap();
 
-    let verify = Command::new(CLI).arg("verify").env("AIRLOCK_MODELS", &sb.store).output().unwrap();
+    let verify = Command::new(cli()).arg("verify").env("AIRLOCK_MODELS", &sb.store).output().unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
-    let list = Command::new(CLI).args(["list", "--json"]).env("AIRLOCK_MODELS", &sb.store).output().unwrap();
-    let seed_list = Command::new(CLI).args(["list", "--json"]).env("AIRLOCK_MODELS", &seed).output().unwrap();
+    let list = Command::new(cli()).args(["list", "--json"]).env("AIRLOCK_MODELS", &sb.store).output().unwrap();
+    let seed_list = Command::new(cli()).args(["list", "--json"]).env("AIRLOCK_MODELS", &seed).output().unwrap();
     let id = |o: &std::process::Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()[0]["id"].clone();
     assert_eq!(id(&list), id(&seed_list), "the same model ID as the seeding machine's");
 }

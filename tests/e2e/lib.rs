@@ -1,0 +1,1 @@
+//! Nothing here: the package holds the end-to-end test (`main.rs`).
