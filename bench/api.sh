@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-2}"
 lcpp="${LCPP_PYTHON:-/tmp/lcpp-venv/bin/python}"
-cargo build --release --no-default-features --bin airlock --example thin_loop >&2
-dir="${CARGO_TARGET_DIR:-target}/release"
+# The one build of scripts/build-env.sh, so llama.cpp is not built again for the benchmark.
+source scripts/build-env.sh
+cargo build "${cargo_flags[@]}" --bin airlock --example thin_loop >&2
+dir="$target/release"
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }

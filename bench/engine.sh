@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-$(lscpu -p=core,socket | grep -v "^#" | sort -u | wc -l)}"  # physical cores
-cargo build --release --no-default-features --bin airlock --example thin_loop --example engine_bench >&2
-dir="${CARGO_TARGET_DIR:-target}/release"
+# The one build of scripts/build-env.sh, so llama.cpp is not built again for the benchmark.
+source scripts/build-env.sh
+cargo build "${cargo_flags[@]}" --bin airlock --example thin_loop --example engine_bench >&2
+dir="$target/release"
 # On a machine whose AMX kernels fault (the supervisor detects it; a bare runner cannot), set
 # AIRLOCK_BENCH_AVOID_AMX=1.
 amx=()

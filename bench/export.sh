@@ -8,13 +8,14 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bin="$root/target/release/airlock"
-if [ ! -x "$bin" ] || [ -n "$(find src-tauri Cargo.toml -newer "$bin" -print -quit)" ]; then
-  cargo build --release --no-default-features --bin airlock >&2
-fi
+# The one build of scripts/build-env.sh, so llama.cpp is not built again for the benchmark.
+source scripts/build-env.sh
+cargo build "${cargo_flags[@]}" --bin airlock >&2
+bin="$(cd "$target" && pwd)/release/airlock"
 model="$(tests/fixtures/fetch-test-model.sh)"
 
-work="$(mktemp -d "${BENCH_TMP:-$root/target}/bench-export.XXXXXX")"
+mkdir -p "$target"
+work="$(mktemp -d "${BENCH_TMP:-$(cd "$target" && pwd)}/bench-export.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export AIRLOCK_MODELS="$work/store" AIRLOCK_CONFIG="$work/config"
 unset OLLAMA_MODELS

@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-cargo build --release --no-default-features --bin airlock >&2
-bin="${CARGO_TARGET_DIR:-target}/release/airlock"
+# The one build of scripts/build-env.sh, so llama.cpp is not built again for the benchmark.
+source scripts/build-env.sh
+cargo build "${cargo_flags[@]}" --bin airlock >&2
+bin="$target/release/airlock"
 model="$(tests/fixtures/fetch-test-model.sh)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use super::openai::OpenAiError;
-use super::stream::ApiError;
+use super::stream::{ApiError, OpenAiError};
 
 /// A JSON body for Ollama's routes.
 pub struct OllamaJson<T>(pub T);

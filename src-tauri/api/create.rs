@@ -24,10 +24,10 @@ use tokio_stream::StreamExt;
 use super::body::OllamaJson;
 use super::stream::{scrub, ApiError};
 use crate::core::Core;
-use crate::engine::template::ChatMessage;
 use crate::modelfile::params::Applied;
 use crate::modelfile::{self, CreateError, Recipe, Source};
 use crate::store::fault::FaultPlan;
+use crate::store::layers::LayerMessage;
 use crate::store::{Digest, StoreError};
 
 type CoreState = State<Arc<Core>>;
@@ -208,7 +208,7 @@ fn recipe(req: &CreateBody) -> Result<Recipe, ApiError> {
         if !matches!(role.as_str(), "system" | "user" | "assistant") {
             return Err(ApiError::bad_request(format!("message role {:?} must be one of \"system\", \"user\" or \"assistant\"", m.role)));
         }
-        r.messages.push(ChatMessage::new(role, m.content.clone()));
+        r.messages.push(LayerMessage::new(role, m.content.clone()));
     }
     r.licenses = match &req.license {
         None | Some(Value::Null) => Vec::new(),

@@ -13,9 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::{OllamaJson, OpenAiJson};
-use super::openai::OpenAiError;
 use super::options::settings;
-use super::stream::ApiError;
+use super::stream::{ApiError, OpenAiError};
 use crate::core::Core;
 use crate::engine::embed::{EmbedSettings, Embedded};
 use crate::engine::protocol::EmbedInput;

@@ -6,6 +6,9 @@
 //! rebinding), browser `Origin`s must be on the allowlist, POST bodies must be JSON (no
 //! preflight-free form posts from web pages), bodies are size-limited, an optional bearer token is
 //! required when bound to a non-loopback address, and no response carries a filesystem path.
+//!
+//! Uses: `core`, `engine`, `store`, `bundle`, `modelfile`, `registry`, `units`; never `cli` or
+//! `desktop`.
 
 mod body;
 mod create;

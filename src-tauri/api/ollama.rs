@@ -14,7 +14,7 @@ use super::body::OllamaJson;
 use super::images;
 use super::options::settings;
 use super::reply::{collect, replies, Collected, ReplyEvent};
-use super::stream::{self, now_rfc3339, ApiError};
+use super::stream::{self, ApiError};
 use crate::core::{rfc3339, Core, ModelDetails};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::{processor, GenerationStats};
@@ -255,7 +255,7 @@ impl Shape {
 fn head(model: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     out.insert("model".into(), json!(model));
-    out.insert("created_at".into(), json!(now_rfc3339()));
+    out.insert("created_at".into(), json!(crate::units::now_rfc3339()));
     out
 }
 
@@ -273,7 +273,7 @@ async fn load_only(core: Arc<Core>, shape: Shape, model: String, settings: Reque
     let name = model.clone();
     let load = tokio::task::spawn_blocking(move || preload(&core, &name, &settings)).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let reason = if unload { "unload" } else { "load" };
-    let mut out = json!({ "model": model, "created_at": now_rfc3339(), "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 });
+    let mut out = json!({ "model": model, "created_at": crate::units::now_rfc3339(), "done_reason": reason, "done": true, "load_duration": load.as_nanos() as u64 });
     out[shape.field()] = shape.content("");
     Ok(Json(out).into_response())
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::body::OpenAiJson;
 use super::images;
 use super::reply::{self, ReplyEvent};
-use super::stream::{self, ApiError};
+use super::stream::{self, ApiError, OpenAiError};
 use crate::core::Core;
 use crate::engine::chat::{ChatStream, RequestSettings, JSON_GRAMMAR};
 use crate::engine::protocol::GenerationStats;
@@ -23,27 +23,6 @@ use crate::engine::template::ChatMessage;
 use crate::engine::tools::{ReplyPart, Think, ToolCall, ToolCallFunction, ToolChoice, ToolRequest};
 
 type CoreState = State<Arc<Core>>;
-
-/// OpenAI's error object.
-pub struct OpenAiError(ApiError);
-
-impl From<ApiError> for OpenAiError {
-    fn from(e: ApiError) -> Self {
-        OpenAiError(e)
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let ApiError(status, message) = self.0;
-        let (kind, code) = match status {
-            StatusCode::NOT_FOUND => ("invalid_request_error", json!("model_not_found")),
-            s if s.is_client_error() => ("invalid_request_error", Value::Null),
-            _ => ("api_error", Value::Null),
-        };
-        (status, Json(json!({ "error": { "message": stream::scrub(&message), "type": kind, "param": Value::Null, "code": code } }))).into_response()
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

@@ -1,6 +1,7 @@
 //! Bridges the engine's blocking generations to async responses: a blocking task forwards each
 //! event; when the client goes away its channel closes, the task drops the generation, and the
-//! runner stops within one token.
+//! runner stops within one token. Also the error responses of both APIs (Ollama's and OpenAI's
+//! shapes), which every route and the body extractors share.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -23,7 +25,28 @@ pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": scrub(&self.1) }))).into_response()
+        (self.0, Json(json!({ "error": scrub(&self.1) }))).into_response()
+    }
+}
+
+/// OpenAI's error object.
+pub struct OpenAiError(ApiError);
+
+impl From<ApiError> for OpenAiError {
+    fn from(e: ApiError) -> Self {
+        OpenAiError(e)
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let ApiError(status, message) = self.0;
+        let (kind, code) = match status {
+            StatusCode::NOT_FOUND => ("invalid_request_error", json!("model_not_found")),
+            s if s.is_client_error() => ("invalid_request_error", Value::Null),
+            _ => ("api_error", Value::Null),
+        };
+        (status, Json(json!({ "error": { "message": scrub(&message), "type": kind, "param": Value::Null, "code": code } }))).into_response()
     }
 }
 
@@ -116,8 +139,4 @@ pub fn body<T: Send + 'static>(rx: mpsc::Receiver<T>, content_type: &'static str
         None => Body::from_stream(lines),
     };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::index::{BundleIndex, IndexBlob, IndexModel, FORMAT, INDEX_FILE, SIGNATURE_FILE};
+use super::index::{created_by, BundleIndex, IndexBlob, IndexModel, FORMAT, INDEX_FILE, SIGNATURE_FILE};
 use super::inventory::Inventory;
 use super::sign::SigningKey;
 use super::volumes::{volume_path, VolumeWriter};
@@ -80,14 +80,6 @@ pub enum ExportError {
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
     move |source| ExportError::Io { path: path.to_path_buf(), source }
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
-pub fn created_by() -> String {
-    format!("airlock {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Exports `models` from `store` to `out` (a `.zip` file, else a folder).

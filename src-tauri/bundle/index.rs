@@ -9,6 +9,11 @@ pub const SIGNATURE_FILE: &str = "airlock-bundle.json.minisig";
 pub const FORMAT: &str = "airlock-bundle";
 pub const MAX_INDEX_BYTES: u64 = 16 << 20;
 
+/// The `created_by` of what Airlock writes (bundle indexes, inventories, kits' signatures).
+pub fn created_by() -> String {
+    format!("airlock {}", env!("CARGO_PKG_VERSION"))
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BundleIndex {
     pub format: String,

@@ -51,8 +51,8 @@ impl Inventory {
         Ok(Inventory {
             format: INVENTORY_FORMAT.into(),
             version: 1,
-            created: super::export::now_rfc3339(),
-            created_by: super::export::created_by(),
+            created: crate::units::now_rfc3339(),
+            created_by: super::index::created_by(),
             models: models.iter().map(|m| InventoryModel { name: m.name.display_shortest(), manifest_sha256: m.id }).collect(),
             blobs: blobs.into_iter().map(|(digest, size)| IndexBlob { digest, size }).collect(),
         })

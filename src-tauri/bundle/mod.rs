@@ -6,6 +6,8 @@
 //! validated before they become paths, every blob is hashed while it is copied, GGUF layers are
 //! validated before llama.cpp can see them, and nothing becomes visible in the store until every
 //! blob of a model is in place (see [`crate::store::Staging`]).
+//!
+//! Uses: `store`, `gguf`, `durable`, `progress`, `units`.
 
 pub mod export;
 pub mod import;

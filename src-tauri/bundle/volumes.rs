@@ -10,30 +10,14 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::ImportError;
+use crate::units::parse_size;
 
 /// The largest file FAT32 can hold: 4 GiB − 1.
 pub const FAT32_MAX: u64 = (4 << 30) - 1;
 
-/// Parses a volume size: plain bytes, or a number with `K`/`M`/`G`/`T` (binary: 1024-based,
-/// `KiB`… also accepted) or `KB`/`MB`/`GB`/`TB` (decimal).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 100M, 4G or a number of bytes"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KIB" => 1 << 10,
-        "M" | "MIB" => 1 << 20,
-        "G" | "GIB" => 1 << 30,
-        "T" | "TIB" => 1 << 40,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        other => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use K, M, G, T, or KB, MB, GB, TB)")),
-    };
-    let bytes = (value * mult as f64).floor() as u64;
+/// Parses a volume size ([`crate::units::parse_size`]); a volume holds at least 4096 bytes.
+pub fn parse_volume_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s)?;
     // Below this, volume bookkeeping outweighs the data and a zip header could not fit.
     if bytes < 4096 {
         return Err(format!("invalid size {s:?}: a volume must be at least 4096 bytes"));
@@ -360,15 +344,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_size("100M").unwrap(), 100 << 20);
-        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
-        assert_eq!(parse_size("1.5M").unwrap(), 3 << 19);
-        assert_eq!(parse_size("5000").unwrap(), 5000);
-        assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
-        assert!(parse_size("12").is_err());
-        assert!(parse_size("4X").is_err());
-        assert!(parse_size("").is_err());
+    fn parses_volume_sizes() {
+        assert_eq!(parse_volume_size("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_volume_size("5000").unwrap(), 5000);
+        assert!(parse_volume_size("12").unwrap_err().contains("at least 4096 bytes"));
+        assert!(parse_volume_size("4X").is_err());
     }
 
     #[test]

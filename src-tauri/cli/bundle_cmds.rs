@@ -11,7 +11,7 @@ use super::progress::CliProgress;
 use crate::bundle::export::{export, ExportOptions};
 use crate::bundle::inventory::Inventory;
 use crate::bundle::sign::{self, SigningKey};
-use crate::bundle::volumes::{parse_size, FAT32_MAX};
+use crate::bundle::volumes::{parse_volume_size, FAT32_MAX};
 use crate::core::Core;
 
 #[derive(Subcommand)]
@@ -24,7 +24,7 @@ pub enum BundleCommand {
         #[arg(long)]
         out: PathBuf,
         /// Cut the zip into volumes of at most SIZE (e.g. 100M, 4G, or bytes); `cat` rejoins them
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
         split_size: Option<u64>,
         /// Volumes for FAT32 media (4 GiB − 1 each)
         #[arg(long, conflicts_with = "split_size")]

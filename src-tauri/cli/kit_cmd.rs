@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::bundle_cmds::{load_signing_key, source_date_epoch};
 use super::format::human_bytes;
 use super::progress::CliProgress;
-use crate::bundle::volumes::{parse_size, FAT32_MAX};
+use crate::bundle::volumes::{parse_volume_size, FAT32_MAX};
 use crate::core::Core;
 use crate::kit::{self, KitOptions, VerifyOptions};
 
@@ -31,7 +31,7 @@ pub struct KitArgs {
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
     /// Cut the model bundle into volumes of at most SIZE (e.g. 100M, 4G)
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
     split_size: Option<u64>,
     /// Volumes for FAT32 media (4 GiB − 1 each)
     #[arg(long, conflicts_with = "split_size")]

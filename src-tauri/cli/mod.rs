@@ -1,6 +1,9 @@
 //! The `airlock` command line: clap commands with output shaped like Ollama's (`airlock list`
 //! prints what `ollama list` prints) and `--json` for scripts. Results go to stdout; progress and
 //! errors go to stderr. Exit codes: 0 success, 1 failure, 2 usage error.
+//!
+//! Uses every module below it (`core`, `engine`, `store`, `bundle`, `kit`, `modelfile`, `registry`,
+//! `hardware`, `progress`, and `api` for `serve`); never `desktop`, and nothing uses it.
 
 mod bundle_cmds;
 mod client;

@@ -1,6 +1,8 @@
 //! `Core`: the one value the CLI, the HTTP API and the desktop app share (the store today; the
 //! engine supervisor and hardware probe join it as they arrive), so the three faces cannot drift.
 //! It also turns a store entry plus its GGUF metadata into the details users see.
+//!
+//! Uses: `store`, `engine`, `hardware`, `gguf`.
 
 use std::fs;
 use std::sync::OnceLock;

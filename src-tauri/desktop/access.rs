@@ -2,8 +2,8 @@
 //! for an untrusted caller (the web view renders model output). They take handles of chosen
 //! paths or typed paths ([`PathArg`]), never a bare path; a typed path, trusting a key and a
 //! weaker signature policy each need a yes from a native dialog ([`Confirmer`]). Without it
-//! nothing is read, written or changed. The Tauri commands in `commands` only pass the app's
-//! state and the real dialog in; tests pass a scripted one.
+//! nothing is read, written or changed. The Tauri commands in `transfer` and `settings_page` only
+//! pass the app's state and the real dialog in; tests pass a scripted one.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +16,7 @@ use super::error::{CommandError, CommandResult};
 use super::grants::{not_confirmed, PathArg, PathGrants, Purpose};
 use crate::bundle::export::{self, ExportOptions, ExportReport};
 use crate::bundle::sign::{self, SigningKey};
-use crate::bundle::volumes::{parse_size, FAT32_MAX};
+use crate::bundle::volumes::{parse_volume_size, FAT32_MAX};
 use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
 use crate::core::Core;
 use crate::kit::{self, KitOptions};
@@ -111,7 +111,7 @@ pub async fn export<C: Confirmer>(a: &Access<'_, C>, models: Vec<String>, out: P
     }
     let split_size = match (options.fat32, options.split_size.as_deref().map(str::trim).filter(|s| !s.is_empty())) {
         (true, _) => Some(FAT32_MAX),
-        (false, Some(s)) => Some(parse_size(s).map_err(CommandError::invalid)?),
+        (false, Some(s)) => Some(parse_volume_size(s).map_err(CommandError::invalid)?),
         (false, None) => None,
     };
     let mut args = vec![(out, Purpose::ExportTo)];

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
 
+use super::AppState;
+
 /// What to ask: the window title, the text (which names the path or key and the action), and
 /// the label of the button that goes ahead (Cancel is the other).
 #[derive(Clone, Debug)]
@@ -68,6 +70,11 @@ impl Confirmer for NativeConfirmer<'_> {
         });
         rx.await.unwrap_or(false)
     }
+}
+
+/// The real native dialog, for the commands in `access`.
+pub(super) fn confirmer<'a>(app: &'a AppHandle, state: &'a AppState) -> NativeConfirmer<'a> {
+    NativeConfirmer { app, slot: &state.confirming }
 }
 
 /// GTK buttons take a mnemonic: `_Import` is pressed with Alt+I, as in every GTK dialog. Other

@@ -226,7 +226,7 @@ pub async fn import_conversation(state: tauri::State<'_, super::AppState>, handl
     let path = state.grants.path(&handle, Purpose::OpenConversation)?;
     let conversations = state.conversations.clone();
     super::access::blocking(move || {
-        let now = crate::bundle::export::now_rfc3339();
+        let now = crate::units::now_rfc3339();
         let conversation = import(&path, &format!("c-{}", short_id()), &now)?;
         conversations.save(&conversation)?;
         Ok(conversation)

@@ -1,14 +1,20 @@
 //! Saved conversations: one JSON file each, written to a temporary file, synced and renamed over
 //! the old one, so the app being killed mid-save leaves the previous version, never a torn file.
 //! (tauri-plugin-store rewrites its one file in place, which a kill can truncate: every
-//! conversation at once. Settings stay there; conversations are written far more often.)
+//! conversation at once. Settings stay there; conversations are written far more often.) The
+//! commands that list, save and delete them are here too; they take IDs, never paths.
 
 use std::fs;
 use std::path::PathBuf;
 
 use serde_json::Value;
+use tauri::State;
 
+use super::access::blocking;
 use super::error::{CommandError, CommandResult};
+use super::AppState;
+
+type AppStateRef<'a> = State<'a, AppState>;
 
 /// A conversation larger than this is refused rather than written (a runaway bug, not a chat).
 const MAX_CONVERSATION_BYTES: usize = 64 << 20;
@@ -75,6 +81,30 @@ impl Conversations {
         }
         Ok(self.dir.join(format!("{id}.json")))
     }
+}
+
+// ---- Commands ----------------------------------------------------------------------------------
+
+// Disk work with fsyncs: off the async runtime's threads.
+
+#[tauri::command]
+pub async fn list_conversations(state: AppStateRef<'_>) -> CommandResult<Vec<Value>> {
+    let conversations = state.conversations.clone();
+    blocking(move || conversations.list()).await
+}
+
+#[tauri::command]
+pub async fn save_conversation(state: AppStateRef<'_>, conversation: Value) -> CommandResult<()> {
+    let conversations = state.conversations.clone();
+    blocking(move || conversations.save(&conversation)).await
+}
+
+#[tauri::command]
+pub async fn delete_conversation(state: AppStateRef<'_>, id: String) -> CommandResult<()> {
+    let conversations = state.conversations.clone();
+    let documents = state.documents.clone();
+    // Its attached documents go with it (libraries stay).
+    blocking(move || conversations.delete(&id).and_then(|_| documents.forget_conversation(&id))).await
 }
 
 #[cfg(test)]

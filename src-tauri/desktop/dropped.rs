@@ -1,12 +1,16 @@
 //! Files dropped on the window. What a path looks like decides what the app may do with it: a
 //! bundle, a `.gguf` or a folder is imported as models; an image or a document is attached to the
-//! open conversation. Each gets a handle granted for that one purpose.
+//! open conversation. Each gets a handle granted for that one purpose. The window subscribes
+//! here to the drops and to the drags over it; it never names a dropped path itself.
 
 use std::path::Path;
 
 use serde::Serialize;
+use tauri::ipc::Channel;
+use tauri::State;
 
 use super::grants::{Chosen, PathGrants, Purpose};
+use super::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,6 +75,18 @@ pub fn grant(grants: &PathGrants, path: &Path) -> Dropped {
     let kind = drop_kind(path);
     let purpose = if kind == DropKind::Model { Purpose::Import } else { Purpose::Attach };
     Dropped { chosen: grants.grant(path.to_path_buf(), purpose), kind }
+}
+
+/// Paths dropped on the window arrive as [`Chosen`] handles: a drop is the person's choice.
+#[tauri::command]
+pub fn subscribe_drops(state: State<'_, AppState>, on_drop: Channel<Vec<Dropped>>) {
+    *state.drops.lock().unwrap() = Some(on_drop);
+}
+
+/// Files being dragged over the window (entered, left): the UI shows where they will go.
+#[tauri::command]
+pub fn subscribe_drag(state: State<'_, AppState>, on_drag: Channel<Dragging>) {
+    *state.dragging.lock().unwrap() = Some(on_drag);
 }
 
 #[cfg(test)]

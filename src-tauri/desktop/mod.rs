@@ -4,8 +4,15 @@
 //! (capabilities/default.json); it gets no Tauri core or plugin API. The web view shows model
 //! output, so it is treated as untrusted: it names files only by handles of paths the person
 //! chose, and what widens access asks a native confirmation (docs/desktop-security.md).
+//!
+//! Uses every module below it (`core`, `engine`, `store`, `bundle`, `kit`, `modelfile`,
+//! `registry`, `documents`, `hardware`, `api` for the app's server, `durable`, `progress`,
+//! `units`); never `cli`, and nothing in the library uses it. Files: [`commands`] registers every
+//! command; each page's commands live in the file of their concern (`models`, `chat`,
+//! `transfer`, `settings_page`, `conversations`, `documents`, `registry_pull`, …).
 
 mod access;
+mod chat;
 mod commands;
 mod confirm;
 mod conversation_file;
@@ -17,11 +24,14 @@ mod error;
 mod grants;
 mod images;
 mod model_state;
+mod models;
 mod pick;
 mod registry_pull;
 mod reply_stream;
 mod server;
 mod settings;
+mod settings_page;
+mod transfer;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -57,13 +67,9 @@ pub struct AppState {
     documents: Arc<documents::DocumentsState>,
 }
 
-/// `airlock-desktop`: the window. The same binary answers the hidden `runner` and
-/// `hardware --probe-devices` subcommands, so the engine and the hardware probe run their child
-/// processes from it exactly as they do from the CLI, and `--version`.
+/// `airlock-desktop`: the window (the binary's `main` sends the engine's and the hardware
+/// probe's child-process subcommands to the command line instead).
 pub fn main() -> ExitCode {
-    if matches!(std::env::args().nth(1).as_deref(), Some("runner" | "hardware" | "--version" | "-V")) {
-        return crate::cli::main();
-    }
     let core = match Core::from_env() {
         Ok(core) => Arc::new(core),
         Err(e) => {

@@ -1,5 +1,6 @@
 //! Which models are loaded, where and with how much memory (what `/api/ps` and `airlock ps`
-//! show), unloading one (what `keep_alive: 0` does), and what a model's template can do.
+//! show), the machine they run on (the Hardware page), unloading one (what `keep_alive: 0`
+//! does), and what a model's template can do.
 
 use serde::Serialize;
 use tauri::State;
@@ -7,7 +8,7 @@ use tauri::State;
 use super::access::{blocking, check_name};
 use super::error::CommandResult;
 use super::AppState;
-use crate::core::{Core, LoadedModelUse};
+use crate::core::{Core, LoadedModelUse, MachineOverview};
 
 /// A loaded model as the Models page and the chat show it.
 #[derive(Debug, Serialize)]
@@ -47,6 +48,12 @@ pub fn unload(core: &Core, name: &str) -> CommandResult<bool> {
     }
     let model = core.prepare(name).map_err(|e| super::error::CommandError::new("not_found", e.to_string()))?;
     Ok(core.engine().supervisor.unload(&model.model_path))
+}
+
+#[tauri::command]
+pub async fn hardware(state: State<'_, AppState>) -> CommandResult<MachineOverview> {
+    let core = state.core.clone();
+    blocking(move || Ok(core.machine_overview()?)).await
 }
 
 #[tauri::command]

@@ -9,8 +9,8 @@ use tauri::ipc::Channel;
 use tauri::State;
 
 use super::access::{blocking, TransferSlot};
-use super::commands::ChannelProgress;
 use super::error::{CommandError, CommandResult};
+use super::transfer::ChannelProgress;
 use super::AppState;
 use crate::progress::{Progress, ProgressSink};
 use crate::registry::{self, ClientOptions, PullOptions, PullReport, Reference, Registry, RegistryError, Status};

@@ -327,8 +327,8 @@ impl Index {
         Ok(stamp.map(|(size, mtime)| (size as u64, mtime)) == Some(file_stamp(path)))
     }
 
-    /// The connection, for the tables that say which conversation uses which file
-    /// ([`super::catalog`]): they live in the same database.
+    /// The connection, for the catalog's tables that say which conversation uses which file
+    /// (the catalog sits above the index): they live in the same database.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }

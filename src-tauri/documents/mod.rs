@@ -3,6 +3,8 @@
 //! SQLite index with FTS5 ([`index`]), retrieved by BM25 and vector similarity together.
 //! Everything stays on the machine: no network, the index is one file beside the data it serves.
 //! It never changes a document; it only reads them.
+//!
+//! Uses: `core`, `engine` (embeddings).
 
 pub mod catalog;
 pub mod chunk;

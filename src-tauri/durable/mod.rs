@@ -4,6 +4,8 @@
 //! the old file or the whole new one, never a torn or empty one.
 //!
 //! Never writes anywhere but the target's own folder (a rename across filesystems is not atomic).
+//!
+//! Uses no other module of Airlock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

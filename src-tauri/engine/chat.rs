@@ -5,7 +5,6 @@
 //! generation on a runner.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +15,12 @@ use super::template::{render_chat_with, render_generate_with, ChatMessage, Promp
 use super::tools::{self, ReplyParser, Think, ToolRequest};
 use super::vision;
 use crate::gguf;
+use crate::store::layers::{self, text_layer};
 use crate::store::manifest::{self, Manifest};
 use crate::store::{Store, StoreError};
 
 /// Ollama's default context when neither the request nor the model's params set one.
 pub const DEFAULT_NUM_CTX: u32 = 4096;
-/// Text layers are small; anything bigger is not read.
-const MAX_TEXT_LAYER: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -82,7 +80,7 @@ impl PreparedModel {
             gguf_template: info.chat_template().map(str::to_string),
             ollama_template: text_layer(store, m, manifest::MEDIA_TEMPLATE),
             system: text_layer(store, m, manifest::MEDIA_SYSTEM),
-            messages: text_layer(store, m, manifest::MEDIA_MESSAGES).map(|t| crate::modelfile::show::parse_messages(&t)).unwrap_or_default(),
+            messages: text_layer(store, m, manifest::MEDIA_MESSAGES).map(|t| layers::parse_messages(&t).into_iter().map(|m| ChatMessage::new(m.role, m.content)).collect()).unwrap_or_default(),
             adapter: m.layer(manifest::MEDIA_ADAPTER).map(|l| store.blob_path(&l.digest)),
             projector: m.layer(manifest::MEDIA_PROJECTOR).map(|l| store.blob_path(&l.digest)),
             params,
@@ -224,11 +222,6 @@ pub fn choose_parallel(model: &PreparedModel, num_ctx: u32) -> u32 {
     fits.clamp(1, 4) as u32
 }
 
-fn text_layer(store: &Store, m: &Manifest, media_type: &str) -> Option<String> {
-    let layer = m.layer(media_type).filter(|l| l.size <= MAX_TEXT_LAYER)?;
-    fs::read(store.blob_path(&layer.digest)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
 /// Reads an Ollama `params` layer (`{"stop": [...], "temperature": 0.7, "num_ctx": 8192, …}`).
 pub fn parse_params(text: &str) -> (SamplingOptions, Option<u32>) {
     let Ok(map) = serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text) else { return Default::default() };
@@ -262,6 +255,11 @@ pub fn merge_options(defaults: &SamplingOptions, request: &SamplingOptions) -> S
         out.stop = defaults.stop.clone();
     }
     out
+}
+
+/// Ollama's `num_gpu` as layers on GPUs: a negative value (Ollama's -1) means as many as fit.
+pub fn gpu_layers(num_gpu: i64) -> Option<u32> {
+    u32::try_from(num_gpu).ok().map(|n| n.min(100_000))
 }
 
 /// Per-request settings beyond sampling.

@@ -1,7 +1,19 @@
 //! The inference engine: the supervisor of runner processes, the protocol they speak, and prompt
 //! rendering.
+//!
+//! Inside, from the bottom up: [`conversation`] (messages, tool calls, `think`), [`limits`] and
+//! [`protocol`] (the supervisor ↔ runner lines); [`template`] (prompt rendering) and [`tools`]
+//! (reading tool calls and thinking out of replies), which use the conversation types;
+//! [`runner`] (the child process that links llama.cpp); [`supervisor`] (which runners live);
+//! [`chat`], [`embed`] and [`vision`] (requests on top of the supervisor). A new request kind goes
+//! beside `chat`; a new way of shaping prompts into `template`; anything that touches llama.cpp
+//! into `runner`, never into the calling process.
+//!
+//! Uses: `store`, `gguf`, `hardware`, `backends`. The modules that serve people (`core`, `api`,
+//! `cli`, `desktop`, `documents`, `modelfile`) use it; it uses none of them.
 
 pub mod chat;
+pub mod conversation;
 pub mod embed;
 pub mod limits;
 pub mod protocol;

@@ -9,6 +9,9 @@
 //! before checking it against the bytes actually left; read tensor data (bounds are arithmetic,
 //! so a 250 MB file costs one header read); keep huge arrays (the tokenizer's 262k strings are
 //! validated, then summarised as type + length); or write to the file it reads.
+//!
+//! Uses no other module of Airlock (the bottom layer, with `durable`, `progress`, `units` and
+//! `backends`).
 
 mod error;
 mod reader;

@@ -24,7 +24,7 @@ pub struct BuildInfo {
 
 impl BuildInfo {
     pub fn detect() -> Self {
-        let dir = crate::engine::runner::backend_dir();
+        let dir = crate::backends::backend_dir();
         let files: Vec<String> = dir
             .as_deref()
             .and_then(|d| std::fs::read_dir(d).ok())

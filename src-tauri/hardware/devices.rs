@@ -59,13 +59,13 @@ const GPU_MODULES: [(&str, &str); 9] = [
 /// Loads the backends and lists what they offer. Call once, in the probe child only.
 pub fn probe_in_process() -> DeviceProbe {
     let (nvidia, nvidia_driver) = nvml::query();
-    let Some(dir) = crate::engine::runner::backend_dir() else {
+    let Some(dir) = crate::backends::backend_dir() else {
         return DeviceProbe {
             nvidia,
             nvidia_driver,
             ..DeviceProbe::failed(&format!(
                 "no ggml backend modules (libggml-cpu-*.so) next to the executable; set {} to their directory",
-                crate::engine::runner::LIB_DIR_ENV
+                crate::backends::LIB_DIR_ENV
             ))
         };
     };

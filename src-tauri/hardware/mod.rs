@@ -9,6 +9,8 @@
 //! hang or abort on initialisation, backends load only once per process (a Refresh would
 //! register them again), and the desktop app and the server must never hold llama.cpp or driver
 //! libraries themselves. CPU and RAM come from `sysinfo` in the calling process (cheap and safe).
+//!
+//! Uses: `backends`, `units`. The engine uses it, never the other way round.
 
 mod build_info;
 pub mod devices;
@@ -102,7 +104,7 @@ pub fn gpu_disabled() -> bool {
 
 /// `AIRLOCK_GPU_MEMORY` in bytes, when set and valid.
 fn vram_budget() -> Option<u64> {
-    std::env::var(GPU_MEMORY_ENV).ok().and_then(|v| crate::bundle::volumes::parse_size(v.trim()).ok())
+    std::env::var(GPU_MEMORY_ENV).ok().and_then(|v| crate::units::parse_size(v.trim()).ok())
 }
 
 /// Combines the host facts with a device probe, deciding `no_gpu_reason`. The GPU settings
@@ -159,13 +161,11 @@ fn no_gpu_reason(d: &DeviceProbe) -> String {
     reason
 }
 
-/// The executable that answers `hardware --probe-devices`: `$AIRLOCK_EXE` if set, else this one when it is `airlock` (or
+/// The executable that answers `hardware --probe-devices`: this one when it is `airlock` (or
 /// `airlock-desktop`), else an `airlock` next to it or one directory up (a test binary in
-/// `target/<profile>/deps/`). Never a test harness, which would take the arguments as filters.
+/// `target/<profile>/deps/`). Never a test harness, which would take the arguments as filters,
+/// and never one a variable names: the GPU list is what this installation's own code reports.
 fn probe_exe() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AIRLOCK_EXE") {
-        return Some(PathBuf::from(p));
-    }
     let exe = std::env::current_exe().ok()?;
     let stem = exe.file_stem()?.to_string_lossy().into_owned();
     if stem == "airlock" || stem == "airlock-desktop" {
@@ -178,12 +178,10 @@ fn probe_exe() -> Option<PathBuf> {
 /// Runs `exe hardware --probe-devices` and reads its one JSON document; a crash, a hang past
 /// [`PROBE_TIMEOUT`] or bad output becomes [`DeviceProbe::error`].
 pub fn run_device_probe(exe: &Path) -> DeviceProbe {
-    let child = Command::new(exe)
-        .args(["hardware", "--probe-devices"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let mut command = Command::new(exe);
+    // Driver code runs there: it gets no credential or key.
+    crate::backends::restrict_child_environment(&mut command);
+    let child = command.args(["hardware", "--probe-devices"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return DeviceProbe::failed(&format!("cannot start {}: {e}", exe.display())),

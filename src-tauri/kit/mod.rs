@@ -7,6 +7,8 @@
 //! ([`sums`]) and checking a kit ([`verify_kit`]). It must never unpack, install or execute
 //! anything from a kit, and never act on `SHA256SUMS` before its signature (when present) and
 //! every line of it have been checked.
+//!
+//! Uses: `bundle`, `store`, `backends`, `durable`, `progress`.
 
 pub mod portable;
 pub mod sums;

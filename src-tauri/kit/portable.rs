@@ -72,7 +72,7 @@ pub struct PortableSource {
     pub airlock: PathBuf,
     /// `airlock-desktop` beside it; `None` for a command-line-only installation.
     pub desktop: Option<PathBuf>,
-    /// Where the engine libraries are (`crate::engine::runner::backend_dir`).
+    /// Where the engine libraries are (`crate::backends::backend_dir`).
     pub lib_dir: PathBuf,
 }
 
@@ -87,12 +87,12 @@ impl PortableSource {
             return Err(KitError::Install(format!("{} is missing: a kit carries the `airlock` command-line program, which belongs beside {}; reinstall Airlock", airlock.display(), exe.display())));
         }
         let desktop = Some(dir.join("airlock-desktop")).filter(|p| p.is_file());
-        let lib_dir = crate::engine::runner::backend_dir().ok_or_else(|| {
+        let lib_dir = crate::backends::backend_dir().ok_or_else(|| {
             KitError::Install(format!(
                 "cannot find the engine libraries (libggml-cpu-*.so) beside {} or in {}; set {} to the folder that holds them, or reinstall Airlock",
                 exe.display(),
                 dir.join("../lib/airlock").display(),
-                crate::engine::runner::LIB_DIR_ENV
+                crate::backends::LIB_DIR_ENV
             ))
         })?;
         Ok(PortableSource { airlock, desktop, lib_dir })
@@ -261,7 +261,7 @@ fn libraries(dir: &Path) -> Result<Vec<(String, Content)>, KitError> {
         return Err(KitError::Install(format!(
             "{} holds no engine CPU module (libggml-cpu-*.so); point {} at the folder that does, or reinstall Airlock",
             dir.display(),
-            crate::engine::runner::LIB_DIR_ENV
+            crate::backends::LIB_DIR_ENV
         )));
     }
     let mut out = Vec::new();

@@ -14,9 +14,10 @@ use sha2::{Digest as _, Sha256};
 use super::params::{go_string, go_value, Parameters};
 use super::parser::{Instruction, Modelfile};
 use super::params::Applied;
-use crate::engine::template::{check_go_template, ChatMessage, TemplateError};
+use crate::engine::template::{check_go_template, TemplateError};
 use crate::gguf::{self, GgufInfo};
 use crate::store::fault::FaultPlan;
+use crate::store::layers::LayerMessage;
 use crate::store::manifest::{self, Layer, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::store::{hash_reader, Digest, ModelName, Store, StoreError};
 
@@ -62,7 +63,7 @@ pub struct Recipe {
     pub system: Option<String>,
     pub licenses: Vec<String>,
     pub parameters: Parameters,
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<LayerMessage>,
     pub renderer: Option<String>,
     pub parser: Option<String>,
     pub requires: Option<String>,
@@ -110,7 +111,7 @@ impl Recipe {
                     r.template = Some(t.clone());
                 }
                 Instruction::System(s) => r.system = Some(s.clone()),
-                Instruction::Message { role, content } => r.messages.push(ChatMessage::new(role.clone(), content.clone())),
+                Instruction::Message { role, content } => r.messages.push(LayerMessage::new(role.clone(), content.clone())),
                 Instruction::License(l) => r.licenses.push(l.clone()),
                 Instruction::Renderer(v) => r.renderer = Some(v.clone()),
                 Instruction::Parser(v) => r.parser = Some(v.clone()),
@@ -417,7 +418,7 @@ fn copy_hashing(src: &Path, out: &mut File, out_path: &Path) -> Result<Digest, C
 }
 
 /// The `messages` layer: Go's encoding of `[]api.Message` (role and content; empty fields left out).
-pub fn messages_bytes(messages: &[ChatMessage]) -> Vec<u8> {
+pub fn messages_bytes(messages: &[LayerMessage]) -> Vec<u8> {
     let mut out = String::from("[");
     for (i, m) in messages.iter().enumerate() {
         if i > 0 {

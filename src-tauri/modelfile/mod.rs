@@ -7,6 +7,8 @@
 //! a store Airlock made and the other way round. Must never: write anything before the whole
 //! recipe (every parameter, the template, the base and adapter files) has been checked, copy a
 //! blob the store already has, or publish a manifest before its blobs are in place.
+//!
+//! Uses: `store` (its layer types), `engine` (the template parser, Go values), `gguf`.
 
 pub mod create;
 pub mod params;

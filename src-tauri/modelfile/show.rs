@@ -2,18 +2,15 @@
 //! (`airlock show --modelfile`, `/api/show`): `FROM` and `ADAPTER` name the blobs themselves, so
 //! creating from it writes the same layers and therefore the same model ID.
 
-use std::fs;
 use std::path::PathBuf;
 
 use serde_json::Value;
 
 use super::params::Parameters;
 use super::parser::quote;
-use crate::engine::template::ChatMessage;
-use crate::store::manifest::{self, Layer};
+use crate::store::layers::{parse_messages, read_text as text, LayerMessage};
+use crate::store::manifest;
 use crate::store::{ModelEntry, Store};
-
-const MAX_TEXT_LAYER: u64 = 1 << 20;
 
 /// A model's Modelfile parts, read from its layers.
 #[derive(Clone, Debug, Default)]
@@ -24,29 +21,11 @@ pub struct ModelLayers {
     pub template: Option<String>,
     pub system: Option<String>,
     pub parameters: Parameters,
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<LayerMessage>,
     pub licenses: Vec<String>,
     pub renderer: Option<String>,
     pub parser: Option<String>,
     pub requires: Option<String>,
-}
-
-fn text(store: &Store, layer: &Layer) -> Option<String> {
-    if layer.size > MAX_TEXT_LAYER {
-        return None;
-    }
-    fs::read(store.blob_path(&layer.digest)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
-/// Reads a `messages` layer (`[{"role": …, "content": …}, …]`); unreadable → none.
-pub fn parse_messages(text: &str) -> Vec<ChatMessage> {
-    #[derive(serde::Deserialize)]
-    struct M {
-        role: String,
-        #[serde(default)]
-        content: String,
-    }
-    serde_json::from_str::<Vec<M>>(text).map(|v| v.into_iter().map(|m| ChatMessage::new(m.role.to_lowercase(), m.content)).collect()).unwrap_or_default()
 }
 
 impl ModelLayers {

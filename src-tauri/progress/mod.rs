@@ -1,5 +1,7 @@
 //! One progress type for long work (import, export, verify). The CLI renders it with a progress
 //! bar or plain lines, the desktop app sends it through a Channel, the API as NDJSON.
+//!
+//! Uses no other module of Airlock.
 
 use serde::Serialize;
 

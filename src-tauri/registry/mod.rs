@@ -15,6 +15,8 @@
 //! This module talks to the network only when a command or request names a registry (or
 //! `AIRLOCK_REGISTRY` does); it never logs credentials, and never sends them over plain HTTP
 //! unless `--insecure` (or an `http://` registry address) asked for plain HTTP.
+//!
+//! Uses: `store`, `bundle`, `gguf`.
 
 pub mod auth;
 pub mod client;

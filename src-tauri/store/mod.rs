@@ -4,10 +4,13 @@
 //! Owns names, digests, manifests and blob files; talks to the filesystem only. It never deletes
 //! anything except on an explicit [`Store::remove`] (the store may be shared with Ollama), and
 //! builds paths only from validated names and digests.
+//!
+//! Uses: `durable`, `gguf` (nothing above it).
 
 pub mod digest;
 pub mod fault;
 mod gguf_cache;
+pub mod layers;
 mod lock;
 pub mod manifest;
 pub mod name;

@@ -5,16 +5,22 @@
 //!
 //! Files: `mod.rs` owns the command line, the process's I/O (a reader thread feeding a channel so
 //! requests and `Cancel`s are seen between decode steps) and the request loop; [`session`] owns
-//! everything that touches llama.cpp (context, slots with per-sequence KV-cache reuse, the queue,
-//! sampling, the batched decode step); [`text`] owns the
-//! pure UTF-8 and stop-sequence plumbing; [`platform`] finds the CPU-variant modules; [`placement`] reads from llama.cpp's log where the model's buffers went. Nothing here may write to stdout except whole protocol lines (stdout *is* the
-//! protocol; llama.cpp's log goes to stderr), and nothing here may panic on a client's input:
-//! a bad line gets an `Error` event, never an exit.
+//! the model and context (loading, the slots with per-sequence KV-cache reuse, the queue), with
+//! `slot.rs` (a slot's and a request's state) and `sampler.rs` (sampler chains) below it and
+//! `admit.rs` (a queued request takes a slot, reusing a cached prefix) and `step.rs` (the batched
+//! decode step) adding their methods to the session from above; [`text`] owns the pure UTF-8 and
+//! stop-sequence plumbing; [`placement`] reads from llama.cpp's log where the model's buffers
+//! went; ggml's modules are found and loaded by [`crate::backends`]. Nothing here may write to
+//! stdout except whole protocol lines (stdout *is* the protocol; llama.cpp's log goes to stderr),
+//! and nothing here may panic on a client's input: a bad line gets an `Error` event, never an exit.
 
+mod admit;
 mod embed;
 mod placement;
-mod platform;
+mod sampler;
 mod session;
+mod slot;
+mod step;
 pub mod text;
 mod vision;
 
@@ -24,8 +30,6 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use crate::engine::protocol::{encode, Event, Request};
-
-pub use platform::{backend_dir, load_backends, LIB_DIR_ENV};
 
 /// `airlock runner` (hidden): serve one model over stdin/stdout. Started by the engine's
 /// supervisor, not by people.

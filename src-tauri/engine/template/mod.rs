@@ -62,47 +62,8 @@ use time::OffsetDateTime;
 
 pub use error::TemplateError;
 
-use super::tools::{Think, ToolCall};
-
-/// One message of a conversation. Roles: `system`, `user`, `assistant`, `tool`. Beyond the
-/// text: an assistant's reasoning and tool calls, and which call a `tool` message answers
-/// (Ollama's message fields; unset ones are left out when serialised).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub content: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thinking: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
-    pub tool_calls: Vec<ToolCall>,
-    /// The function a `tool` message reports on (Ollama's `tool_name`; OpenAI's `name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
-    /// Base64 images (Ollama's `images`); only models with a projector can use them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
-    pub images: Vec<String>,
-}
-
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
-}
-
-fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-            ..Default::default()
-        }
-    }
-}
+pub use super::conversation::ChatMessage;
+use super::conversation::Think;
 
 /// What a chat prompt carries besides the messages: the tools the model may call and the
 /// thinking switch, both passed to templates the way Hugging Face / Ollama pass them.

@@ -20,35 +20,13 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::conversation::{Think, ToolCall, ToolCallFunction};
 pub use grammar::tool_grammar;
 pub use parse::{ReplyParser, ReplyPart};
 
 use super::template::PromptFormat;
-
-/// One tool call, Ollama's shape (`{"id", "function": {"index", "name", "arguments"}}`);
-/// `arguments` is always a JSON object here (the OpenAI routes turn it into a string).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolCall {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub function: ToolCallFunction,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolCallFunction {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    pub name: String,
-    #[serde(default = "empty_object")]
-    pub arguments: Value,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Default::default())
-}
 
 /// OpenAI's `tool_choice` (Ollama always behaves as `Auto`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,48 +93,6 @@ pub fn tool_name(tool: &Value) -> Option<&str> {
 /// The JSON schema of a tool's arguments (an empty object schema when it has none).
 pub fn tool_parameters(tool: &Value) -> Value {
     tool.pointer("/function/parameters").or_else(|| tool.get("parameters")).cloned().unwrap_or_else(|| serde_json::json!({"type": "object"}))
-}
-
-/// `think`: off, on, or an effort level the template may use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Think {
-    Off,
-    On,
-    /// `"low"`, `"medium"` or `"high"`.
-    Level(String),
-}
-
-impl Think {
-    /// Reads Ollama's `think` (`true`, `false`, `"low"`, `"medium"`, `"high"`; `null` = unset).
-    pub fn from_json(v: &Value) -> Result<Option<Think>, String> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Bool(true) => Ok(Some(Think::On)),
-            Value::Bool(false) => Ok(Some(Think::Off)),
-            Value::String(s) => Think::from_level(s).map(Some),
-            _ => Err("think must be true, false, \"low\", \"medium\" or \"high\"".into()),
-        }
-    }
-
-    pub fn from_level(s: &str) -> Result<Think, String> {
-        match s {
-            "low" | "medium" | "high" => Ok(Think::Level(s.to_string())),
-            "true" => Ok(Think::On),
-            "false" | "none" => Ok(Think::Off),
-            other => Err(format!("think must be true, false, \"low\", \"medium\" or \"high\", not {other:?}")),
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        !matches!(self, Think::Off)
-    }
-
-    pub fn level(&self) -> Option<&str> {
-        match self {
-            Think::Level(l) => Some(l),
-            _ => None,
-        }
-    }
 }
 
 /// Where a tool call starts in a model's reply, and what may close it.

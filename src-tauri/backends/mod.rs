@@ -1,8 +1,17 @@
-//! Where the runner finds llama.cpp's CPU-variant modules (its thread count comes from
-//! [`crate::hardware::physical_cores`]). Owns only discovery; it must never load a model or
-//! decide anything per request.
+//! Where ggml's backend modules live and how they are loaded: the CPU-variant modules
+//! (`libggml-cpu-<variant>.so`) and the GPU modules sit in one folder that this module finds
+//! (`AIRLOCK_LIB_DIR`, beside the executable, or the packages' `lib/airlock`). Both the engine's
+//! runner and the hardware probe load them from here, and the kit packs them from here.
+//!
+//! Processes that load these modules (the runner, the device probe) parse untrusted files and run
+//! driver code, so they get only the environment that the modules and the GPU drivers read
+//! ([`restrict_child_environment`]): never a credential, an API key or a key password.
+//!
+//! Uses no other module of Airlock: it sits below the engine and the hardware probe. Owns only
+//! discovery and loading; it must never load a model or decide anything per request.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Environment variable naming the directory holding `libggml-cpu-<variant>.so` (packaging may
 /// put the modules elsewhere than next to the executable).
@@ -78,4 +87,49 @@ fn has_cpu_module(dir: &Path) -> bool {
         let name = name.to_string_lossy();
         name.starts_with("libggml-cpu") || name.starts_with("ggml-cpu")
     })
+}
+
+/// Variables a child that loads ggml's modules keeps, by exact name: a process's basics, where
+/// the modules are, and Airlock's own engine settings (none of them a secret).
+const CHILD_VARIABLES: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "DISPLAY", "WAYLAND_DISPLAY",
+    "RUST_BACKTRACE", LIB_DIR_ENV, "AIRLOCK_THREADS", "AIRLOCK_GPU", "AIRLOCK_GPU_MEMORY",
+];
+
+/// …and by prefix: ggml's and llama.cpp's own switches, the GPU runtimes and drivers (CUDA,
+/// NVIDIA, ROCm/HIP, Vulkan, Mesa), OpenMP, the locale and the XDG folders (shader caches).
+const CHILD_PREFIXES: &[&str] = &[
+    "GGML_", "LLAMA_", "CUDA_", "NVIDIA_", "__NV_", "__GL_", "HIP_", "ROCR_", "HSA_", "VK_", "MESA_", "LIBGL_", "GALLIUM_", "LP_", "OMP_",
+    "GOMP_", "KMP_", "LC_", "XDG_",
+];
+
+/// Whether a child that loads ggml's modules may see the variable `name`.
+pub fn child_may_see(name: &str) -> bool {
+    CHILD_VARIABLES.contains(&name) || CHILD_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Starts `cmd` from an empty environment plus the variables of this process that
+/// [`child_may_see`] allows: the registry's credentials, API keys and key passwords stay here.
+pub fn restrict_child_environment(cmd: &mut Command) {
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if name.to_str().is_some_and(child_may_see) {
+            cmd.env(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_see_the_drivers_settings_and_no_secret() {
+        for name in ["PATH", "HOME", "AIRLOCK_LIB_DIR", "AIRLOCK_THREADS", "GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "VK_ICD_FILENAMES", "LC_ALL"] {
+            assert!(child_may_see(name), "{name}");
+        }
+        for name in ["AIRLOCK_REGISTRY_AUTH", "AIRLOCK_API_KEY", "AIRLOCK_KEY_PASSWORD", "AIRLOCK_REGISTRY", "DOCKER_CONFIG", "AWS_SECRET_ACCESS_KEY", "SSH_AUTH_SOCK"] {
+            assert!(!child_may_see(name), "{name}");
+        }
+    }
 }

@@ -1,0 +1,115 @@
+//! Admission and KV-cache prefix reuse: waiting requests move into free slots, each into the
+//! slot whose cache shares the longest prefix with its prompt, and that slot's cache is cut back
+//! to the common prefix (never inside an image) so only the rest of the prompt is decoded. It
+//! must never decode anything itself (that is the decode step's), and never keep a cached token
+//! that differs from the prompt's.
+
+use std::time::Instant;
+
+use llama_cpp_2::token::LlamaToken;
+
+use super::session::Session;
+use super::slot::{Job, MediaTail};
+use super::text::{StopMatcher, Utf8Buffer};
+use super::Output;
+use crate::engine::protocol::{Event, GenerationStats};
+
+impl Session<'_> {
+    /// Moves waiting requests into free slots, each into the free slot whose cache shares the
+    /// longest prefix with its prompt (ties: the least recently used).
+    pub(super) fn admit(&mut self, out: &Output) {
+        while !self.waiting.is_empty() {
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.job.is_none())
+                .map(|(i, s)| {
+                    let p = &self.waiting[0].tokens;
+                    let common = s.cached.iter().zip(p).take_while(|(a, b)| a == b).count();
+                    (i, common, s.last_used)
+                })
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
+            let Some((s, _, _)) = best else { return };
+            let p = self.waiting.pop_front().unwrap();
+            // With images: reuse never stops inside one, and the projector decodes the chunks
+            // from the first image not cached on (its opening tokens included), after the
+            // text before them.
+            let keep = match (&p.media, &self.vision) {
+                (Some(m), Some(v)) => v.clamp_reuse(m, p.tokens.len()),
+                _ => p.tokens.len(),
+            };
+            let mut cached = self.reuse_prefix(s, &p.tokens, keep);
+            let mut media = None;
+            if let (Some(m), Some(v)) = (&p.media, &self.vision) {
+                let cached_now = v.clamp_reuse(m, cached);
+                if let Some(k) = v.first_uncached(m, cached_now) {
+                    match v.tail(m, k) {
+                        Ok((start, chunks)) => media = Some(MediaTail { start, chunks }),
+                        Err(e) => {
+                            out.send(&Event::Error { id: Some(p.id), code: e.code.into(), message: e.message });
+                            continue;
+                        }
+                    }
+                }
+                let limit = media.as_ref().map_or(cached_now, |t: &MediaTail| t.start.min(cached_now));
+                if limit < cached {
+                    cached = self.reuse_prefix(s, &p.tokens, limit);
+                }
+            }
+            self.clock += 1;
+            let slot = &mut self.slots[s];
+            slot.last_used = self.clock;
+            slot.job = Some(Job {
+                id: p.id,
+                stats: GenerationStats {
+                    prompt_tokens: p.tokens.len() as u32,
+                    prompt_cached_tokens: cached as u32,
+                    ..Default::default()
+                },
+                tokens: p.tokens,
+                next: cached,
+                media,
+                sampler: p.sampler,
+                limit: p.limit,
+                utf8: Utf8Buffer::new(),
+                stops: StopMatcher::new(&p.stop),
+                t_prompt: Instant::now(),
+                t_eval: None,
+                pending: None,
+                logits: None,
+            });
+        }
+    }
+
+    /// Keeps slot `s`'s KV cache of the longest common prefix of `tokens` and its cached
+    /// tokens, drops the rest, and returns how many tokens are reused. At least the last prompt
+    /// token is always decoded again, since its logits are needed to sample.
+    fn reuse_prefix(&mut self, s: usize, tokens: &[LlamaToken], keep: usize) -> usize {
+        let slot = &mut self.slots[s];
+        // Positions equal token counts below any image (see `Vision::clamp_reuse`).
+        slot.pos_shift = 0;
+        let common = slot.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let common = common.min(keep).min(tokens.len() - 1);
+        // Nothing worth keeping (at most a BOS): start from an empty cache, so that a new
+        // conversation decodes exactly as in a fresh process (cell placement changes rounding).
+        if common <= 1 {
+            if self.parallel == 1 {
+                self.ctx.clear_kv_cache();
+            } else {
+                let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            }
+            slot.cached.clear();
+            return 0;
+        }
+        if self.ctx.clear_kv_cache_seq(Some(s as u32), Some(common as u32), None).unwrap_or(false) {
+            slot.cached.truncate(common);
+            common
+        } else {
+            // Memory that cannot drop a tail (recurrent models): start this sequence over.
+            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            slot.cached.clear();
+            0
+        }
+    }
+}
