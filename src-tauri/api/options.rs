@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::engine::chat::{RequestSettings, JSON_GRAMMAR};
+use crate::engine::chat::{gpu_layers, RequestSettings, JSON_GRAMMAR};
 use crate::engine::limits::{self, PARAM_LIMITS};
 use crate::engine::protocol::SamplingOptions;
 
@@ -59,7 +59,7 @@ pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Resul
     }
     // Layers on GPUs; Ollama's -1 (any negative) means as many as fit.
     if let Some(n) = int(map, "num_gpu")? {
-        s.num_gpu = u32::try_from(n).ok().map(|n| n.min(100_000));
+        s.num_gpu = gpu_layers(n);
     }
     match map.get("stop") {
         None | Some(Value::Null) => {}

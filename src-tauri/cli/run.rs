@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::core::Core;
-use crate::engine::chat::{PreparedModel, RequestSettings};
+use crate::engine::chat::{gpu_layers, PreparedModel, RequestSettings};
 use crate::engine::protocol::GenerationStats;
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
@@ -89,7 +89,7 @@ impl Session<'_> {
                 }
                 "/?" | "/help" => eprintln!("{}", HELP),
                 "/show info" => print!("{}", super::render_details(&self.core.details(&self.core.store.resolve(&self.model.name)?))),
-                cmd if cmd.starts_with("/set parameter ") => match self.set_parameter(&cmd["/set parameter ".len()..]) {
+                cmd if cmd.starts_with("/set parameter ") => match set_parameter(&mut self.settings, &cmd["/set parameter ".len()..]) {
                     Ok(msg) => eprintln!("{msg}"),
                     Err(e) => eprintln!("Error: {e}"),
                 },
@@ -121,29 +121,6 @@ impl Session<'_> {
                 }
             }
         }
-    }
-
-    fn set_parameter(&mut self, args: &str) -> Result<String> {
-        let (name, value) = args.trim().split_once(' ').map(|(n, v)| (n, v.trim())).unwrap_or((args.trim(), ""));
-        let o = &mut self.settings.options;
-        let bad = || anyhow::anyhow!("invalid value {value:?} for {name}");
-        match name {
-            "temperature" => o.temperature = Some(value.parse().map_err(|_| bad())?),
-            "top_k" => o.top_k = Some(value.parse().map_err(|_| bad())?),
-            "top_p" => o.top_p = Some(value.parse().map_err(|_| bad())?),
-            "min_p" => o.min_p = Some(value.parse().map_err(|_| bad())?),
-            "repeat_penalty" => o.repeat_penalty = Some(value.parse().map_err(|_| bad())?),
-            "repeat_last_n" => o.repeat_last_n = Some(value.parse().map_err(|_| bad())?),
-            "presence_penalty" => o.presence_penalty = Some(value.parse().map_err(|_| bad())?),
-            "frequency_penalty" => o.frequency_penalty = Some(value.parse().map_err(|_| bad())?),
-            "seed" => o.seed = Some(value.parse().map_err(|_| bad())?),
-            "num_predict" => o.num_predict = Some(value.parse().map_err(|_| bad())?),
-            "num_ctx" => self.settings.num_ctx = Some(value.parse().map_err(|_| bad())?),
-            "num_gpu" => self.settings.num_gpu = Some(value.parse().map_err(|_| bad())?),
-            "stop" => o.stop.extend(value.split_whitespace().map(str::to_string)),
-            _ => bail!("unknown parameter '{name}'"),
-        }
-        Ok(format!("Set parameter '{name}' to '{value}'"))
     }
 
     /// Sends `text` as the next user message and streams the reply to stdout.
@@ -206,6 +183,31 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// `/set parameter NAME VALUE`: changes the session's settings, as Ollama's REPL does.
+fn set_parameter(settings: &mut RequestSettings, args: &str) -> Result<String> {
+    let (name, value) = args.trim().split_once(' ').map(|(n, v)| (n, v.trim())).unwrap_or((args.trim(), ""));
+    let o = &mut settings.options;
+    let bad = || anyhow::anyhow!("invalid value {value:?} for {name}");
+    match name {
+        "temperature" => o.temperature = Some(value.parse().map_err(|_| bad())?),
+        "top_k" => o.top_k = Some(value.parse().map_err(|_| bad())?),
+        "top_p" => o.top_p = Some(value.parse().map_err(|_| bad())?),
+        "min_p" => o.min_p = Some(value.parse().map_err(|_| bad())?),
+        "repeat_penalty" => o.repeat_penalty = Some(value.parse().map_err(|_| bad())?),
+        "repeat_last_n" => o.repeat_last_n = Some(value.parse().map_err(|_| bad())?),
+        "presence_penalty" => o.presence_penalty = Some(value.parse().map_err(|_| bad())?),
+        "frequency_penalty" => o.frequency_penalty = Some(value.parse().map_err(|_| bad())?),
+        "seed" => o.seed = Some(value.parse().map_err(|_| bad())?),
+        "num_predict" => o.num_predict = Some(value.parse().map_err(|_| bad())?),
+        "num_ctx" => settings.num_ctx = Some(value.parse().map_err(|_| bad())?),
+        // -1 (any negative value): as many layers as fit, as in requests.
+        "num_gpu" => settings.num_gpu = gpu_layers(value.parse().map_err(|_| bad())?),
+        "stop" => o.stop.extend(value.split_whitespace().map(str::to_string)),
+        _ => bail!("unknown parameter '{name}'"),
+    }
+    Ok(format!("Set parameter '{name}' to '{value}'"))
 }
 
 /// Writes reply parts: thinking dimmed (ANSI faint on a terminal) and set apart from the
@@ -276,3 +278,22 @@ const HELP: &str = "Available Commands:
   /?, /help                   Help for a command
 
 Use \"\"\" to begin a multi-line message; Ctrl-C stops a reply.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_parameter_takes_what_the_docs_list() {
+        let mut s = RequestSettings::default();
+        assert_eq!(set_parameter(&mut s, "num_gpu 7").unwrap(), "Set parameter 'num_gpu' to '7'");
+        assert_eq!(s.num_gpu, Some(7));
+        // -1: as many layers as fit, as in requests (README, "GPUs").
+        set_parameter(&mut s, "num_gpu -1").unwrap();
+        assert_eq!(s.num_gpu, None);
+        set_parameter(&mut s, "temperature 0.5").unwrap();
+        assert_eq!(s.options.temperature, Some(0.5));
+        assert!(set_parameter(&mut s, "num_gpu many").unwrap_err().to_string().contains("invalid value"));
+        assert!(set_parameter(&mut s, "mirostat 2").unwrap_err().to_string().contains("unknown parameter"));
+    }
+}

@@ -187,6 +187,24 @@ fn a_runner_crash_ends_the_stream_with_an_error_and_the_server_keeps_serving() {
     assert_eq!(status, 200, "{body}");
 }
 
+#[test]
+fn runners_get_no_credential_or_key_from_the_server() {
+    let secrets = [("AIRLOCK_REGISTRY_AUTH", "site-user:site-password"), ("AIRLOCK_API_KEY", "api-token-1"), ("AIRLOCK_KEY_PASSWORD", "key-password-2")];
+    let s = serve(&secrets, true);
+    let (status, body) = post(s.port, "/api/generate", r#"{"model":"gemma3:270m","prompt":"Hi","stream":false,"options":{"num_predict":2}}"#, "Authorization: Bearer api-token-1\r\n");
+    assert_eq!(status, 200, "{body}");
+    let runner = runner_pid(s.pid()).expect("a runner child process");
+    let environ = std::fs::read(format!("/proc/{runner}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let names: Vec<&str> = environ.split('\0').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect();
+    println!("runner {runner} sees: {}", names.join(" "));
+    for (name, value) in secrets {
+        assert!(!environ.contains(value), "the runner sees {name}'s value");
+        assert!(!names.contains(&name), "the runner sees {name}");
+    }
+    assert!(names.contains(&"AIRLOCK_THREADS") && names.contains(&"PATH"), "what the runner needs is kept: {names:?}");
+}
+
 /// The pid of `airlock runner` started by the server `parent`.
 fn runner_pid(parent: u32) -> Option<u32> {
     // Children are listed per thread of the parent; the runner was started from a worker thread.

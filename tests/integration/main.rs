@@ -10,6 +10,7 @@ mod engine_sharing;
 mod load;
 mod api;
 mod embed;
+mod env_table;
 mod documents;
 mod documents_chat;
 mod hardware;
