@@ -52,10 +52,7 @@ fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
     if req.insecure && !site.plain_http {
         return Err(ApiError::bad_request(format!("insecure (plain HTTP) was asked for, but the site registry {} is configured for HTTPS; set {}=http://{} to allow plain HTTP", site.host, registry::reference::REGISTRY_ENV, site.host)));
     }
-    let reference = Reference::resolve(&name, Some(&site), false).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if reference.registry.host != site.host {
-        return Err(ApiError::bad_request(format!("{name:?} names registry {}; this server pulls and pushes through the site registry {} only", reference.registry.host, site.host)));
-    }
+    let reference = Reference::resolve_on_site(&name, &site).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((name, reference))
 }
 

@@ -24,10 +24,7 @@ pub async fn pull_from_registry(state: State<'_, AppState>, name: String, on_pro
     }
     let configured = state.settings.registry().ok_or_else(|| CommandError::invalid("no site registry is configured; set one in Settings"))?;
     let site = Registry::parse(&configured).map_err(|e| CommandError::invalid(e.to_string()))?;
-    let reference = Reference::resolve(&name, Some(&site), false).map_err(|e| CommandError::invalid(e.to_string()))?;
-    if reference.registry.host != site.host {
-        return Err(CommandError::invalid(format!("{name} names registry {}; the app pulls from the site registry {} only", reference.registry.host, site.host)));
-    }
+    let reference = Reference::resolve_on_site(&name, &site).map_err(|e| CommandError::invalid(e.to_string()))?;
     let (_slot, cancel) = TransferSlot::take(&state.transfer)?;
     let core = state.core.clone();
     let opts = PullOptions { client: ClientOptions::from_env(), signature: state.settings.signature_policy(), trust_dir: None, cancel: Some(cancel) };

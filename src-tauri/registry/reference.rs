@@ -83,6 +83,25 @@ impl Reference {
         Ok(Reference { registry, repository, tag: local.tag.clone(), local })
     }
 
+    /// Resolves a name a caller sent (an API request, the window) on the site registry `site`:
+    /// the site's configured scheme and CA are the only ones used, so a name that carries a
+    /// scheme (`http://…`, `https://…`, `//host/…`) is refused — it could downgrade the site to
+    /// plain HTTP — and so is a name on any other registry host.
+    pub fn resolve_on_site(name: &str, site: &Registry) -> Result<Self, RegistryError> {
+        let trimmed = name.trim();
+        if trimmed.contains("://") || trimmed.starts_with("//") {
+            return Err(RegistryError::Config(format!(
+                "{name:?} carries a scheme; send the model's name only (MODEL:TAG or NAMESPACE/MODEL:TAG): the site registry {} is always used as configured",
+                site.base_url()
+            )));
+        }
+        let reference = Reference::resolve(trimmed, Some(site), false)?;
+        if reference.registry.host != site.host {
+            return Err(RegistryError::Config(format!("{name:?} names registry {}; only the site registry {} is used", reference.registry.host, site.host)));
+        }
+        Ok(reference)
+    }
+
     /// `host/namespace/model:tag`, as a user would type it.
     pub fn display(&self) -> String {
         format!("{}/{}:{}", self.registry.host, self.repository, self.tag)
@@ -106,6 +125,22 @@ fn check_repository(repo: &str) -> Result<(), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_callers_use_only_the_site_registry_as_configured() {
+        let site = Registry::parse("registry.site.lan:5000").unwrap();
+        let ok = Reference::resolve_on_site("gemma3:270m", &site).unwrap();
+        assert_eq!((ok.registry.host.as_str(), ok.registry.plain_http, ok.repository.as_str()), ("registry.site.lan:5000", false, "library/gemma3"));
+        assert_eq!(Reference::resolve_on_site("registry.site.lan:5000/team/m:1", &site).unwrap().repository, "team/m");
+        for name in ["http://gemma3:270m", "https://gemma3:270m", "HTTP://gemma3:270m", "//registry.site.lan:5000/library/gemma3", "http://registry.site.lan:5000/library/gemma3"] {
+            let e = Reference::resolve_on_site(name, &site).unwrap_err().to_string();
+            assert!(e.contains("scheme"), "{name}: {e}");
+        }
+        for name in ["registry.site.lan:5001/library/gemma3", "127.0.0.1:5000/library/gemma3", "other.lan/library/gemma3"] {
+            let e = Reference::resolve_on_site(name, &site).unwrap_err().to_string();
+            assert!(e.contains("only the site registry"), "{name}: {e}");
+        }
+    }
 
     #[test]
     fn short_names_use_the_site_registry_and_keep_their_short_name() {

@@ -61,7 +61,14 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     wait_until(&c, "the registry is saved", "return document.body.innerText.includes('Saved.');").await;
 
     click(&c, "[data-testid='nav-models']").await;
-    wait_for(&c, "[data-testid='pull-name']").await.send_keys("gemma3:270m").await.unwrap();
+    // A scheme in the name could downgrade the site registry: refused before any connection.
+    let field = wait_for(&c, "[data-testid='pull-name']").await;
+    field.send_keys("https://gemma3:270m").await.unwrap();
+    click(&c, "[data-testid='pull-submit']").await;
+    let refused = wait_for(&c, "[data-testid='pull-error']").await.text().await.unwrap();
+    assert!(refused.contains("scheme"), "a name with a scheme is refused: {refused}");
+    field.clear().await.unwrap();
+    field.send_keys("gemma3:270m").await.unwrap();
     click(&c, "[data-testid='pull-submit']").await;
     let result = wait_for(&c, "[data-testid='pull-result']").await.text().await.unwrap();
     assert!(result.contains("Pulled gemma3:270m"), "{result}");

@@ -205,6 +205,27 @@ fn runners_get_no_credential_or_key_from_the_server() {
     assert!(names.contains(&"AIRLOCK_THREADS") && names.contains(&"PATH"), "what the runner needs is kept: {names:?}");
 }
 
+#[test]
+fn pull_and_push_refuse_a_scheme_or_another_registry_in_the_name_and_connect_nowhere() {
+    // Stand-ins for the site registry and another one: they only count connections.
+    let site = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    for l in [&site, &other] {
+        l.set_nonblocking(true).unwrap();
+    }
+    let site_addr = site.local_addr().unwrap().to_string();
+    let s = serve(&[("AIRLOCK_REGISTRY", site_addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "site-user:site-password")], false);
+    let foreign = format!("{}/library/x:1", other.local_addr().unwrap());
+    for name in ["http://gemma3:270m", "https://gemma3:270m", "HTTP://gemma3:270m", "//127.0.0.1/library/x", foreign.as_str()] {
+        for route in ["/api/pull", "/api/push"] {
+            let (status, body) = post(s.port, route, &format!(r#"{{"model":"{name}","stream":false}}"#), "");
+            assert!((400..500).contains(&status), "{route} {name}: {status} {body}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(site.accept().is_err() && other.accept().is_err(), "no registry was contacted");
+}
+
 /// The pid of `airlock runner` started by the server `parent`.
 fn runner_pid(parent: u32) -> Option<u32> {
     // Children are listed per thread of the parent; the runner was started from a worker thread.
