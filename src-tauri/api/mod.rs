@@ -29,6 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::bundle::SignaturePolicy;
 use crate::core::Core;
 
 pub const DEFAULT_PORT: u16 = 11434;
@@ -42,10 +43,77 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Extra browser origins allowed besides the app's own.
     pub origins: Vec<String>,
+    /// The registry `/api/pull` and `/api/push` use.
+    pub site_registry: SiteRegistry,
+    /// What `/api/pull` requires of a model's signature.
+    pub pull_signature: PullSignature,
+    /// Whether `/api/push` may publish to the site registry: off unless the operator turns it
+    /// on, since a push through the API lets any caller replace a model every machine pulls.
+    pub allow_push: bool,
 }
 
+/// The site registry of pulls and pushes through the API.
+#[derive(Clone)]
+pub enum SiteRegistry {
+    /// `AIRLOCK_REGISTRY` (`airlock serve`).
+    Environment,
+    /// Asked at each request: the app's server uses the registry in the app's Settings.
+    Follow(Arc<dyn Fn() -> Option<String> + Send + Sync>),
+}
+
+impl SiteRegistry {
+    pub fn current(&self) -> Result<Option<crate::registry::Registry>, crate::registry::RegistryError> {
+        match self {
+            SiteRegistry::Environment => crate::registry::Registry::from_env(),
+            SiteRegistry::Follow(configured) => configured().map(|r| crate::registry::Registry::parse(&r)).transpose(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SiteRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if matches!(self, SiteRegistry::Environment) { "Environment" } else { "Follow" })
+    }
+}
+
+/// The signature policy of pulls through the API.
+#[derive(Clone)]
+pub enum PullSignature {
+    /// `require` once any key is trusted here, else `off`: `airlock serve`'s default. Asked at
+    /// each pull, so `airlock trust add` applies at once.
+    RequireWhenTrusted,
+    /// Chosen by the operator (`airlock serve --signature`, `AIRLOCK_PULL_SIGNATURE`).
+    Fixed(SignaturePolicy),
+    /// Asked at each pull: the app's server follows the policy in the app's Settings.
+    Follow(Arc<dyn Fn() -> SignaturePolicy + Send + Sync>),
+}
+
+impl PullSignature {
+    pub fn current(&self) -> SignaturePolicy {
+        match self {
+            PullSignature::RequireWhenTrusted => crate::bundle::sign::default_trust_dir().map_or(SignaturePolicy::Off, |d| crate::bundle::sign::default_policy(&d)),
+            PullSignature::Fixed(p) => *p,
+            PullSignature::Follow(current) => current(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PullSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullSignature::RequireWhenTrusted => f.write_str("RequireWhenTrusted"),
+            PullSignature::Fixed(p) => write!(f, "Fixed({p:?})"),
+            PullSignature::Follow(_) => f.write_str("Follow"),
+        }
+    }
+}
+
+/// Read by `airlock serve` for `/api/pull`: off, warn or require (default: require once a key is trusted).
+pub const SIGNATURE_ENV: &str = "AIRLOCK_PULL_SIGNATURE";
+
 impl ServerConfig {
-    /// `AIRLOCK_HOST`, else `OLLAMA_HOST` (Ollama's syntax), `AIRLOCK_API_KEY`, `AIRLOCK_ORIGINS`.
+    /// `AIRLOCK_HOST`, else `OLLAMA_HOST` (Ollama's syntax), `AIRLOCK_API_KEY`, `AIRLOCK_ORIGINS`,
+    /// `AIRLOCK_PULL_SIGNATURE`; pushing is off.
     pub fn from_env() -> Result<Self, String> {
         let host = std::env::var("AIRLOCK_HOST").ok().filter(|s| !s.is_empty()).or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|s| !s.is_empty()));
         let addr = match host {
@@ -54,9 +122,32 @@ impl ServerConfig {
         };
         let api_key = std::env::var("AIRLOCK_API_KEY").ok().filter(|s| !s.is_empty());
         let origins = std::env::var("AIRLOCK_ORIGINS").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-        let cfg = ServerConfig { addr, api_key, origins };
+        let pull_signature = match std::env::var(SIGNATURE_ENV) {
+            Ok(v) if !v.trim().is_empty() => PullSignature::Fixed(v.trim().parse().map_err(|e| format!("{SIGNATURE_ENV}: {e}"))?),
+            _ => PullSignature::RequireWhenTrusted,
+        };
+        let cfg = ServerConfig { addr, api_key, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// What the operator should know about pulls and pushes through this server, as it starts.
+    pub fn transfer_notes(&self) -> Vec<String> {
+        let trusted = crate::bundle::sign::default_trust_dir().map_or(0, |d| crate::bundle::sign::trusted_key_count(&d));
+        let mut notes = Vec::new();
+        match (&self.pull_signature, trusted) {
+            (PullSignature::Fixed(p @ (SignaturePolicy::Off | SignaturePolicy::Warn)), n) if n > 0 => {
+                let chosen = if *p == SignaturePolicy::Off { "off" } else { "warn" };
+                notes.push(format!("warning: pulls through the API accept models without a trusted signature (signature policy {chosen}), although {n} key(s) are trusted here"))
+            }
+            (PullSignature::RequireWhenTrusted, 0) => notes.push("pulls through the API accept unsigned models: no key is trusted here (`airlock trust add KEY.pub` makes a signature required)".into()),
+            (PullSignature::RequireWhenTrusted, n) => notes.push(format!("pulls through the API require a signature by one of the {n} key(s) trusted here")),
+            _ => {}
+        }
+        if self.allow_push {
+            notes.push("warning: /api/push is on: every caller of this API can publish models to the site registry with this server's credentials".into());
+        }
+        notes
     }
 
     /// A server reachable from other machines must have a token.
@@ -123,6 +214,11 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .layer(guard.cors())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(Arc::new(registry_routes::TransferRules {
+            site_registry: cfg.site_registry.clone(),
+            pull_signature: cfg.pull_signature.clone(),
+            allow_push: cfg.allow_push,
+        })))
         .with_state(core)
 }
 
@@ -130,6 +226,9 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
 pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
     let listener = bind(cfg.addr).map_err(|e| anyhow::anyhow!("{e} (AIRLOCK_HOST=127.0.0.1:PORT)"))?;
     eprintln!("Listening on {} (Airlock {})", listener.local_addr()?, env!("CARGO_PKG_VERSION"));
+    for note in cfg.transfer_notes() {
+        eprintln!("{note}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         serve_on(listener, core.clone(), &cfg, async {
@@ -177,7 +276,7 @@ mod tests {
 
     #[test]
     fn non_loopback_needs_a_token() {
-        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, origins: vec![] };
+        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, origins: vec![], site_registry: SiteRegistry::Environment, pull_signature: PullSignature::RequireWhenTrusted, allow_push: false };
         assert!(cfg.check().unwrap_err().contains("AIRLOCK_API_KEY"));
         assert!(ServerConfig { api_key: Some("k".into()), ..cfg }.check().is_ok());
     }

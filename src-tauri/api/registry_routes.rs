@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -20,12 +20,15 @@ use tokio_stream::StreamExt;
 
 use super::body::OllamaJson;
 use super::stream::{scrub, ApiError};
-use crate::bundle::SignaturePolicy;
 use crate::core::Core;
-use crate::registry::{self, ClientOptions, PullOptions, PushOptions, Reference, Registry, RegistryError, Status};
+use crate::registry::{self, ClientOptions, PullOptions, PushOptions, Reference, RegistryError, Status};
 
-/// The signature policy for pulls through the API: off (default), warn or require.
-pub const SIGNATURE_ENV: &str = "AIRLOCK_PULL_SIGNATURE";
+/// What this server allows of transfers (from its [`super::ServerConfig`]).
+pub struct TransferRules {
+    pub site_registry: super::SiteRegistry,
+    pub pull_signature: super::PullSignature,
+    pub allow_push: bool,
+}
 
 #[derive(Deserialize)]
 pub struct TransferRequest {
@@ -38,15 +41,15 @@ pub struct TransferRequest {
 
 fn no_registry(name: &str) -> ApiError {
     ApiError::bad_request(format!(
-        "cannot transfer {name:?}: no site registry is configured (set {} to the registry's host:port, or http://host:port for plain HTTP, before starting Airlock); without one, models arrive by `airlock import` or the app's Import button",
+        "cannot transfer {name:?}: no site registry is configured (set {} to the registry's host:port, or http://host:port for plain HTTP, before starting `airlock serve`; in the app, set it in Settings); without one, models arrive by `airlock import` or the app's Import button",
         registry::reference::REGISTRY_ENV
     ))
 }
 
 /// Resolves `name` against the site registry; a name with another registry host is refused.
-fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
+fn resolve(req: &TransferRequest, rules: &TransferRules) -> Result<(String, Reference), ApiError> {
     let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
-    let site = Registry::from_env().map_err(|e| ApiError::bad_request(e.to_string()))?.ok_or_else(|| no_registry(&name))?;
+    let site = rules.site_registry.current().map_err(|e| ApiError::bad_request(e.to_string()))?.ok_or_else(|| no_registry(&name))?;
     // The scheme is the site's: a request cannot downgrade the configured registry to plain HTTP
     // (credentials would cross the network in the clear), only ask for what is configured.
     if req.insecure && !site.plain_http {
@@ -56,20 +59,23 @@ fn resolve(req: &TransferRequest) -> Result<(String, Reference), ApiError> {
     Ok((name, reference))
 }
 
-pub async fn pull(State(core): State<Arc<Core>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
-    let (_, reference) = resolve(&req)?;
-    let signature = match std::env::var(SIGNATURE_ENV) {
-        Ok(v) if !v.is_empty() => v.parse::<SignaturePolicy>().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{SIGNATURE_ENV}: {e}")))?,
-        _ => SignaturePolicy::Off,
-    };
+pub async fn pull(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc<TransferRules>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
+    let (_, reference) = resolve(&req, &rules)?;
+    let signature = rules.pull_signature.current();
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = PullOptions { client: ClientOptions::from_env(), signature, trust_dir: None, cancel: Some(cancel.clone()) };
     let rx = run_streamed(cancel, move |progress| registry::pull(&core.store, &reference, &opts, progress).map(|_| ()));
     respond(rx, req.stream != Some(false)).await
 }
 
-pub async fn push(State(core): State<Arc<Core>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
-    let (name, reference) = resolve(&req)?;
+pub async fn push(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc<TransferRules>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
+    if !rules.allow_push {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "pushing through the API is off on this server: it would let any caller replace a model that every machine pulls from the site registry; push with `airlock push` in a terminal, or have the operator start `airlock serve --allow-push`".into(),
+        ));
+    }
+    let (name, reference) = resolve(&req, &rules)?;
     let local = {
         let core = core.clone();
         let name = name.clone();

@@ -216,17 +216,41 @@ pub fn trust_add(dir: &Path, pub_file: &Path) -> Result<String, SignError> {
 }
 
 pub fn trust_list(dir: &Path) -> Result<Vec<TrustedKey>, SignError> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(Vec::new()) };
     let mut keys = Vec::new();
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.extension().is_some_and(|x| x == "pub") && !e.file_name().to_string_lossy().starts_with('.') {
-            let (pk, comment) = read_public_key(&path)?;
-            keys.push(TrustedKey { key_id: key_id(pk.keynum()), comment, path });
-        }
+    for path in key_files(dir) {
+        let (pk, comment) = read_public_key(&path)?;
+        keys.push(TrustedKey { key_id: key_id(pk.keynum()), comment, path });
     }
     keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
     Ok(keys)
+}
+
+/// The `.pub` files in the trusted-keys folder `dir` (none when it does not exist).
+fn key_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pub")).collect()
+}
+
+/// How many keys are trusted in `dir`. A `.pub` file that cannot be read still counts: someone
+/// put it there to be trusted.
+pub fn trusted_key_count(dir: &Path) -> usize {
+    key_files(dir).len()
+}
+
+/// The policy where none was chosen (`airlock serve`'s pulls, `airlock kit verify`): once a key
+/// is trusted here the site has said whose signatures count, so a signature is required;
+/// with no trusted key there is nothing to require.
+pub fn default_policy(dir: &Path) -> SignaturePolicy {
+    if trusted_key_count(dir) > 0 {
+        SignaturePolicy::Require
+    } else {
+        SignaturePolicy::Off
+    }
+}
+
+/// The trusted-keys folder of this user (see [`config_dir`]), if one is known.
+pub fn default_trust_dir() -> Option<PathBuf> {
+    config_dir().ok().map(|c| trust_dir(&c))
 }
 
 pub fn trust_remove(dir: &Path, id: &str) -> Result<(), SignError> {
@@ -313,5 +337,22 @@ mod tests {
         let pubkey = dir.path().join("k.pub");
         let e = SigningKey::load(&pubkey, None).err().expect("a public key is not a secret key").to_string();
         assert!(e.contains("not a minisign secret key") || e.contains("not a usable"), "{e}");
+    }
+
+    #[test]
+    fn a_signature_is_required_by_default_once_any_key_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = dir.path().join("trusted-keys");
+        assert_eq!(default_policy(&trusted), SignaturePolicy::Off, "no folder, no key");
+        let id = keygen(&dir.path().join("k"), None).unwrap();
+        assert_eq!(trust_add(&trusted, &dir.path().join("k.pub")).unwrap(), id);
+        assert_eq!((trusted_key_count(&trusted), default_policy(&trusted)), (1, SignaturePolicy::Require));
+        trust_remove(&trusted, &id).unwrap();
+        assert_eq!(default_policy(&trusted), SignaturePolicy::Off);
+        // A key file that no longer parses still means a key was meant to be trusted.
+        fs::write(trusted.join(".hidden.pub"), "ignored").unwrap();
+        assert_eq!(trusted_key_count(&trusted), 0);
+        fs::write(trusted.join("broken.pub"), "not a key").unwrap();
+        assert_eq!(default_policy(&trusted), SignaturePolicy::Require);
     }
 }

@@ -60,9 +60,14 @@ enum KitCommand {
         /// --require-signature)
         #[arg(long, value_name = "FILE.pub")]
         key: Option<PathBuf>,
-        /// Refuse a kit without a signature
+        /// Refuse a kit without a signature, even when no key is trusted here (a signature is
+        /// always required once a key is trusted)
         #[arg(long)]
         require_signature: bool,
+        /// Check a kit that has no signature although keys are trusted here (it then catches
+        /// damage, not a deliberate change)
+        #[arg(long, conflicts_with_all = ["key", "require_signature"])]
+        allow_unsigned: bool,
         #[arg(long)]
         json: bool,
     },
@@ -70,7 +75,9 @@ enum KitCommand {
 
 pub fn run(core: &Core, args: KitArgs) -> Result<ExitCode> {
     match args.command {
-        Some(KitCommand::Verify { dir, key, require_signature, json }) => return verify(dir, key, require_signature, json),
+        Some(KitCommand::Verify { dir, key, require_signature, allow_unsigned, json }) => {
+            return verify(dir, VerifyOptions { key, require_signature, allow_unsigned, ..Default::default() }, json)
+        }
         Some(KitCommand::Portable { out }) => {
             let mtime = source_date_epoch().map_or(kit::portable::DEFAULT_MTIME, |t| t.unix_timestamp().max(0) as u64);
             let progress = CliProgress::new();
@@ -106,8 +113,7 @@ pub fn run(core: &Core, args: KitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(dir: PathBuf, key: Option<PathBuf>, require_signature: bool, json: bool) -> Result<ExitCode> {
-    let opts = VerifyOptions { key, require_signature, ..Default::default() };
+fn verify(dir: PathBuf, opts: VerifyOptions, json: bool) -> Result<ExitCode> {
     let progress = CliProgress::new();
     let result = kit::verify_kit(&dir, &opts, &progress);
     progress.finish();
@@ -124,7 +130,13 @@ fn verify(dir: PathBuf, key: Option<PathBuf>, require_signature: bool, json: boo
             println!("ok  {} (key {}: {})", kit::sums::SUMS_SIG_FILE, s.key_id, s.trusted_comment);
             println!("kit verified: {} files, signed by {}", v.files.len(), s.key_id);
         }
-        None => println!("kit verified: {} files, unsigned", v.files.len()),
+        None => {
+            let trusted = crate::bundle::sign::default_trust_dir().map_or(0, |d| crate::bundle::sign::trusted_key_count(&d));
+            if trusted > 0 {
+                eprintln!("warning: the kit is unsigned, and --allow-unsigned accepted it although {trusted} key(s) are trusted here: SHA256SUMS catches damage, not a deliberate change");
+            }
+            println!("kit verified: {} files, unsigned", v.files.len())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

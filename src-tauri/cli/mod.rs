@@ -91,7 +91,16 @@ enum Command {
     /// Unload a model from the running server now
     Stop { model: String },
     /// Serve the Ollama- and OpenAI-compatible API on 127.0.0.1:11434 (AIRLOCK_HOST / OLLAMA_HOST)
-    Serve,
+    Serve {
+        /// What /api/pull requires of a model's signature: off, warn or require (default: require
+        /// once a key is trusted with `airlock trust add`, else off; AIRLOCK_PULL_SIGNATURE)
+        #[arg(long, value_name = "POLICY")]
+        signature: Option<bundle::SignaturePolicy>,
+        /// Let /api/push publish models to the site registry (off by default: every caller of
+        /// the API could then replace a model that every machine pulls)
+        #[arg(long)]
+        allow_push: bool,
+    },
     /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
     Import {
         path: PathBuf,
@@ -184,8 +193,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             client::stop(&model)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => {
-            let cfg = crate::api::ServerConfig::from_env().map_err(anyhow::Error::msg)?;
+        Command::Serve { signature, allow_push } => {
+            let mut cfg = crate::api::ServerConfig::from_env().map_err(anyhow::Error::msg)?;
+            if let Some(policy) = signature {
+                cfg.pull_signature = crate::api::PullSignature::Fixed(policy);
+            }
+            cfg.allow_push = allow_push;
             crate::api::serve(std::sync::Arc::new(core), cfg)?;
             Ok(ExitCode::SUCCESS)
         }

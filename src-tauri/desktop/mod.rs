@@ -85,6 +85,7 @@ pub fn main() -> ExitCode {
         .setup(move |app| {
             let data_dir = app.path().app_data_dir()?;
             let settings = settings::Settings::open(app.handle())?;
+            let (registry_source, policy_source) = (settings.clone(), settings.clone());
             let state = AppState {
                 core: core.clone(),
                 transfer: Mutex::new(None),
@@ -94,7 +95,10 @@ pub fn main() -> ExitCode {
                 picker: pick::PickerSlot::default(),
                 grants: grants::PathGrants::default(),
                 confirming: confirm::ConfirmSlot::default(),
-                server: Arc::default(),
+                server: Arc::new(server::ApiServer::new(
+                    crate::api::SiteRegistry::Follow(Arc::new(move || registry_source.registry())),
+                    crate::api::PullSignature::Follow(Arc::new(move || policy_source.signature_policy())),
+                )),
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,
                 documents: documents::DocumentsState::new(data_dir.join("documents.sqlite")),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::settings::ApiSettings;
-use crate::api::{self, ServerConfig};
+use crate::api::{self, PullSignature, ServerConfig, SiteRegistry};
 use crate::core::Core;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,9 +22,12 @@ pub struct ApiServerStatus {
     pub error: Option<String>,
 }
 
-#[derive(Default)]
 pub struct ApiServer {
     state: Mutex<State>,
+    /// The app's own registry and signature policy, asked at each request: a local client
+    /// pulls from where the window's Pull does, and cannot pull past what Settings require.
+    site_registry: SiteRegistry,
+    pull_signature: PullSignature,
 }
 
 #[derive(Default)]
@@ -36,6 +39,10 @@ struct State {
 }
 
 impl ApiServer {
+    pub fn new(site_registry: SiteRegistry, pull_signature: PullSignature) -> Self {
+        ApiServer { state: Mutex::default(), site_registry, pull_signature }
+    }
+
     /// Stops the running server, if any, and starts one as `settings` say.
     pub fn apply(&self, core: Arc<Core>, settings: ApiSettings) -> ApiServerStatus {
         let mut state = self.state.lock().unwrap();
@@ -58,7 +65,8 @@ impl ApiServer {
             }
             match bound {
                 Ok(listener) => {
-                    let cfg = ServerConfig { addr, api_key: settings.token.clone(), origins: Vec::new() };
+                    // Pushing stays off: the app never publishes models for its API's callers.
+                    let cfg = ServerConfig { addr, api_key: settings.token.clone(), origins: Vec::new(), site_registry: self.site_registry.clone(), pull_signature: self.pull_signature.clone(), allow_push: false };
                     let (stop, stopped) = oneshot::channel::<()>();
                     tauri::async_runtime::spawn(async move {
                         let shutdown = async {

@@ -35,6 +35,7 @@ pub enum Theme {
     System,
 }
 
+#[derive(Clone)]
 pub struct Settings {
     store: Arc<Store<Wry>>,
 }

@@ -24,8 +24,11 @@ pub struct VerifyOptions {
     /// Check the signature against this minisign `.pub` alone, not the trusted keys (an unsigned
     /// kit is then refused).
     pub key: Option<PathBuf>,
-    /// Refuse an unsigned kit.
+    /// Refuse an unsigned kit, even when no key is trusted here.
     pub require_signature: bool,
+    /// Accept an unsigned kit although keys are trusted here (which otherwise makes a signature
+    /// required: a kit whose signature was deleted looks exactly like an unsigned one).
+    pub allow_unsigned: bool,
     /// The trusted-keys folder (default: the configured one, see `bundle::sign::config_dir`).
     pub trust_dir: Option<PathBuf>,
     pub cancel: Option<Arc<AtomicBool>>,
@@ -120,18 +123,19 @@ fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: 
         if opts.require_signature || opts.key.is_some() {
             return Err(KitError::Signature(format!("{}: the kit is not signed (no {SUMS_SIG_FILE}) and a signature is required; ask for a kit made with `airlock kit --sign KEY`", dir.display())));
         }
+        let trusted = trust_dir(opts).map_or(0, |d| sign::trusted_key_count(&d));
+        if trusted > 0 && !opts.allow_unsigned {
+            return Err(KitError::Signature(format!(
+                "{}: the kit is not signed (no {SUMS_SIG_FILE}), and {trusted} key(s) are trusted here, so a signature is required: a signed kit whose {SUMS_SIG_FILE} was deleted looks exactly like this. Ask its maker for the signed kit; if it was made unsigned on purpose, --allow-unsigned checks it without a signature (which catches damage, not a deliberate change)",
+                dir.display()
+            )));
+        }
         return Ok(None);
     }
     let bad_file = |e: sign::SignError| KitError::Signature(format!("{}: {e}; copy the kit again from the original", sig_path.display()));
     let verdict = match &opts.key {
         Some(key) => sign::check_with_key(text, signature, key).map_err(bad_file)?,
-        None => {
-            let trust = match &opts.trust_dir {
-                Some(d) => d.clone(),
-                None => sign::trust_dir(&sign::config_dir().map_err(|e| KitError::Signature(e.to_string()))?),
-            };
-            sign::check(text, signature, &trust).map_err(bad_file)?
-        }
+        None => sign::check(text, signature, &trust_dir(opts)?).map_err(bad_file)?,
     };
     match verdict {
         Verdict::Signed(s) => Ok(Some(s)),
@@ -152,6 +156,13 @@ fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: 
                 sig_path.display()
             )))
         }
+    }
+}
+
+fn trust_dir(opts: &VerifyOptions) -> Result<PathBuf, KitError> {
+    match &opts.trust_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(sign::trust_dir(&sign::config_dir().map_err(|e| KitError::Signature(e.to_string()))?)),
     }
 }
 

@@ -272,9 +272,10 @@ fn install_text(f: &InstallFacts) -> String {
     }
     line(&format!("Written {} by airlock {version}.", f.created));
     match &f.signed_by {
-        Some(id) => line(&format!("Signed with key {id}; its public key (a .pub file) comes to you separately, not on this stick.")),
+        Some(id) => line(&format!("Signed with key {id}; its public key (a .pub file) comes to you separately, never on this stick.")),
         None => line("Not signed: SHA256SUMS catches damage in transit, not a deliberate change."),
     }
+    line("Do not trust this file alone either: the same steps are in Airlock's README, published separately.");
     line("");
     line(&format!("The steps below assume the stick is mounted at /media/usb, so this folder is {kit}."));
     line("Use the real path if it differs. Nothing needs a network.");
@@ -282,7 +283,20 @@ fn install_text(f: &InstallFacts) -> String {
     line("1. Go to the kit:");
     line(&format!("     cd {kit}"));
     line("");
-    line("2. Optional, with plain tools before any Airlock program runs: check every file.");
+    match &f.signed_by {
+        Some(id) => {
+            // The program on this stick cannot vouch for itself: whoever could change the stick
+            // could change it, this file and SHA256SUMS together. Only the signature, checked
+            // with tools and a key the far side already has, cannot be forged.
+            line("2. Check the kit with tools this machine already has, before any program from the kit runs:");
+            line("     minisign -Vm SHA256SUMS -p KEY.pub");
+            line(&format!("   KEY.pub is key {id}'s public key, which you received separately. minisign is"));
+            line("   Debian's minisign package (from your site's mirror). It must print \"Signature and comment");
+            line("   signature verified\"; anything else, including a missing SHA256SUMS.minisig: stop, do not");
+            line("   use this kit. Then check every file against the signed list:");
+        }
+        None => line("2. Check every file with plain tools, before any program from the kit runs:"),
+    }
     line("     sha256sum -c SHA256SUMS");
     line("   Every line must end in OK. Any FAILED line: copy the kit again.");
     line("");
@@ -345,6 +359,7 @@ mod tests {
         let top = portable::top_dir();
         let steps = [
             "cd /media/usb/airlock-kit".to_string(),
+            "minisign -Vm SHA256SUMS -p KEY.pub".into(),
             "sha256sum -c SHA256SUMS".into(),
             format!("tar xzf app/{} -C ~/", portable::file_name()),
             "apt-get install ./app/airlock_0.1.0_amd64.deb".into(),
@@ -366,7 +381,8 @@ mod tests {
     fn unsigned_install_text_has_no_trust_step() {
         let t = install_text(&facts(false, false));
         assert!(!t.contains("trust add"));
-        assert!(!t.contains("--require-signature"));
+        assert!(!t.contains("--require-signature") && !t.contains("minisign"));
+        assert!(t.contains("2. Check every file with plain tools") && t.contains("sha256sum -c SHA256SUMS"));
         assert!(!t.contains("apt-get install ./"));
         assert!(t.contains("4. Check the kit"));
     }

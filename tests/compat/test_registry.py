@@ -51,19 +51,21 @@ def site(registry):
     binary = os.environ["AIRLOCK_BIN"]
     seed = tempfile.mkdtemp(prefix="airlock-seed-")
     far = tempfile.mkdtemp(prefix="airlock-far-")
-    env = dict(os.environ, AIRLOCK_MODELS=seed, AIRLOCK_REGISTRY=registry, DOCKER_CONFIG=seed + "-docker")
+    # Its own config folder: no key is trusted there, so the server requires no signature.
+    env = dict(os.environ, AIRLOCK_MODELS=seed, AIRLOCK_REGISTRY=registry, DOCKER_CONFIG=seed + "-docker", AIRLOCK_CONFIG=seed + "-config")
     env.pop("AIRLOCK_REGISTRY_AUTH", None)
     subprocess.run([binary, "import", os.environ["AIRLOCK_TEST_MODEL"], "--name", MODEL, "--link"], env=env, check=True, capture_output=True)
     subprocess.run([binary, "push", MODEL], env=env, check=True, capture_output=True)
     seed_id = subprocess.run([binary, "list", "--json"], env=env, check=True, capture_output=True, text=True).stdout
     port = _free_port()
     env = dict(env, AIRLOCK_MODELS=far, AIRLOCK_HOST=f"127.0.0.1:{port}", AIRLOCK_THREADS="2")
-    proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.DEVNULL)
+    # Pushing through the API is off unless the operator turns it on.
+    proc = subprocess.Popen([binary, "serve", "--allow-push"], env=env, stderr=subprocess.DEVNULL)
     _wait_for_port(port, proc, "airlock serve")
     yield {"url": f"http://127.0.0.1:{port}", "seed": seed, "far": far, "seed_list": seed_id}
     proc.terminate()
     proc.wait(timeout=10)
-    subprocess.run(["rm", "-rf", seed, far], check=False)
+    subprocess.run(["rm", "-rf", seed, far, seed + "-config"], check=False)
 
 
 def test_closing_a_pull_stream_cancels_it_and_publishes_nothing(site):

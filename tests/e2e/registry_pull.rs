@@ -46,7 +46,8 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     let _registry = start_registry(port);
     let address = format!("http://127.0.0.1:{port}");
     let seed = sb.home.join("seed-store");
-    for args in [vec!["import", model.to_str().unwrap(), "--name", "gemma3:270m", "--link"], vec!["push", "gemma3:270m"]] {
+    let pushes = [vec!["import", model.to_str().unwrap(), "--name", "gemma3:270m", "--link"], vec!["push", "gemma3:270m"], vec!["cp", "gemma3:270m", "gemma3:second"], vec!["push", "gemma3:second"]];
+    for args in pushes {
         let out = Command::new(cli()).args(&args).env("AIRLOCK_MODELS", &seed).env("AIRLOCK_REGISTRY", &address).env("DOCKER_CONFIG", sb.home.join(".docker")).output().unwrap();
         assert!(out.status.success(), "airlock {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -74,6 +75,25 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     assert!(result.contains("Pulled gemma3:270m"), "{result}");
     wait_until(&c, "the model is listed", "return document.body.innerText.includes('gemma3:270m');").await;
     screenshot(&c, "models-pulled-from-registry").await;
+
+    // The app's API server pulls from the app's registry under the app's signature policy: with
+    // Settings at "require", a local client cannot pull the unsigned model the window could.
+    click(&c, "[data-testid='nav-settings']").await;
+    wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();
+    let api_port = free_port();
+    let enabled = wait_for(&c, "[data-testid='api-enabled']").await;
+    if !enabled.is_selected().await.unwrap() {
+        enabled.click().await.unwrap();
+    }
+    let port_field = wait_for(&c, "[data-testid='api-port']").await;
+    port_field.clear().await.unwrap();
+    port_field.send_keys(&api_port.to_string()).await.unwrap();
+    click(&c, "[data-testid='api-apply']").await;
+    wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
+    let refused = http_post(api_port, "/api/pull", r#"{"model":"gemma3:second","stream":false}"#);
+    assert!(refused.starts_with("HTTP/1.1 400") && refused.contains("not signed"), "the app's server follows the app's policy: {refused}");
+    let pushed = http_post(api_port, "/api/push", r#"{"model":"gemma3:270m","stream":false}"#);
+    assert!(pushed.starts_with("HTTP/1.1 403"), "the app's server never pushes: {pushed}");
     c.close().await.unwrap();
 
     let verify = Command::new(cli()).arg("verify").env("AIRLOCK_MODELS", &sb.store).output().unwrap();
@@ -82,4 +102,14 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     let seed_list = Command::new(cli()).args(["list", "--json"]).env("AIRLOCK_MODELS", &seed).output().unwrap();
     let id = |o: &std::process::Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()[0]["id"].clone();
     assert_eq!(id(&list), id(&seed_list), "the same model ID as the seeding machine's");
+}
+
+fn http_post(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(conn, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
 }

@@ -46,6 +46,11 @@ pub(crate) fn serve(env: &[(&str, &str)], with_model: bool) -> Server {
 
 /// [`serve`], with the server's stderr going to `server_stderr`.
 pub(crate) fn serve_with_stderr(env: &[(&str, &str)], with_model: bool, server_stderr: Stdio) -> Server {
+    serve_with_args(&[], env, with_model, server_stderr)
+}
+
+/// [`serve_with_stderr`], with `args` after `airlock serve`.
+pub(crate) fn serve_with_args(args: &[&str], env: &[(&str, &str)], with_model: bool, server_stderr: Stdio) -> Server {
     let store = TempDir::new().unwrap();
     if with_model {
         let out = airlock(store.path(), &["import", real_model().to_str().unwrap(), "--name", "gemma3:270m", "--link"]);
@@ -53,7 +58,7 @@ pub(crate) fn serve_with_stderr(env: &[(&str, &str)], with_model: bool, server_s
     }
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
-    cmd.arg("serve").env("AIRLOCK_MODELS", store.path()).env("AIRLOCK_HOST", format!("127.0.0.1:{port}")).env("AIRLOCK_THREADS", "2");
+    cmd.arg("serve").args(args).env("AIRLOCK_MODELS", store.path()).env("AIRLOCK_HOST", format!("127.0.0.1:{port}")).env("AIRLOCK_THREADS", "2");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -420,7 +425,7 @@ fn serve_in_process(store: Store) -> (std::sync::Arc<airlock::core::Core>, u16) 
     let addr = listener.local_addr().unwrap();
     let served = core.clone();
     std::thread::spawn(move || {
-        let cfg = airlock::api::ServerConfig { addr, api_key: None, origins: vec![] };
+        let cfg = airlock::api::ServerConfig { addr, api_key: None, origins: vec![], site_registry: airlock::api::SiteRegistry::Environment, pull_signature: airlock::api::PullSignature::RequireWhenTrusted, allow_push: false };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(airlock::api::serve_on(listener, served, &cfg, std::future::pending())).unwrap();
     });

@@ -379,4 +379,45 @@ fn signed_kit_verifies_with_its_key_and_refuses_other_keys_and_changes() {
     refused(exe, &far, &kit, &[], "SHA256SUMS.minisig", "malformed");
     fs::write(&sig_path, &sig).unwrap();
     assert!(ok(&far.run(exe, &["kit", "verify", s(&kit), "--key", s(&signer_pub)])).contains("kit verified"));
+
+    // INSTALL.txt's first step uses only what the far side has before Airlock exists: Debian's
+    // minisign, with the key that came separately, and coreutils.
+    let said = minisign_verify(&kit, &signer_pub);
+    assert!(said.is_ok(), "{said:?}");
+    assert!(said.unwrap().contains(&format!("tool:airlock {}", env!("CARGO_PKG_VERSION"))));
+
+    // Whoever can change the stick changes the program, SHA256SUMS and INSTALL.txt together: every
+    // check made with the kit's own files passes, the signature does not.
+    flip_byte(&tarball(&kit), 4096);
+    fs::write(kit.join("INSTALL.txt"), "1. Run the app in app/; it checks the kit itself.\n").unwrap();
+    let listed: Vec<String> = String::from_utf8(sums).unwrap().lines().map(|l| l.split_once("  ").unwrap().1.to_string()).collect();
+    let forged = Command::new("sha256sum").args(&listed).current_dir(&kit).output().unwrap();
+    fs::write(&sums_path, ok(&forged)).unwrap();
+    sha256sum_check(&kit);
+    let said = minisign_verify(&kit, &signer_pub).unwrap_err();
+    assert!(said.contains("Signature verification failed"), "{said}");
+    refused(exe, &far, &kit, &[], "SHA256SUMS.minisig", "changed after it was signed");
+
+    // The same, with the signature deleted: minisign has nothing to check, and `kit verify`
+    // requires a signature because a key is trusted here, unless told otherwise (and then says so).
+    fs::remove_file(&sig_path).unwrap();
+    let said = minisign_verify(&kit, &signer_pub).unwrap_err();
+    assert!(said.contains("SHA256SUMS.minisig"), "{said}");
+    let err = refused(exe, &far, &kit, &[], "SHA256SUMS.minisig", "1 key(s) are trusted here, so a signature is required");
+    assert!(err.contains("--allow-unsigned"), "{err}");
+    refused(exe, &far, &kit, &["--key", s(&signer_pub)], "SHA256SUMS.minisig", "a signature is required");
+    let o = far.run(exe, &["kit", "verify", s(&kit), "--allow-unsigned"]);
+    assert!(ok(&o).contains("kit verified: 3 files, unsigned"));
+    assert!(stderr(&o).contains("although 1 key(s) are trusted here"), "{}", stderr(&o));
+}
+
+/// `minisign -Vm SHA256SUMS -p KEY` in `kit`: what it printed, as `Ok` when it verified.
+fn minisign_verify(kit: &Path, key: &Path) -> Result<String, String> {
+    let o = Command::new("minisign").args(["-Vm", "SHA256SUMS", "-p", s(key)]).current_dir(kit).output().expect("Debian's minisign (scripts/deps.sh installs it)");
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    if o.status.success() && said.contains("Signature and comment signature verified") {
+        Ok(said)
+    } else {
+        Err(said)
+    }
 }

@@ -272,6 +272,57 @@ fn signed_pushes_pull_with_require_signature_and_unsigned_ones_are_refused() {
 }
 
 #[test]
+fn the_api_requires_a_signature_once_a_key_is_trusted_and_pushes_only_when_allowed() {
+    let reg = Registry::start();
+    let addr = reg.address();
+    let config = TempDir::new().unwrap();
+    let cfg = config.path().to_str().unwrap();
+    let env = [("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_CONFIG", cfg)];
+    let store = store_with(&two_models_sharing_weights());
+    let key = config.path().join("site");
+    assert!(cli(store.path(), &env, &["keygen", "--out", key.to_str().unwrap(), "--unencrypted"]).status.success());
+    json_of(&cli(store.path(), &env, &["push", "alpha", "--sign", config.path().join("site.key").to_str().unwrap(), "--json"]));
+    json_of(&cli(store.path(), &env, &["push", "team/beta:v2", "--json"]));
+    let pull = |port: u16, name: &str| crate::api::post(port, "/api/pull", &format!(r#"{{"model":"{name}","stream":false}}"#), "");
+    // The server's stderr, for what it says as it starts.
+    let serve = |args: &[&str]| {
+        let log = config.path().join(format!("serve-{}.log", free_port()));
+        let server = crate::api::serve_with_args(args, &env, false, fs::File::create(&log).unwrap().into());
+        (server, log)
+    };
+    let said = |log: &Path| fs::read_to_string(log).unwrap();
+
+    // No key trusted: nothing to require, and the server says so.
+    let (open, log) = serve(&[]);
+    assert_eq!(pull(open.port, "team/beta:v2").0, 200);
+    assert!(said(&log).contains("accept unsigned models: no key is trusted here"), "{}", said(&log));
+    drop(open);
+
+    // Once a key is trusted, `airlock serve` requires a signature by default.
+    assert!(cli(store.path(), &env, &["trust", "add", config.path().join("site.pub").to_str().unwrap()]).status.success());
+    let (strict, log) = serve(&[]);
+    assert!(said(&log).contains("require a signature by one of the 1 key(s) trusted here"), "{}", said(&log));
+    let (status, body) = pull(strict.port, "team/beta:v2");
+    assert!(status == 400 && body.contains("not signed"), "{status} {body}");
+    assert!(store_proper(strict.store()).is_empty(), "a refused pull wrote something");
+    let (status, body) = pull(strict.port, "alpha");
+    assert_eq!(status, 200, "{body}");
+    // Pushing through the API is off unless the operator turns it on.
+    let (status, body) = crate::api::post(strict.port, "/api/push", r#"{"model":"alpha","stream":false}"#, "");
+    assert!(status == 403 && body.contains("airlock serve --allow-push"), "{status} {body}");
+    drop(strict);
+
+    // An explicit policy lowers it, and the server says so; --allow-push turns pushing on.
+    let (lowered, log) = serve(&["--signature", "off", "--allow-push"]);
+    let notes = said(&log);
+    assert!(notes.contains("accept models without a trusted signature (signature policy off), although 1 key(s) are trusted here"), "{notes}");
+    assert!(notes.contains("/api/push is on"), "{notes}");
+    assert_eq!(pull(lowered.port, "team/beta:v2").0, 200);
+    let (status, body) = crate::api::post(lowered.port, "/api/push", r#"{"model":"team/beta:v2","stream":false}"#, "");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn tls_and_htpasswd_pull_works_with_the_site_ca_and_credentials_and_fails_clearly_without() {
     let certs = TempDir::new().unwrap();
     let (ca, cert, key) = make_ca_and_certificate(certs.path());
