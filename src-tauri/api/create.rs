@@ -32,9 +32,6 @@ use crate::store::{Digest, StoreError};
 
 type CoreState = State<Arc<Core>>;
 
-/// Room left on the disk after an upload, so a blob never fills it to the last byte.
-const DISK_RESERVE: u64 = 64 << 20;
-
 fn parse_digest(s: &str) -> Result<Digest, ApiError> {
     Digest::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
@@ -43,26 +40,6 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
 pub async fn blob_exists(State(core): CoreState, UrlPath(digest): UrlPath<String>) -> Result<StatusCode, ApiError> {
     let digest = parse_digest(&digest)?;
     Ok(if core.store.blob_size(&digest).is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND })
-}
-
-/// Bytes free on the filesystem holding `path` (Linux; elsewhere unknown).
-fn free_space(path: &Path) -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid NUL-terminated path and a zeroed out-struct of the right type.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-            return None;
-        }
-        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        None
-    }
 }
 
 /// `POST /api/blobs/:digest`: streams the body into staging while hashing it; the blob joins the
@@ -77,13 +54,10 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
     }
     let root = core.store.root().to_path_buf();
     std::fs::create_dir_all(&root).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot create the model store: {e}")))?;
-    let room = free_space(&root).map(|f| f.saturating_sub(DISK_RESERVE));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(len), Some(room)) = (declared, room) {
-        if len > room {
-            return Err(ApiError(StatusCode::INSUFFICIENT_STORAGE, format!("the blob is {len} bytes and only {room} bytes are free for the model store; free some disk space")));
-        }
-    }
+    // Held until the upload ends, so concurrent uploads (and pulls) each see what the others left.
+    let reservation = core.store.reserve_space(declared.unwrap_or(0)).map_err(|e| ApiError(StatusCode::INSUFFICIENT_STORAGE, format!("the blob does not fit: {e}")))?;
+    let room = reservation.room();
     // A blocking writer hashes and writes while the body streams in.
     let (tx, mut rx) = mpsc::channel::<Chunk>(8);
     let writer_core = core.clone();
@@ -97,7 +71,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
         while let Some(chunk) = rx.blocking_recv() {
             let data = chunk.map_err(|e| ApiError::bad_request(format!("the upload broke off: {e}")))?;
             len += data.len() as u64;
-            if room.is_some_and(|r| len > r) {
+            if len > room {
                 return Err(ApiError(StatusCode::INSUFFICIENT_STORAGE, "the blob does not fit in the free disk space of the model store; nothing was kept".into()));
             }
             hasher.update(&data);
@@ -110,6 +84,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
         }
         staging.add_verified(digest, path);
         staging.publish(&[], &FaultPlan::none())?;
+        drop(reservation);
         Ok(())
     });
     let mut stream = body.into_data_stream();

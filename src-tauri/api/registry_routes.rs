@@ -101,6 +101,7 @@ fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> 
         if let Err(e) = work(&send) {
             let status = match &e {
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+                RegistryError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
                 RegistryError::Config(_) | RegistryError::Signature(_) => StatusCode::BAD_REQUEST,
                 RegistryError::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
                 RegistryError::Auth(_) | RegistryError::Transport { .. } | RegistryError::Status { .. } => StatusCode::BAD_GATEWAY,

@@ -61,7 +61,7 @@ pub fn run(core: &Core, cmd: RegistryCommand) -> Result<ExitCode> {
         RegistryCommand::Pull { name, insecure, ca_file, require_signature, signature, json } => {
             let reference = Reference::resolve(&name, site.as_ref(), insecure)?;
             let signature = if require_signature { SignaturePolicy::Require } else { signature };
-            let opts = PullOptions { client: ClientOptions { ca_file }, signature, ..Default::default() };
+            let opts = PullOptions { client: ClientOptions { ca_file, ..ClientOptions::from_env() }, signature, ..Default::default() };
             let bars = Bars::new("pulling");
             let result = registry::pull(&core.store, &reference, &opts, &|s: &Status| bars.show(s));
             bars.finish();
@@ -85,7 +85,7 @@ pub fn run(core: &Core, cmd: RegistryCommand) -> Result<ExitCode> {
             let local = core.store.resolve(&model)?;
             let dest_name = destination.unwrap_or_else(|| local.name.display_shortest());
             let dest = Reference::resolve(&dest_name, site.as_ref(), insecure)?;
-            let opts = PushOptions { client: ClientOptions { ca_file }, sign: load_signing_key(sign.as_deref())?, cancel: None };
+            let opts = PushOptions { client: ClientOptions { ca_file, ..ClientOptions::from_env() }, sign: load_signing_key(sign.as_deref())?, cancel: None };
             let bars = Bars::new("pushing");
             let result = registry::push(&core.store, &model, &dest, &opts, &|s: &Status| bars.show(s));
             bars.finish();

@@ -1,8 +1,9 @@
-//! The commands that make the app read, write or trust files, and the signature policy, written
-//! for an untrusted caller (the web view renders model output). They take handles of chosen
-//! paths or typed paths ([`PathArg`]), never a bare path; a typed path, trusting a key and a
-//! weaker signature policy each need a yes from a native dialog ([`Confirmer`]). Without it
-//! nothing is read, written or changed. The Tauri commands in `transfer` and `settings_page` only
+//! The commands that make the app read, write or trust files, and the settings that widen trust
+//! (the signature policy, the site registry, the API server), written for an untrusted caller
+//! (the web view renders model output). They take handles of chosen paths or typed paths
+//! ([`PathArg`]), never a bare path; a typed path, trusting a key, a weaker signature policy, a
+//! new or plain-HTTP registry and opening the API server each need a yes from a native dialog
+//! ([`Confirmer`]). Without it nothing is read, written or changed. The Tauri commands in `transfer` and `settings_page` only
 //! pass the app's state and the real dialog in; tests pass a scripted one.
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::confirm::{Confirmation, Confirmer};
 use super::error::{CommandError, CommandResult};
 use super::grants::{not_confirmed, PathArg, PathGrants, Purpose};
+use super::settings::ApiSettings;
 use crate::bundle::export::{self, ExportOptions, ExportReport};
 use crate::bundle::sign::{self, SigningKey};
 use crate::bundle::volumes::{parse_volume_size, FAT32_MAX};
@@ -21,6 +23,7 @@ use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
 use crate::core::Core;
 use crate::kit::{self, KitOptions};
 use crate::progress::ProgressSink;
+use crate::registry::Registry;
 
 /// Runs blocking work (disk, hashing, child processes) off the async runtime's threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> CommandResult<T> + Send + 'static) -> CommandResult<T> {
@@ -194,6 +197,55 @@ pub async fn set_signature_policy(confirm: &impl Confirmer, current: SignaturePo
     save(new)
 }
 
+/// Changes the site registry; a new host, or plain HTTP where it was HTTPS, only after a native
+/// confirmation (pulls run what comes from there, and the registry credentials go there).
+pub async fn set_registry(confirm: &impl Confirmer, current: Option<&str>, new: Option<&str>, save: impl FnOnce(Option<&str>) -> CommandResult<()>) -> CommandResult<()> {
+    let parse = |r: &str| Registry::parse(r).map_err(|e| CommandError::invalid(e.to_string()));
+    let new_site = new.map(parse).transpose()?;
+    // A registry saved before it could be read counts as none.
+    let current_site = current.and_then(|r| parse(r).ok());
+    let widens = match (&current_site, &new_site) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(c), Some(n)) => !c.host.eq_ignore_ascii_case(&n.host) || n.plain_http && !c.plain_http,
+    };
+    if let (true, Some(site)) = (widens, &new_site) {
+        let clear = if site.plain_http {
+            "\n\nIt is plain HTTP: anyone on the network in between can read and change what is pulled, and see the registry credentials."
+        } else {
+            ""
+        };
+        let question = Confirmation {
+            title: "Use this site registry?".into(),
+            message: format!("Pull models from {}?\n\nModels pulled from it run on this computer, and the registry credentials set for Airlock are sent to it.{clear}", site.base_url()),
+            proceed: "Use".into(),
+        };
+        if !confirm.confirm(question).await {
+            return Err(not_confirmed());
+        }
+    }
+    save(new)
+}
+
+/// Whether the local API server may change from `current` to `new`: turning it on, or removing its
+/// token while it is on, only after a native confirmation (every program of every user on this
+/// computer can then use it).
+pub async fn confirm_api_server(confirm: &impl Confirmer, current: &ApiSettings, new: &ApiSettings) -> CommandResult<()> {
+    let opens = new.enabled && (!current.enabled || current.token.is_some() && new.token.is_none());
+    if opens {
+        let who = if new.token.is_some() { "Programs on this computer that have the token" } else { "Every program on this computer, under any user account," };
+        let question = Confirmation {
+            title: "Allow programs to use the API?".into(),
+            message: format!("{who} can then chat with the models, pull models from the site registry and add or delete models through http://127.0.0.1:{}.", new.port),
+            proceed: "Allow".into(),
+        };
+        if !confirm.confirm(question).await {
+            return Err(not_confirmed());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::confirm::testing::Scripted;
@@ -365,5 +417,52 @@ mod tests {
         assert_eq!(refuse.asked().len(), 2, "a stronger or equal policy asks nothing");
         run(set_signature_policy(&Scripted::accepting(), Require, Off, save)).unwrap();
         assert_eq!(*saved.lock().unwrap(), Off);
+    }
+
+    #[test]
+    fn a_new_or_plain_http_registry_asks_and_a_refusal_keeps_the_old_one() {
+        let saved = Mutex::new(Some("registry.site.lan:5000".to_string()));
+        let save = |r: Option<&str>| {
+            *saved.lock().unwrap() = r.map(str::to_string);
+            Ok(())
+        };
+        let refuse = Scripted::refusing();
+        for widening in ["attacker.example:5000", "http://registry.site.lan:5000", "registry.site.lan:5001"] {
+            assert_eq!(run(set_registry(&refuse, Some("registry.site.lan:5000"), Some(widening), save)).unwrap_err().code, "not_confirmed", "{widening}");
+            assert_eq!(saved.lock().unwrap().as_deref(), Some("registry.site.lan:5000"));
+        }
+        assert_eq!(run(set_registry(&refuse, None, Some("registry.site.lan:5000"), save)).unwrap_err().code, "not_confirmed", "a first registry asks too");
+        let asked = refuse.asked();
+        assert!(asked[0].message.contains("https://attacker.example:5000"), "{}", asked[0].message);
+        assert!(asked[1].message.contains("plain HTTP"), "{}", asked[1].message);
+        // Narrowing asks nothing: the same registry, HTTPS where it was plain, or none.
+        run(set_registry(&refuse, Some("registry.site.lan:5000"), Some(" REGISTRY.site.lan:5000 "), save)).unwrap();
+        run(set_registry(&refuse, Some("http://registry.site.lan:5000"), Some("registry.site.lan:5000"), save)).unwrap();
+        run(set_registry(&refuse, Some("registry.site.lan:5000"), None, save)).unwrap();
+        assert_eq!(refuse.asked().len(), 4);
+        assert_eq!(*saved.lock().unwrap(), None);
+        assert_eq!(run(set_registry(&refuse, None, Some("not a registry"), save)).unwrap_err().code, "invalid_argument");
+        run(set_registry(&Scripted::accepting(), None, Some("http://registry.site.lan:5000"), save)).unwrap();
+        assert_eq!(saved.lock().unwrap().as_deref(), Some("http://registry.site.lan:5000"));
+    }
+
+    #[test]
+    fn opening_the_api_server_asks_first() {
+        let off = ApiSettings { enabled: false, port: 11434, token: None };
+        let on = ApiSettings { enabled: true, ..off.clone() };
+        let with_token = ApiSettings { token: Some("t".into()), ..on.clone() };
+        let refuse = Scripted::refusing();
+        assert_eq!(run(confirm_api_server(&refuse, &off, &on)).unwrap_err().code, "not_confirmed");
+        assert_eq!(run(confirm_api_server(&refuse, &with_token, &on)).unwrap_err().code, "not_confirmed", "removing the token while on");
+        assert_eq!(run(confirm_api_server(&refuse, &off, &with_token)).unwrap_err().code, "not_confirmed", "on, with a token");
+        let asked = refuse.asked();
+        assert!(asked[0].message.contains("Every program on this computer") && asked[0].message.contains("127.0.0.1:11434"), "{}", asked[0].message);
+        assert!(asked[2].message.contains("that have the token"), "{}", asked[2].message);
+        // Closing, moving or adding a token asks nothing.
+        run(confirm_api_server(&refuse, &on, &off)).unwrap();
+        run(confirm_api_server(&refuse, &on, &ApiSettings { port: 8080, ..on.clone() })).unwrap();
+        run(confirm_api_server(&refuse, &on, &with_token)).unwrap();
+        assert_eq!(refuse.asked().len(), 3);
+        run(confirm_api_server(&Scripted::accepting(), &off, &on)).unwrap();
     }
 }

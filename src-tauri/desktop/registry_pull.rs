@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use tauri::ipc::Channel;
-use tauri::State;
+use tauri::{AppHandle, State};
 
-use super::access::{blocking, TransferSlot};
+use super::access::{self, blocking, TransferSlot};
+use super::confirm::confirmer;
 use super::error::{CommandError, CommandResult};
 use super::transfer::ChannelProgress;
 use super::AppState;
@@ -43,13 +44,12 @@ pub async fn pull_from_registry(state: State<'_, AppState>, name: String, on_pro
     .await
 }
 
+/// A new host, or plain HTTP, only after a native confirmation (`access` decides).
 #[tauri::command]
-pub fn set_registry(state: State<'_, AppState>, registry: Option<String>) -> CommandResult<()> {
+pub async fn set_registry(app: AppHandle, state: State<'_, AppState>, registry: Option<String>) -> CommandResult<()> {
     let registry = registry.filter(|r| !r.trim().is_empty());
-    if let Some(r) = &registry {
-        Registry::parse(r).map_err(|e| CommandError::invalid(e.to_string()))?;
-    }
-    state.settings.set_registry(registry.as_deref())
+    let current = state.settings.registry();
+    access::set_registry(&confirmer(&app, &state), current.as_deref(), registry.as_deref(), |r| state.settings.set_registry(r)).await
 }
 
 fn to_command_error(e: RegistryError) -> CommandError {

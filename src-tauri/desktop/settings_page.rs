@@ -1,7 +1,7 @@
 //! The Settings page: what it shows ([`SettingsView`]), the local API server's switch, port and
-//! token, the signature policy, the trusted keys, the theme and the UI state. A weaker policy or
-//! a new trusted key only after a native confirmation (`access` decides): nothing here may change
-//! them without one. The values are kept by `settings`, the server is run by `server`.
+//! token, the signature policy, the trusted keys, the theme and the UI state. A weaker policy, a
+//! new trusted key or opening the API server only after a native confirmation (`access` decides):
+//! nothing here may change them without one. The values are kept by `settings`, the server is run by `server`.
 
 use std::path::PathBuf;
 
@@ -56,8 +56,9 @@ pub fn get_settings(state: AppStateRef<'_>) -> CommandResult<SettingsView> {
     })
 }
 
+/// Turning the server on (or dropping its token) only after a native confirmation.
 #[tauri::command]
-pub async fn set_api_server(state: AppStateRef<'_>, enabled: bool, port: u16, token: Option<String>) -> CommandResult<ApiServerStatus> {
+pub async fn set_api_server(app: AppHandle, state: AppStateRef<'_>, enabled: bool, port: u16, token: Option<String>) -> CommandResult<ApiServerStatus> {
     if port == 0 {
         return Err(CommandError::invalid("choose a port between 1 and 65535"));
     }
@@ -66,6 +67,7 @@ pub async fn set_api_server(state: AppStateRef<'_>, enabled: bool, port: u16, to
         return Err(CommandError::invalid("the token must be at most 256 printable characters"));
     }
     let api = ApiSettings { enabled, port, token };
+    access::confirm_api_server(&confirmer(&app, &state), &state.settings.api(), &api).await?;
     state.settings.set_api(&api)?;
     let (core, server) = (state.core.clone(), state.server.clone());
     // Off the async runtime: restarting on the same port may wait for the old server to let go.

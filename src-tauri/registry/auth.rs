@@ -1,9 +1,11 @@
 //! Registry credentials and challenges. Credentials come from `AIRLOCK_REGISTRY_AUTH`
-//! (`user:password`) or a docker-style `config.json` `auths` entry (`DOCKER_CONFIG`, else
-//! `~/.docker/config.json`, as `docker login` writes it) — never from the command line, and they
-//! never appear in messages or logs. A `401` carries a `WWW-Authenticate` challenge: `Basic` is
-//! answered with the credentials, `Bearer realm=…,service=…,scope=…` by asking the realm for a
-//! token (with the credentials, when there are any).
+//! (`user:password`, for the site registry `AIRLOCK_REGISTRY` only) or a docker-style
+//! `config.json` `auths` entry for the host (`DOCKER_CONFIG`, else `~/.docker/config.json`, as
+//! `docker login` writes it) — never from the command line, and they never appear in messages or
+//! logs. A `401` carries a `WWW-Authenticate` challenge: `Basic` is answered with the
+//! credentials, `Bearer realm=…,service=…,scope=…` by asking the realm for a token (with the
+//! credentials, when there are any) — a realm on the registry's own origin, or one configured in
+//! `AIRLOCK_REGISTRY_TOKEN_SERVICE`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +17,9 @@ use base64::Engine as _;
 use super::RegistryError;
 
 pub const AUTH_ENV: &str = "AIRLOCK_REGISTRY_AUTH";
+/// Token services (`https://auth.site.lan`, comma-separated) on another origin than the registry
+/// that may receive its credentials.
+pub const TOKEN_SERVICE_ENV: &str = "AIRLOCK_REGISTRY_TOKEN_SERVICE";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -46,10 +51,11 @@ impl Credentials {
     }
 }
 
-/// Credentials for `host`: `AIRLOCK_REGISTRY_AUTH`, else the docker config's entry for it.
+/// Credentials for `host`: `AIRLOCK_REGISTRY_AUTH` when `host` is the site registry (they were
+/// given for it and go nowhere else), else the docker config's entry for `host`, as Docker does.
 pub fn credentials_for(host: &str) -> Result<Option<Credentials>, RegistryError> {
-    if let Ok(pair) = std::env::var(AUTH_ENV) {
-        if !pair.is_empty() {
+    if let Some(pair) = std::env::var(AUTH_ENV).ok().filter(|p| !p.is_empty()) {
+        if site_auth_host()?.is_some_and(|site| site.eq_ignore_ascii_case(host)) {
             return Credentials::parse_pair(&pair, AUTH_ENV).map(Some);
         }
     }
@@ -60,6 +66,32 @@ pub fn credentials_for(host: &str) -> Result<Option<Credentials>, RegistryError>
         Err(e) => return Err(RegistryError::Config(format!("cannot read {}: {e}", path.display()))),
     };
     from_docker_config(&text, host).map_err(|why| RegistryError::Config(format!("{}: {why}", path.display())))
+}
+
+/// The host `AIRLOCK_REGISTRY_AUTH` is for: the site registry's, when both are set.
+pub fn site_auth_host() -> Result<Option<String>, RegistryError> {
+    if std::env::var(AUTH_ENV).map_or(true, |p| p.is_empty()) {
+        return Ok(None);
+    }
+    Ok(super::Registry::from_env()?.map(|r| r.host))
+}
+
+/// The token services configured to receive credentials besides the registry's own origin.
+pub fn configured_token_services() -> Vec<String> {
+    std::env::var(TOKEN_SERVICE_ENV).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).filter_map(origin).collect()
+}
+
+/// `scheme://host:port` of a URL, lower-case, with the scheme's default port written out; `None`
+/// for anything but an absolute http(s) URL.
+pub fn origin(url: &str) -> Option<String> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri.port_u16().or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some(format!("{scheme}://{}:{port}", uri.host()?.to_ascii_lowercase()))
 }
 
 fn docker_config_path() -> Option<PathBuf> {
@@ -166,6 +198,18 @@ pub fn query_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_name_scheme_host_and_port() {
+        assert_eq!(origin("https://Registry.Site.lan/v2/x/blobs/uploads/1?state=a").as_deref(), Some("https://registry.site.lan:443"));
+        assert_eq!(origin("https://registry.site.lan:443/token"), origin("https://registry.site.lan/other"));
+        assert_eq!(origin("http://127.0.0.1:5000/v2/").as_deref(), Some("http://127.0.0.1:5000"));
+        assert_ne!(origin("http://127.0.0.1:5000/"), origin("http://127.0.0.1:5001/"));
+        assert_ne!(origin("http://registry.site.lan/"), origin("https://registry.site.lan/"));
+        for not_absolute in ["/v2/x/blobs/uploads/1", "registry.site.lan/token", "ftp://h/x", ""] {
+            assert_eq!(origin(not_absolute), None, "{not_absolute}");
+        }
+    }
 
     #[test]
     fn parses_bearer_challenges_with_commas_in_quotes() {

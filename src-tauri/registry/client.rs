@@ -19,6 +19,10 @@ use crate::store::manifest::{MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use crate::store::Digest;
 
 pub const CA_FILE_ENV: &str = "AIRLOCK_CA_FILE";
+/// Seconds a registry may send nothing before a request or download fails (a stalled registry
+/// must not hang a pull, and the blob it holds, forever).
+pub const TIMEOUT_ENV: &str = "AIRLOCK_REGISTRY_TIMEOUT";
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of this size.
 pub const CHUNK_SIZE: u64 = 64 << 20;
@@ -27,12 +31,15 @@ pub const CHUNK_SIZE: u64 = 64 << 20;
 pub struct ClientOptions {
     /// A PEM file of extra CA certificates (a site CA), trusted besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// How long the registry may send nothing (default 60 s).
+    pub read_timeout: Option<Duration>,
 }
 
 impl ClientOptions {
-    /// `AIRLOCK_CA_FILE`, when set.
+    /// `AIRLOCK_CA_FILE` and `AIRLOCK_REGISTRY_TIMEOUT`, when set.
     pub fn from_env() -> Self {
-        ClientOptions { ca_file: std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from) }
+        let read_timeout = std::env::var(TIMEOUT_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs);
+        ClientOptions { ca_file: std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from), read_timeout }
     }
 }
 
@@ -52,7 +59,10 @@ pub enum Mount {
 
 pub struct Client {
     agent: Agent,
+    read_timeout: Duration,
     registry: Registry,
+    /// The registry's origin: the only one its `Authorization` is sent to.
+    origin: String,
     credentials: Option<Credentials>,
     /// The `Authorization` value that answered the last challenge.
     authorization: Mutex<Option<String>>,
@@ -60,8 +70,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(registry: &Registry, opts: &ClientOptions) -> Result<Self, RegistryError> {
+        let read_timeout = opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
         let mut config = Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_per_read(Some(read_timeout))
             .https_only(!registry.plain_http)
             .user_agent(format!("airlock/{}", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(Duration::from_secs(30)))
@@ -71,7 +83,12 @@ impl Client {
             config = config.tls_config(TlsConfig::builder().root_certs(root_certs(opts.ca_file.as_deref())?).build());
         }
         let credentials = auth::credentials_for(&registry.host)?;
-        Ok(Client { agent: Agent::new_with_config(config.build()), registry: registry.clone(), credentials, authorization: Mutex::new(None) })
+        let origin = auth::origin(&registry.base_url()).ok_or_else(|| RegistryError::Config(format!("{} is not a usable registry address", registry.host)))?;
+        Ok(Client { agent: Agent::new_with_config(config.build()), read_timeout, registry: registry.clone(), origin, credentials, authorization: Mutex::new(None) })
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     fn url(&self, path: &str) -> String {
@@ -79,13 +96,24 @@ impl Client {
     }
 
     /// Sends a request, answering one `401` challenge (Basic or Bearer token) and retrying.
+    /// `Authorization` goes to the registry's own origin only: a request the registry pointed
+    /// elsewhere (an absolute upload `Location`) goes without it, and is not answered if asked.
     fn send(&self, method: Method, url: &str, headers: &[(&str, String)], payload: &Payload) -> Result<Response<Body>, RegistryError> {
+        let own_origin = auth::origin(url).is_some_and(|o| o == self.origin);
         let mut challenged = false;
         loop {
-            let auth = self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let auth = if own_origin { self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { None };
             let resp = self.send_once(method.clone(), url, headers, payload, auth.as_deref())?;
             if resp.status() != 401 {
                 return Ok(resp);
+            }
+            if !own_origin {
+                return Err(RegistryError::Auth(format!(
+                    "{}: the registry sent this request to {}, which asks for credentials; the registry's credentials are sent to {} only",
+                    self.registry.host,
+                    auth::origin(url).unwrap_or_else(|| url.to_string()),
+                    self.origin
+                )));
             }
             if challenged {
                 return Err(RegistryError::Auth(match &self.credentials {
@@ -101,12 +129,18 @@ impl Client {
     }
 
     fn needs_credentials(&self) -> String {
-        format!(
-            "{}: the registry requires credentials; set {}=user:password or add an auths entry for it to the docker config.json (`docker login {}`)",
-            self.registry.host,
-            auth::AUTH_ENV,
-            self.registry.host
-        )
+        let host = &self.registry.host;
+        match auth::site_auth_host() {
+            Ok(Some(site)) if !site.eq_ignore_ascii_case(host) => format!(
+                "{host}: the registry requires credentials; {} holds the site registry {site}'s and is sent nowhere else, so add an auths entry for {host} to the docker config.json (`docker login {host}`)",
+                auth::AUTH_ENV
+            ),
+            _ => format!(
+                "{host}: the registry requires credentials; set {}=user:password with {}={host}, or add an auths entry for it to the docker config.json (`docker login {host}`)",
+                auth::AUTH_ENV,
+                super::reference::REGISTRY_ENV
+            ),
+        }
     }
 
     /// The `Authorization` value answering a `WWW-Authenticate` challenge.
@@ -125,6 +159,15 @@ impl Client {
         let plain = realm.starts_with("http://");
         if !(realm.starts_with("https://") || plain && self.registry.plain_http) {
             return Err(RegistryError::Auth(format!("{}: refusing the token service {realm:?}: credentials go to HTTPS services only (use --insecure for a plain-HTTP site)", self.registry.host)));
+        }
+        // A challenge is the registry's word only: it may not send the credentials to any host.
+        let realm_origin = auth::origin(realm).ok_or_else(|| RegistryError::Auth(format!("{}: the token service {realm:?} is not an absolute URL", self.registry.host)))?;
+        if realm_origin != self.origin && !auth::configured_token_services().contains(&realm_origin) {
+            return Err(RegistryError::Auth(format!(
+                "{}: refusing the token service {realm_origin}: it is not the registry's own origin, and credentials go only where they were configured; if it is your site's token service, set {}={realm_origin}",
+                self.registry.host,
+                auth::TOKEN_SERVICE_ENV
+            )));
         }
         let mut url = realm.clone();
         let mut sep = if url.contains('?') { '&' } else { '?' };

@@ -78,6 +78,9 @@ pub enum RegistryError {
     Gguf { file: String, source: GgufError },
     #[error("{0}")]
     Signature(String),
+    /// The model does not fit in the store's free disk space.
+    #[error("{0}")]
+    NoSpace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cancelled; nothing was published")]

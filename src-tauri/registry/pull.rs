@@ -83,6 +83,8 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
         progress(&Status::blob("pulling", &layer.digest, layer.size, if present { layer.size } else { 0 }));
     }
     let partial_dir = store.root().join(PARTIAL_DIR);
+    // Refused up front when the blobs still to fetch do not fit, and held while they are fetched.
+    let _space = store.reserve_space(bytes_to_fetch(store, &manifest, &partial_dir)).map_err(|e| RegistryError::NoSpace(format!("cannot pull {}: {e}", reference.display())))?;
     let mut staging = store.begin_staging()?;
     seen.clear();
     for layer in manifest.blobs() {
@@ -112,6 +114,20 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: 
     let _ = fs::remove_dir(&partial_dir);
     progress(&Status::phase("success"));
     Ok(report)
+}
+
+/// The bytes the store still lacks of `manifest`'s blobs: not counting blobs it has, nor what
+/// interrupted pulls already fetched.
+fn bytes_to_fetch(store: &Store, manifest: &Manifest, partial_dir: &Path) -> u64 {
+    let mut seen = BTreeSet::new();
+    manifest
+        .blobs()
+        .filter(|l| seen.insert(l.digest) && store.blob_size(&l.digest) != Some(l.size))
+        .map(|l| {
+            let partial = fs::metadata(partial_dir.join(format!("{}.partial", l.digest.hex()))).map_or(0, |m| m.len());
+            l.size.saturating_sub(partial)
+        })
+        .sum()
 }
 
 fn cancelled(opts: &PullOptions) -> bool {
@@ -171,7 +187,12 @@ fn download(client: &Client, repo: &str, layer: &Layer, partial_dir: &Path, opts
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let _ = file.sync_all();
-                    return Err(RegistryError::transport(&format!("blob {digest}"), format!("the download broke off at {have} of {} bytes ({e}); pull again to resume", layer.size)));
+                    let why = if e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timeout") {
+                        format!("the registry sent nothing for {} s (it stalled) at {have} of {} bytes", client.read_timeout().as_secs(), layer.size)
+                    } else {
+                        format!("the download broke off at {have} of {} bytes ({e})", layer.size)
+                    };
+                    return Err(RegistryError::transport(&format!("blob {digest}"), format!("{why}; what arrived is kept, pull again to resume")));
                 }
             };
             if have + n as u64 > layer.size {

@@ -14,6 +14,7 @@ pub mod layers;
 mod lock;
 pub mod manifest;
 pub mod name;
+pub mod space;
 mod staging;
 
 use std::collections::{BTreeMap, HashSet};
@@ -96,12 +97,13 @@ pub struct Store {
     root: PathBuf,
     source: RootSource,
     gguf: gguf_cache::GgufCache,
+    space: space::SpaceLedger,
 }
 
 impl Store {
     /// Opens (without creating) the store at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into(), source: RootSource::Default, gguf: Default::default() }
+        Store { root: root.into(), source: RootSource::Default, gguf: Default::default(), space: Default::default() }
     }
 
     /// The store chosen by the environment: `AIRLOCK_MODELS`, else `OLLAMA_MODELS`, else the
@@ -109,17 +111,22 @@ impl Store {
     pub fn from_env() -> Result<Self, StoreError> {
         let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(p) = non_empty("AIRLOCK_MODELS") {
-            return Ok(Store { root: p, source: RootSource::AirlockModels, gguf: Default::default() });
+            return Ok(Store { root: p, source: RootSource::AirlockModels, gguf: Default::default(), space: Default::default() });
         }
         if let Some(p) = non_empty("OLLAMA_MODELS") {
-            return Ok(Store { root: p, source: RootSource::OllamaModels, gguf: Default::default() });
+            return Ok(Store { root: p, source: RootSource::OllamaModels, gguf: Default::default(), space: Default::default() });
         }
         let data = dirs::data_dir().ok_or(StoreError::NoDataDir)?;
-        Ok(Store { root: data.join("airlock").join("models"), source: RootSource::Default, gguf: Default::default() })
+        Ok(Store { root: data.join("airlock").join("models"), source: RootSource::Default, gguf: Default::default(), space: Default::default() })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Holds `bytes` of the store's free disk space for a write in progress (see [`space`]).
+    pub fn reserve_space(&self, bytes: u64) -> Result<space::Reservation, space::NoSpace> {
+        self.space.reserve(&self.root, bytes)
     }
     pub fn root_source(&self) -> RootSource {
         self.source

@@ -635,7 +635,14 @@ async fn import_hardware_chat_and_restart() {
     let port_field = wait_for(&c, "[data-testid='api-port']").await;
     port_field.clear().await.unwrap();
     port_field.send_keys(&api_port.to_string()).await.unwrap();
+    // Opening the API to every program here asks natively first; Cancel leaves it off.
     click(&c, "[data-testid='api-apply']").await;
+    answer_confirmation("Allow programs to use the API?", None);
+    wait_until(&c, "the switch is off again", "return !document.querySelector(\"[data-testid='api-enabled']\").checked;").await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err(), "a cancelled confirmation started the server");
+    enabled.click().await.unwrap();
+    click(&c, "[data-testid='api-apply']").await;
+    answer_confirmation("Allow programs to use the API?", Some("a"));
     wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
     let tags = http_get(api_port, "/api/tags");
     assert!(tags.starts_with("HTTP/1.1 200") && tags.contains("gemma3:270m"), "GET /api/tags: {tags}");

@@ -57,8 +57,15 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     click(&c, "[data-testid='nav-models']").await;
     assert!(c.find(Locator::Css("[data-testid='pull-form']")).await.is_err(), "a pull field without a configured registry");
     click(&c, "[data-testid='nav-settings']").await;
-    wait_for(&c, "[data-testid='registry-input']").await.send_keys(&address).await.unwrap();
+    // A new registry (plain HTTP here) is trusted only after a native confirmation: Cancel keeps none.
+    let registry_input = wait_for(&c, "[data-testid='registry-input']").await;
+    registry_input.send_keys(&address).await.unwrap();
     click(&c, "[data-testid='registry-save']").await;
+    answer_confirmation("Use this site registry?", None);
+    wait_until(&c, "the field is back to no registry", "return document.querySelector(\"[data-testid='registry-input']\").value === '';").await;
+    registry_input.send_keys(&address).await.unwrap();
+    click(&c, "[data-testid='registry-save']").await;
+    answer_confirmation("Use this site registry?", Some("u"));
     wait_until(&c, "the registry is saved", "return document.body.innerText.includes('Saved.');").await;
 
     click(&c, "[data-testid='nav-models']").await;
@@ -89,6 +96,7 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     port_field.clear().await.unwrap();
     port_field.send_keys(&api_port.to_string()).await.unwrap();
     click(&c, "[data-testid='api-apply']").await;
+    answer_confirmation("Allow programs to use the API?", Some("a"));
     wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
     let refused = http_post(api_port, "/api/pull", r#"{"model":"gemma3:second","stream":false}"#);
     assert!(refused.starts_with("HTTP/1.1 400") && refused.contains("not signed"), "the app's server follows the app's policy: {refused}");

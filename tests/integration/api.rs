@@ -231,6 +231,38 @@ fn pull_and_push_refuse_a_scheme_or_another_registry_in_the_name_and_connect_now
     assert!(site.accept().is_err() && other.accept().is_err(), "no registry was contacted");
 }
 
+#[test]
+fn concurrent_blob_uploads_each_reserve_their_space() {
+    let s = serve(&[], false);
+    let free = airlock::store::space::free_space(s.store()).expect("free space is known on Linux");
+    let most = free / 10 * 6;
+    let upload = |declared: u64| format!("POST /api/blobs/sha256:{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n", "cd".repeat(32), s.port);
+    // The first upload declares most of the free disk, sends a little and stays open.
+    let mut first = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    first.write_all(upload(most).as_bytes()).unwrap();
+    first.write_all(&[0u8; 4096]).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // A second one that would fit in the free disk, but not beside the first, is refused at once.
+    let (status, body) = request(s.port, &format!("{}x", upload(most)));
+    assert!(status == 507 && body.contains("held by transfers in progress"), "{status} {body}");
+    // The first one ends (its client went away): its space is free again.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut third = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        third.write_all(format!("{}x", upload(most)).as_bytes()).unwrap();
+        third.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = third.read_to_string(&mut answer);
+        if !answer.starts_with("HTTP/1.1 507") {
+            assert!(answer.contains("the upload broke off"), "accepted, then cut short by the test: {answer}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first upload's space was never given back: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The pid of `airlock runner` started by the server `parent`.
 fn runner_pid(parent: u32) -> Option<u32> {
     // Children are listed per thread of the parent; the runner was started from a worker thread.

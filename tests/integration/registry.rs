@@ -85,7 +85,7 @@ fn cli(store: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let docker = store.parent().unwrap().join(format!("{}-docker", store.file_name().unwrap().to_string_lossy()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.args(args).env("AIRLOCK_MODELS", store).env("DOCKER_CONFIG", &docker).env("AIRLOCK_THREADS", "2");
-    for k in ["AIRLOCK_REGISTRY", "AIRLOCK_REGISTRY_AUTH", "AIRLOCK_CA_FILE"] {
+    for k in ["AIRLOCK_REGISTRY", "AIRLOCK_REGISTRY_AUTH", "AIRLOCK_REGISTRY_TOKEN_SERVICE", "AIRLOCK_CA_FILE"] {
         cmd.env_remove(k);
     }
     for (k, v) in env {
@@ -333,19 +333,21 @@ fn tls_and_htpasswd_pull_works_with_the_site_ca_and_credentials_and_fails_clearl
     let reg = Registry::start_with(Some((&cert, &key, &ca)), Some(&htpasswd));
     let name = format!("127.0.0.1:{}/library/alpha:latest", reg.port);
     let ca_s = ca.to_str().unwrap();
+    // AIRLOCK_REGISTRY_AUTH is for the site registry named beside it.
+    let site = reg.address();
 
     let models = two_models_sharing_weights();
     let seed = store_with(&models[..1]);
     // The store names it alpha:latest; push it under the registry's full name.
-    let pushed = cli(seed.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["push", "alpha", &name, "--ca-file", ca_s, "--json"]);
+    let pushed = cli(seed.path(), &[("AIRLOCK_REGISTRY", site.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["push", "alpha", &name, "--ca-file", ca_s, "--json"]);
     json_of(&pushed);
 
     let far = TempDir::new().unwrap();
-    let no_ca = cli(far.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["pull", &name]);
+    let no_ca = cli(far.path(), &[("AIRLOCK_REGISTRY", site.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["pull", &name]);
     assert!(!no_ca.status.success() && stderr(&no_ca).contains("--ca-file"), "{}", stderr(&no_ca));
     let no_creds = cli(far.path(), &[], &["pull", &name, "--ca-file", ca_s]);
     assert!(!no_creds.status.success() && stderr(&no_creds).contains("requires credentials"), "{}", stderr(&no_creds));
-    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY_AUTH", "alice:wrong-password")], &["pull", &name, "--ca-file", ca_s]);
+    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY", site.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:wrong-password")], &["pull", &name, "--ca-file", ca_s]);
     let wrong_err = stderr(&wrong);
     assert!(!wrong.status.success() && wrong_err.contains("refused the credentials"), "{wrong_err}");
     assert!(!wrong_err.contains("wrong-password"), "a password was printed: {wrong_err}");
@@ -395,18 +397,26 @@ fn bearer_token_auth_pushes_mounts_and_pulls_with_credentials_and_refuses_withou
     let realm = format!("http://127.0.0.1:{token_port}/token");
     let reg = Registry::start_with_token_auth(&realm, &certs.path().join("token.pem"));
     let addr = reg.address();
+    // The token service runs on another origin (port) than the registry: configured, so trusted.
+    let service_origin = format!("http://127.0.0.1:{token_port}");
 
     let store = store_with(&two_models_sharing_weights());
-    let good = [("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")];
+    let good = [("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_TOKEN_SERVICE", service_origin.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")];
     json_of(&cli(store.path(), &good, &["push", "alpha", "--json"]));
     let beta = json_of(&cli(store.path(), &good, &["push", "team/beta:v2", "--json"]));
     assert_eq!(beta["blobs_mounted"], 1, "mount across repositories with a two-scope token: {beta}");
     assert!(service.requests() >= 2, "the token service was not asked");
 
     let far = TempDir::new().unwrap();
-    let no_creds = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str())], &["pull", "alpha"]);
+    // Unless configured, a realm on another origin is refused before anything is sent there.
+    let asked = service.requests();
+    let unconfigured = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:correct-horse")], &["pull", "alpha"]);
+    let said = stderr(&unconfigured);
+    assert!(!unconfigured.status.success() && said.contains("refusing the token service") && said.contains("AIRLOCK_REGISTRY_TOKEN_SERVICE"), "{said}");
+    assert_eq!(service.requests(), asked, "the unconfigured token service was contacted");
+    let no_creds = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_TOKEN_SERVICE", service_origin.as_str())], &["pull", "alpha"]);
     assert!(!no_creds.status.success() && stderr(&no_creds).contains("requires credentials"), "{}", stderr(&no_creds));
-    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:nope")], &["pull", "alpha"]);
+    let wrong = cli(far.path(), &[("AIRLOCK_REGISTRY", addr.as_str()), ("AIRLOCK_REGISTRY_TOKEN_SERVICE", service_origin.as_str()), ("AIRLOCK_REGISTRY_AUTH", "alice:nope")], &["pull", "alpha"]);
     assert!(!wrong.status.success() && stderr(&wrong).contains("refused the credentials") && !stderr(&wrong).contains("nope"), "{}", stderr(&wrong));
     let pulled = json_of(&cli(far.path(), &good, &["pull", "team/beta:v2", "--json"]));
     assert_eq!(pulled["id"], Store::at(store.path()).resolve("team/beta:v2").unwrap().id.hex());
@@ -530,4 +540,268 @@ fn jwt(dir: &Path, target: &str) -> String {
     child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
     let sig = child.wait_with_output().unwrap().stdout;
     format!("{signing_input}.{}", b64(&sig))
+}
+
+/// One request a [`Recorder`] saw: its request line and headers.
+#[derive(Clone, Debug)]
+struct Recorded {
+    line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    fn authorization(&self) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP listener that records every request (line and headers, the body read and
+/// dropped) and answers each with `respond`'s status line and headers, closing the connection.
+struct Recorder {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    fn start(respond: impl Fn(&Recorded) -> String + Send + 'static) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<u64>().ok()).unwrap_or(0);
+                let _ = std::io::copy(&mut reader.by_ref().take(len), &mut std::io::sink());
+                let request = Recorded { line: line.trim().to_string(), headers };
+                let answer = respond(&request);
+                seen2.lock().unwrap().push(request);
+                let _ = conn.write_all(format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            }
+        });
+        Recorder { port, seen, stop }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn credentials_go_only_to_the_registry_and_origin_they_were_given_for() {
+    const SECRET: &str = "alice:site-secret";
+    let store = store_with(&two_models_sharing_weights()[..1]);
+    let basic = |_: &Recorded| "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"".to_string();
+    let no_credential = |who: &str, r: &Recorder| {
+        let seen = r.seen();
+        assert!(seen.iter().all(|q| q.authorization().is_none()), "{who} saw a credential: {seen:?}");
+        seen.len()
+    };
+
+    // AIRLOCK_REGISTRY_AUTH is the site registry's: another registry asking for credentials
+    // does not get them, and the error says where that registry's own belong.
+    let site = Recorder::start(basic);
+    let other = Recorder::start(basic);
+    let env = [("AIRLOCK_REGISTRY", site.origin()), ("AIRLOCK_REGISTRY_AUTH", SECRET.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cli(store.path(), &env, &["pull", &format!("127.0.0.1:{}/library/x:1", other.port), "--insecure"]);
+    let said = stderr(&out);
+    assert!(!out.status.success() && said.contains("holds the site registry") && said.contains("docker login"), "{said}");
+    assert!(no_credential("another registry", &other) > 0, "the other registry was asked");
+    assert!(site.seen().is_empty());
+
+    // A Bearer challenge naming a token service on another origin: refused before any request.
+    let token_service = Recorder::start(|_| "HTTP/1.1 200 OK\r\nContent-Type: application/json".to_string());
+    let realm = format!("{}/token", token_service.origin());
+    let site = Recorder::start(move |_| format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"registry\",scope=\"repository:library/x:pull\""));
+    let env = [("AIRLOCK_REGISTRY", site.origin()), ("AIRLOCK_REGISTRY_AUTH", SECRET.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cli(store.path(), &env, &["pull", "x:1"]);
+    let said = stderr(&out);
+    assert!(!out.status.success() && said.contains(&format!("refusing the token service {}", token_service.origin())), "{said}");
+    assert_eq!(no_credential("the foreign token service", &token_service), 0);
+
+    // An upload the registry points at another origin goes there without the credentials, and
+    // that origin's challenge is not answered.
+    let elsewhere = Recorder::start(basic);
+    let upload_at = format!("{}/uploads/1", elsewhere.origin());
+    let site = Recorder::start(move |r| match (r.authorization(), r.line.starts_with("POST")) {
+        (None, _) => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"".to_string(),
+        (Some(_), true) => format!("HTTP/1.1 202 Accepted\r\nLocation: {upload_at}"),
+        (Some(_), false) => "HTTP/1.1 404 Not Found".to_string(),
+    });
+    let env = [("AIRLOCK_REGISTRY", site.origin()), ("AIRLOCK_REGISTRY_AUTH", SECRET.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cli(store.path(), &env, &["push", "alpha"]);
+    let said = stderr(&out);
+    assert!(!out.status.success() && said.contains(&format!("credentials are sent to {} only", site.origin())), "{said}");
+    assert!(!said.contains("site-secret"), "{said}");
+    assert!(site.seen().iter().any(|r| r.authorization().is_some()), "the site registry itself got its credentials");
+    assert!(no_credential("the upload's other origin", &elsewhere) > 0, "the upload went there");
+}
+
+/// A registry written for one test, serving `library/x:1`: `manifest` and the blobs in `blobs`.
+/// A blob is sent up to `stall_after` bytes, then nothing more while the connection stays open;
+/// a resumed (`Range`) request gets its headers and then nothing. Every connection has its own
+/// thread, so a stalled one holds up no other.
+struct FakeRegistry {
+    port: u16,
+    blob_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeRegistry {
+    fn start(manifest: Vec<u8>, blobs: Vec<Vec<u8>>, stall_after: usize) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let blob_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (requests, stopping) = (blob_requests.clone(), stop.clone());
+        let (manifest, blobs) = (Arc::new(manifest), Arc::new(blobs));
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let (manifest, blobs, requests, stopping) = (manifest.clone(), blobs.clone(), requests.clone(), stopping.clone());
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let mut ranged = false;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        ranged |= h.to_ascii_lowercase().starts_with("range:");
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let blob = blobs.iter().find(|b| path.ends_with(&format!("/blobs/{}", Digest::of_bytes(b))));
+                    if path == "/v2/library/x/manifests/1" {
+                        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", airlock::store::manifest::MANIFEST_MEDIA_TYPE, manifest.len());
+                        let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&manifest));
+                    } else if let Some(blob) = blob {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        let sent = if ranged { 0 } else { stall_after.min(blob.len()) };
+                        let head = if ranged {
+                            let from = blob.len() / 2;
+                            format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n", blob.len() - 1, blob.len(), blob.len() - from)
+                        } else {
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", blob.len())
+                        };
+                        let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&blob[..sent]));
+                        if sent < blob.len() {
+                            // Stalled: the connection stays open and silent.
+                            while !stopping.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    } else {
+                        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                });
+            }
+        });
+        FakeRegistry { port, blob_requests, stop }
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_stalled_registry_fails_the_pull_within_the_timeout_and_frees_the_blob_for_the_next_pull() {
+    // A layer of 1 MiB (never completed, so never parsed) sent up to half, then stalled.
+    let layer: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let model = FixtureModel { manifest_path: "x".into(), blobs: vec![(airlock::store::manifest::CONFIG_MEDIA_TYPE.into(), b"{}".to_vec()), (airlock::store::manifest::MEDIA_MODEL.into(), layer.clone())] };
+    let registry = FakeRegistry::start(model.manifest_bytes(), model.blobs.iter().map(|(_, b)| b.clone()).collect(), layer.len() / 2);
+    let config = TempDir::new().unwrap();
+    let address = format!("http://127.0.0.1:{}", registry.port);
+    let env = [("AIRLOCK_REGISTRY", address.as_str()), ("AIRLOCK_REGISTRY_TIMEOUT", "2"), ("AIRLOCK_CONFIG", config.path().to_str().unwrap())];
+    let server = crate::api::serve(&env, false);
+    for attempt in ["first", "second"] {
+        let started = Instant::now();
+        let (status, body) = crate::api::post(server.port, "/api/pull", r#"{"model":"x:1","stream":false}"#, "");
+        let took = started.elapsed();
+        // The second pull is not told another pull holds the blob: the first let go of it.
+        assert!(status == 502 && body.contains("the registry sent nothing for 2 s (it stalled)") && body.contains("pull again to resume"), "{attempt}: {status} {body}");
+        assert!(took < Duration::from_secs(30), "{attempt} pull took {took:?}");
+        println!("{attempt} pull of a stalled registry failed after {:.1} s: {body}", took.as_secs_f64());
+    }
+    assert!(registry.blob_requests.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    let partial = server.store().join(".airlock-pull").join(format!("{}.partial", Digest::of_bytes(&layer).hex()));
+    assert_eq!(fs::metadata(&partial).unwrap().len(), layer.len() as u64 / 2, "what arrived is kept for a resume");
+    assert!(Store::at(server.store()).list().unwrap().0.is_empty(), "nothing was published");
+}
+
+#[test]
+fn a_model_larger_than_the_free_disk_is_refused_before_a_byte_is_fetched() {
+    // The manifest declares a layer of 1 PiB beside a config of 2 bytes.
+    let config = b"{}".to_vec();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[{{"mediaType":"{}","digest":"sha256:{}","size":{}}}]}}"#,
+        airlock::store::manifest::MANIFEST_MEDIA_TYPE,
+        airlock::store::manifest::CONFIG_MEDIA_TYPE,
+        Digest::of_bytes(&config),
+        airlock::store::manifest::MEDIA_MODEL,
+        "ab".repeat(32),
+        1u64 << 50
+    );
+    let registry = FakeRegistry::start(manifest.into_bytes(), vec![config], usize::MAX);
+    let address = format!("http://127.0.0.1:{}", registry.port);
+    let config_dir = TempDir::new().unwrap();
+    let env = [("AIRLOCK_REGISTRY", address.as_str()), ("AIRLOCK_CONFIG", config_dir.path().to_str().unwrap())];
+    let server = crate::api::serve(&env, false);
+    let (status, body) = crate::api::post(server.port, "/api/pull", r#"{"model":"x:1","stream":false}"#, "");
+    assert!(status == 507 && body.contains(&format!("{} bytes are needed", (1u64 << 50) + 2)) && body.contains("free some disk space"), "{status} {body}");
+    let far = TempDir::new().unwrap();
+    let out = cli(far.path(), &[("AIRLOCK_REGISTRY", address.as_str())], &["pull", "x:1"]);
+    assert!(!out.status.success() && stderr(&out).contains("bytes are needed"), "{}", stderr(&out));
+    assert_eq!(registry.blob_requests.load(std::sync::atomic::Ordering::Relaxed), 0, "no blob was fetched");
+    assert!(!server.store().join(".airlock-pull").exists() && !far.path().join(".airlock-pull").exists());
 }

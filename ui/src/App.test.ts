@@ -109,6 +109,14 @@ describe('App', () => {
     expect(document.documentElement.dataset.theme).toBe('dark');
     expect(callsOf('set_theme')[0].args).toEqual({ theme: 'dark' });
 
+    // Turning the server on is cancelled in the app's native dialog: the box is unticked again, no error.
+    handlers.set_api_server = () => Promise.reject({ code: 'not_confirmed', message: 'not confirmed in Airlock\'s dialog; nothing was done' });
+    const enabled = screen.getByTestId('api-enabled') as HTMLInputElement;
+    await fireEvent.click(enabled);
+    await fireEvent.click(screen.getByTestId('api-apply'));
+    await vi.waitFor(() => expect(enabled.checked).toBe(false));
+    expect(screen.queryByText(/not confirmed/)).toBeNull();
+
     handlers.set_api_server = (a: { enabled: boolean; port: number; token: string | null }) => ({
       enabled: a.enabled,
       port: a.port,
@@ -121,7 +129,7 @@ describe('App', () => {
     await fireEvent.input(screen.getByTestId('api-port'), { target: { value: '11500' } });
     await fireEvent.click(screen.getByTestId('api-apply'));
     await vi.waitFor(() => expect(screen.getByTestId('api-status').textContent).toContain('http://127.0.0.1:11500'));
-    expect(callsOf('set_api_server')[0].args).toEqual({ enabled: true, port: 11500, token: null });
+    expect(callsOf('set_api_server')[1].args).toEqual({ enabled: true, port: 11500, token: null });
 
     handlers.set_signature_policy = () => undefined;
     await fireEvent.change(screen.getByTestId('signature-policy'), { target: { value: 'require' } });

@@ -102,4 +102,17 @@ describe('Models page: pull from the site registry', () => {
     await vi.waitFor(() => expect(app.settings?.registry).toBe('registry.site:5000'));
     expect(callsOf('set_registry').at(-1)!.args).toEqual({ registry: 'registry.site:5000' });
   });
+
+  it('keeps the saved registry when its native confirmation is cancelled', async () => {
+    await app.loadSettings();
+    if (app.settings) app.settings.registry = 'registry.site:5000';
+    handlers.set_registry = () => Promise.reject({ code: 'not_confirmed', message: 'cancelled' });
+    render(Settings);
+    await tick();
+    await fireEvent.input(screen.getByTestId('registry-input'), { target: { value: 'http://attacker.example' } });
+    await fireEvent.click(screen.getByTestId('registry-save'));
+    await vi.waitFor(() => expect((screen.getByTestId('registry-input') as HTMLInputElement).value).toBe('registry.site:5000'));
+    expect(screen.queryByTestId('registry-error')).toBeNull();
+    expect(app.settings?.registry).toBe('registry.site:5000');
+  });
 });
