@@ -229,6 +229,17 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
     for note in cfg.transfer_notes() {
         eprintln!("{note}");
     }
+    // As Ollama does at start: blobs no model uses go (in the background: the API answers meanwhile).
+    let pruning = core.clone();
+    std::thread::spawn(move || match pruning.store.prune(crate::store::PRUNE_MIN_AGE) {
+        Ok(r) if !r.removed.is_empty() => eprintln!("pruned {} blob(s) no model uses ({} bytes)", r.removed.len(), r.bytes),
+        Ok(r) => {
+            if let Some(why) = r.skipped {
+                eprintln!("warning: no blob pruned: {why}");
+            }
+        }
+        Err(e) => eprintln!("warning: could not prune unused blobs: {e}"),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         serve_on(listener, core.clone(), &cfg, async {

@@ -60,6 +60,11 @@ enum Command {
         #[arg(required = true)]
         models: Vec<String>,
     },
+    /// Remove the blobs no model uses (last written over an hour ago), as `airlock serve` does at start
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-hash blobs and report every missing or corrupt one (exit 1 if any)
     Verify {
         model: Option<String>,
@@ -203,6 +208,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { model, json } => verify(&core, model.as_deref(), json),
+        Command::Prune { json } => {
+            let report = core.store.prune(crate::store::PRUNE_MIN_AGE)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                if let Some(why) = &report.skipped {
+                    eprintln!("warning: {why}");
+                }
+                println!("removed {} blob(s) no model uses ({}); kept {} written within the last hour", report.removed.len(), human_bytes(report.bytes), report.kept_recent);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import { path, name, link, require_signature, signature, projector, json } => {
             let signature = if require_signature { bundle::SignaturePolicy::Require } else { signature };
             import(&core, path, ImportOptions { name, link, signature, projector, ..Default::default() }, json)

@@ -4,6 +4,7 @@
 //! Inside, from the bottom up: [`conversation`] (messages, tool calls, `think`), [`limits`] and
 //! [`protocol`] (the supervisor ↔ runner lines); [`template`] (prompt rendering) and [`tools`]
 //! (reading tool calls and thinking out of replies), which use the conversation types;
+//! [`untrusted`] (keeping outside text from becoming control tokens);
 //! [`runner`] (the child process that links llama.cpp); [`supervisor`] (which runners live);
 //! [`chat`], [`embed`] and [`vision`] (requests on top of the supervisor). A new request kind goes
 //! beside `chat`; a new way of shaping prompts into `template`; anything that touches llama.cpp
@@ -21,4 +22,5 @@ pub mod runner;
 pub mod supervisor;
 pub mod template;
 pub mod tools;
+pub mod untrusted;
 pub mod vision;

@@ -39,12 +39,15 @@ pub struct SamplingOptions {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Generate a completion of `prompt` (already rendered through the chat template). The runner
-    /// tokenises it with special tokens parsed, adding BOS when the model wants one (and dropping
-    /// a BOS the template already wrote as text), and reuses the KV cache of the longest prefix
-    /// it still holds.
+    /// tokenises it with special tokens parsed, except in the byte ranges `plain` (text from
+    /// outside, which must not become control tokens), adding BOS when the model wants one (and
+    /// dropping a BOS the template already wrote as text), and reuses the KV cache of the longest
+    /// prefix it still holds.
     Generate {
         id: u64,
         prompt: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        plain: Vec<(usize, usize)>,
         #[serde(default)]
         options: SamplingOptions,
         /// GBNF grammar constraining the output (from `format: "json"` or a JSON schema).
@@ -57,8 +60,16 @@ pub enum Request {
     },
     /// Stop request `id` at the next token; the runner answers with its `Done` (reason "cancel").
     Cancel { id: u64 },
-    /// Count the tokens `text` would take as a prompt (for fitting conversations into the context).
-    Tokenize { id: u64, text: String },
+    /// Count the tokens `text` would take as a prompt (for fitting conversations into the context),
+    /// tokenised as `Generate` does; with `ids`, the `Tokens` answer lists them.
+    Tokenize {
+        id: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        plain: Vec<(usize, usize)>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ids: bool,
+    },
     /// Embed `inputs` (an embedding runner only): answered by one `Embeddings` event, vectors in
     /// input order, pooled but not normalised. Inputs longer than the context are cut to it when
     /// `truncate`, else the request fails with "context_overflow".
@@ -95,6 +106,11 @@ pub enum Event {
         /// Text of the BOS/EOS tokens, for templates' `bos_token`/`eos_token`.
         bos_token: String,
         eos_token: String,
+        /// The text of every token the tokenizer turns text into when it parses special tokens
+        /// (control and user-defined tokens): text from outside that contains one is sent in
+        /// `plain` ranges.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        special_tokens: Vec<String>,
         load_ms: u64,
         /// Where llama.cpp put the model (layers and bytes per device).
         #[serde(default)]
@@ -103,7 +119,12 @@ pub enum Event {
     /// The next piece of text of request `id`: always whole UTF-8 characters, never part of a stop.
     Piece { id: u64, text: String },
     Done { id: u64, stats: GenerationStats },
-    Tokens { id: u64, count: u32 },
+    Tokens {
+        id: u64,
+        count: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ids: Vec<i32>,
+    },
     /// The vectors of an `Embed` request, in input order, and the tokens they took in all.
     Embeddings { id: u64, embeddings: Vec<Vec<f32>>, prompt_tokens: u32 },
     /// A failed request (`id` set) or a runner that cannot go on (`id` none).

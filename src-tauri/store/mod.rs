@@ -14,6 +14,7 @@ pub mod layers;
 mod lock;
 pub mod manifest;
 pub mod name;
+mod prune;
 pub mod space;
 mod staging;
 
@@ -27,6 +28,7 @@ pub use digest::{hash_reader, Digest, InvalidDigest};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use manifest::{Layer, Manifest, ManifestError};
 pub use name::{InvalidName, ModelName};
+pub use prune::{PruneReport, PRUNE_MIN_AGE};
 pub use staging::Staging;
 
 /// Where the store's root came from, so the user can see why it is where it is.

@@ -1,4 +1,4 @@
-//! `airlock list / show / rm / verify` against real stores.
+//! `airlock list / show / rm / verify / prune` against real stores.
 
 use std::fs;
 
@@ -87,4 +87,48 @@ fn verify_names_every_corrupt_or_missing_blob() {
     assert!(err.contains(&corrupt.display().to_string()) && err.contains("corrupt"), "{err}");
     assert!(err.contains(&missing.display().to_string()) && err.contains("missing"), "{err}");
     assert!(airlock(store.path(), &["verify", "beta"]).status.code() == Some(1));
+}
+
+/// Writes a blob no manifest references, last written `age_secs` ago; returns its path.
+fn orphan_blob(store: &std::path::Path, content: &[u8], age_secs: u64) -> std::path::PathBuf {
+    let path = store.join("blobs").join(airlock::store::Digest::of_bytes(content).file_name());
+    fs::write(&path, content).unwrap();
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+    fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+    path
+}
+
+#[test]
+fn prune_removes_old_blobs_no_model_uses_and_serve_prunes_as_it_starts() {
+    let store = store_with(&[FixtureModel::new("registry.ollama.ai/library/alpha/latest", 1)]);
+    let old = orphan_blob(store.path(), b"left by a removed model", 2 * 3600);
+    let recent = orphan_blob(store.path(), b"about to be published", 10);
+    let out = airlock(store.path(), &["prune"]);
+    let said = stdout(&out);
+    assert!(out.status.success() && said.contains("removed 1 blob(s)") && said.contains("kept 1"), "{said}{}", stderr(&out));
+    assert!(!old.exists() && recent.exists());
+    assert!(airlock(store.path(), &["verify"]).status.success(), "the model's own blobs are all there");
+
+    // `airlock serve` prunes as it starts, in the background.
+    let old = orphan_blob(store.path(), b"another leftover", 2 * 3600);
+    let log = store.path().join("serve.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("serve")
+        .env("AIRLOCK_MODELS", store.path())
+        .env("AIRLOCK_HOST", format!("127.0.0.1:{port}"))
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&log).unwrap_or_default().contains("pruned 1 blob(s) no model uses") {
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            panic!("serve did not prune: {}", fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!old.exists() && recent.exists());
 }

@@ -58,9 +58,9 @@ pub fn main(args: RunnerArgs) -> ExitCode {
                     Ok((embeddings, prompt_tokens)) => out.send(&Event::Embeddings { id, embeddings, prompt_tokens }),
                     Err(e) => out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message }),
                 },
-                Line::Request(Request::Tokenize { id, text }) => {
+                Line::Request(Request::Tokenize { id, text, .. }) => {
                     let count = embedder.tokenize(&text).len() as u32;
-                    out.send(&Event::Tokens { id, count });
+                    out.send(&Event::Tokens { id, count, ids: Vec::new() });
                 }
                 Line::Request(Request::Generate { id, .. }) => out.send(&Event::Error {
                     id: Some(id),
@@ -196,6 +196,7 @@ impl<'m> Embedder<'m> {
             threads: self.threads,
             bos_token: super::session::special_text(&self.model, self.model.vocab().bos()),
             eos_token: super::session::special_text(&self.model, self.model.vocab().eos()),
+            special_tokens: Vec::new(),
             load_ms,
             placement: super::placement::collected(self.model.n_layer() + 1),
         }

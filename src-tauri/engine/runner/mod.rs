@@ -100,15 +100,15 @@ pub fn main(args: RunnerArgs) -> ExitCode {
         let lines = if session.busy() { input.drain() } else { input.wait() };
         for line in lines {
             match line {
-                Line::Request(Request::Generate { id, prompt, options, grammar, images }) => {
-                    if let Err(e) = session.submit(id, &prompt, &options, grammar.as_deref(), &images) {
+                Line::Request(Request::Generate { id, prompt, plain, options, grammar, images }) => {
+                    if let Err(e) = session.submit(id, &prompt, &plain, &options, grammar.as_deref(), &images) {
                         out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
                     }
                 }
-                Line::Request(Request::Tokenize { id, text }) => {
-                    let count = session.count_tokens(&text);
-                    out.send(&Event::Tokens { id, count });
-                }
+                Line::Request(Request::Tokenize { id, text, plain, ids }) => match session.tokenize(&text, &plain) {
+                    Ok(tokens) => out.send(&Event::Tokens { id, count: tokens.len() as u32, ids: if ids { tokens.iter().map(|t| t.0).collect() } else { Vec::new() } }),
+                    Err(e) => out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message }),
+                },
                 Line::Request(Request::Embed { id, .. }) => {
                     out.send(&Event::Error { id: Some(id), code: "not_embedding".into(), message: "this model process generates text; embeddings need a runner started with --embedding".into() });
                 }

@@ -171,26 +171,35 @@ impl Session<'_> {
             threads: self.threads,
             bos_token: special_text(&self.model, vocab.bos()),
             eos_token: special_text(&self.model, vocab.eos()),
+            special_tokens: special_tokens(self.model),
             load_ms,
             // Offloadable layers: the repeating blocks and the output layer.
             placement: super::placement::collected(self.model.n_layer() + 1),
         }
     }
 
-    /// The prompt's tokens: special tokens parsed, BOS added when the model wants one unless the
-    /// rendered template already starts with it (no double BOS).
-    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+    /// The prompt's tokens: special tokens parsed except in the byte ranges `plain` (text from
+    /// outside the template, which must not become control tokens), BOS added when the model
+    /// wants one unless the rendered template already starts with it (no double BOS). Without
+    /// `plain` ranges the prompt is tokenised in one piece, exactly as before they existed.
+    pub fn tokenize(&self, text: &str, plain: &[(usize, usize)]) -> Result<Vec<LlamaToken>, RequestError> {
         let vocab = self.model.vocab();
-        let mut tokens = vocab.tokenize(text.as_bytes(), false, true);
+        let mut tokens = Vec::new();
+        let mut at = 0;
+        for &(start, end) in plain {
+            if start < at || end < start || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+                return Err(RequestError::new("protocol", format!("plain range {start}..{end} is not an ordered range of whole characters of the prompt")));
+            }
+            tokens.extend(vocab.tokenize(text[at..start].as_bytes(), false, true));
+            tokens.extend(vocab.tokenize(text[start..end].as_bytes(), false, false));
+            at = end;
+        }
+        tokens.extend(vocab.tokenize(text[at..].as_bytes(), false, true));
         let bos = vocab.bos();
         if vocab.should_add_bos() && bos.0 >= 0 && tokens.first() != Some(&bos) {
             tokens.insert(0, bos);
         }
-        tokens
-    }
-
-    pub fn count_tokens(&self, text: &str) -> u32 {
-        self.tokenize(text).len() as u32
+        Ok(tokens)
     }
 
     /// True while any request is being served or waits for a slot.
@@ -204,6 +213,7 @@ impl Session<'_> {
         &mut self,
         id: u64,
         prompt: &str,
+        plain: &[(usize, usize)],
         options: &SamplingOptions,
         grammar: Option<&str>,
         images: &[String],
@@ -220,7 +230,7 @@ impl Session<'_> {
         };
         let tokens = match &media {
             Some(m) => m.tokens.clone(),
-            None => self.tokenize(prompt),
+            None => self.tokenize(prompt, plain)?,
         };
         if tokens.is_empty() {
             return Err(RequestError::new("empty_prompt", "the prompt has no tokens"));
@@ -289,6 +299,20 @@ impl Session<'_> {
 }
 
 /// A special token's text ("" for a token the model does not have), for the handshake.
+/// The text of every token that parsing special tokens can produce from text: control,
+/// user-defined and unknown tokens, as llama.cpp's tokenizer matches them.
+fn special_tokens(model: &LlamaModel) -> Vec<String> {
+    use llama_cpp_2::token_type::LlamaTokenAttr;
+    let vocab = model.vocab();
+    let special = LlamaTokenAttr::Control | LlamaTokenAttr::UserDefined | LlamaTokenAttr::Unknown;
+    vocab
+        .tokens()
+        .filter(|t| vocab.attr(*t).intersects(special))
+        .filter_map(|t| vocab.text(t).map(|c| c.to_string_lossy().into_owned()))
+        .filter(|text| !text.is_empty())
+        .collect()
+}
+
 pub(super) fn special_text(model: &LlamaModel, token: LlamaToken) -> String {
     if token.0 < 0 || token.0 >= model.n_vocab() {
         return String::new();

@@ -34,6 +34,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::protocol::{GenerationStats, Placement};
+use super::untrusted::SpecialTokens;
 
 use scheduling::Table;
 
@@ -174,6 +175,9 @@ pub struct RunnerInfo {
     pub threads: u32,
     pub bos_token: String,
     pub eos_token: String,
+    /// The texts the model's tokenizer makes special tokens of.
+    #[serde(skip)]
+    pub special_tokens: SpecialTokens,
     pub load_ms: u64,
     /// Where llama.cpp put the model.
     pub placement: Placement,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{EngineError, LoadSpec, RunnerInfo, RunnerKey, StreamEvent, Supervisor};
 use crate::engine::protocol::{encode, Event, Request};
+use crate::engine::untrusted::SpecialTokens;
 
 const STDERR_LINES_KEPT: usize = 30;
 
@@ -206,8 +207,9 @@ fn read_handshake(lines: &mut Lines<BufReader<ChildStdout>>) -> Handshake {
     for line in lines.by_ref() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Event>(&line) {
-            Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement }) => {
-                return Handshake::Ready(RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, load_ms, placement, placement_reason: String::new() })
+            Ok(Event::Ready { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, special_tokens, load_ms, placement }) => {
+                let special_tokens = SpecialTokens::new(&special_tokens);
+                return Handshake::Ready(RunnerInfo { n_ctx, n_ctx_train, n_parallel, threads, bos_token, eos_token, special_tokens, load_ms, placement, placement_reason: String::new() });
             }
             Ok(Event::Error { message, .. }) => return Handshake::Failed(message),
             _ => continue,
@@ -245,7 +247,7 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
                     let _ = tx.send(StreamEvent::Done(stats));
                 }
             }
-            Event::Tokens { id, count } => {
+            Event::Tokens { id, count, .. } => {
                 if let Some(Reply::Tokens(tx)) = pending.get(&id) {
                     let _ = tx.send(Ok(count));
                 }

@@ -18,15 +18,16 @@ impl Supervisor {
     /// Dropping the returned [`Generation`] before it is done cancels it (a client that went
     /// away frees the runner within one token).
     pub fn generate(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>) -> Result<Generation, EngineError> {
-        self.generate_with_images(runner, prompt, options, grammar, Vec::new())
+        self.generate_with_images(runner, prompt, Vec::new(), options, grammar, Vec::new())
     }
 
-    /// [`generate`](Self::generate) with images (base64) at the prompt's image markers.
-    pub fn generate_with_images(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>, images: Vec<String>) -> Result<Generation, EngineError> {
+    /// [`generate`](Self::generate) with the byte ranges of outside text tokenised as plain text
+    /// (see [`crate::engine::untrusted`]) and images (base64) at the prompt's image markers.
+    pub fn generate_with_images(self: &Arc<Self>, runner: RunnerGuard, prompt: String, plain: Vec<(usize, usize)>, options: SamplingOptions, grammar: Option<String>, images: Vec<String>) -> Result<Generation, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         runner.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        let request = Request::Generate { id, prompt, options, grammar, images };
+        let request = Request::Generate { id, prompt, plain, options, grammar, images };
         if let Err(e) = runner.send(&request) {
             runner.pending.lock().unwrap().remove(&id);
             return Err(e);
@@ -36,10 +37,15 @@ impl Supervisor {
 
     /// How many tokens `text` takes as a prompt for `model`.
     pub fn count_tokens(&self, model: &LoadedModel, text: &str) -> Result<u32, EngineError> {
+        self.count_prompt_tokens(model, text, Vec::new())
+    }
+
+    /// How many tokens `text` takes as a prompt with `plain` ranges, as a generation counts them.
+    pub fn count_prompt_tokens(&self, model: &LoadedModel, text: &str, plain: Vec<(usize, usize)>) -> Result<u32, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         model.pending.lock().unwrap().insert(id, Reply::Tokens(tx));
-        if let Err(e) = model.send(&Request::Tokenize { id, text: text.to_string() }) {
+        if let Err(e) = model.send(&Request::Tokenize { id, text: text.to_string(), plain, ids: false }) {
             model.pending.lock().unwrap().remove(&id);
             return Err(e);
         }
