@@ -55,7 +55,7 @@ impl Runner {
 
     fn count(&mut self, text: &str) -> u32 {
         self.next_id += 1;
-        self.send(&Request::Tokenize { id: self.next_id, text: text.into() });
+        self.send(&Request::Tokenize { id: self.next_id, text: text.into(), plain: Vec::new(), ids: false });
         match self.event() {
             Event::Tokens { count, .. } => count,
             other => panic!("{other:?}"),
@@ -67,7 +67,7 @@ impl Runner {
         self.next_id += 1;
         let options = SamplingOptions { temperature: Some(0.0), num_predict: Some(n), ..Default::default() };
         let t0 = Instant::now();
-        self.send(&Request::Generate { id: self.next_id, prompt: prompt.into(), options, grammar: None, images: Vec::new() });
+        self.send(&Request::Generate { id: self.next_id, prompt: prompt.into(), plain: Vec::new(), options, grammar: None, images: Vec::new() });
         let (mut text, mut ttft) = (String::new(), None);
         loop {
             match self.event() {
