@@ -212,13 +212,40 @@ async fn screenshot(c: &Client, name: &str) {
 
 /// A plain HTTP GET on loopback; the whole response.
 fn http_get(port: u16, path: &str) -> String {
+    http(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"))
+}
+
+fn http_post(port: u16, path: &str, body: &str) -> String {
+    http(port, &format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()))
+}
+
+/// Sends a raw request to the app's API on loopback; returns the whole response.
+fn http(port: u16, raw: &str) -> String {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.write_all(raw.as_bytes()).unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     response
+}
+
+/// On the Settings page: ticks the API server's switch, sets `port`, applies, and answers the
+/// native confirmation (`proceed`: its button's mnemonic, `None`: Cancel). Once answered OK, waits
+/// until the server runs.
+async fn switch_api_server_on(c: &Client, port: u16, proceed: Option<&str>) {
+    let enabled = wait_for(c, "[data-testid='api-enabled']").await;
+    if !enabled.is_selected().await.unwrap() {
+        enabled.click().await.unwrap();
+    }
+    let port_field = wait_for(c, "[data-testid='api-port']").await;
+    port_field.clear().await.unwrap();
+    port_field.send_keys(&port.to_string()).await.unwrap();
+    click(c, "[data-testid='api-apply']").await;
+    answer_confirmation("Allow programs to use the API?", proceed);
+    if proceed.is_some() {
+        wait_until(c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{port}');")).await;
+    }
 }
 
 /// The app's processes started by this test, by kind: "app" (`airlock-desktop`), "webkit" (its
@@ -628,22 +655,11 @@ async fn import_hardware_chat_and_restart() {
 
     // The local API server, switched on in Settings: the same API as `airlock serve`.
     let api_port = free_port();
-    let enabled = wait_for(&c, "[data-testid='api-enabled']").await;
-    if !enabled.is_selected().await.unwrap() {
-        enabled.click().await.unwrap();
-    }
-    let port_field = wait_for(&c, "[data-testid='api-port']").await;
-    port_field.clear().await.unwrap();
-    port_field.send_keys(&api_port.to_string()).await.unwrap();
     // Opening the API to every program here asks natively first; Cancel leaves it off.
-    click(&c, "[data-testid='api-apply']").await;
-    answer_confirmation("Allow programs to use the API?", None);
+    switch_api_server_on(&c, api_port, None).await;
     wait_until(&c, "the switch is off again", "return !document.querySelector(\"[data-testid='api-enabled']\").checked;").await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err(), "a cancelled confirmation started the server");
-    enabled.click().await.unwrap();
-    click(&c, "[data-testid='api-apply']").await;
-    answer_confirmation("Allow programs to use the API?", Some("a"));
-    wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
+    switch_api_server_on(&c, api_port, Some("a")).await;
     let tags = http_get(api_port, "/api/tags");
     assert!(tags.starts_with("HTTP/1.1 200") && tags.contains("gemma3:270m"), "GET /api/tags: {tags}");
     screenshot(&c, "settings").await;

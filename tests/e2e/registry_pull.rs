@@ -88,16 +88,7 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     click(&c, "[data-testid='nav-settings']").await;
     wait_for(&c, "[data-testid='signature-policy']").await.select_by_value("require").await.unwrap();
     let api_port = free_port();
-    let enabled = wait_for(&c, "[data-testid='api-enabled']").await;
-    if !enabled.is_selected().await.unwrap() {
-        enabled.click().await.unwrap();
-    }
-    let port_field = wait_for(&c, "[data-testid='api-port']").await;
-    port_field.clear().await.unwrap();
-    port_field.send_keys(&api_port.to_string()).await.unwrap();
-    click(&c, "[data-testid='api-apply']").await;
-    answer_confirmation("Allow programs to use the API?", Some("a"));
-    wait_until(&c, "the API server runs", &format!("return document.querySelector(\"[data-testid='api-status']\").textContent.includes('127.0.0.1:{api_port}');")).await;
+    switch_api_server_on(&c, api_port, Some("a")).await;
     let refused = http_post(api_port, "/api/pull", r#"{"model":"gemma3:second","stream":false}"#);
     assert!(refused.starts_with("HTTP/1.1 400") && refused.contains("not signed"), "the app's server follows the app's policy: {refused}");
     let pushed = http_post(api_port, "/api/push", r#"{"model":"gemma3:270m","stream":false}"#);
@@ -110,14 +101,4 @@ async fn pulls_a_model_from_the_site_registry_on_the_models_page() {
     let seed_list = Command::new(cli()).args(["list", "--json"]).env("AIRLOCK_MODELS", &seed).output().unwrap();
     let id = |o: &std::process::Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()[0]["id"].clone();
     assert_eq!(id(&list), id(&seed_list), "the same model ID as the seeding machine's");
-}
-
-fn http_post(port: u16, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(conn, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    response
 }

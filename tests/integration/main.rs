@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod common;
+mod gguf;
 mod import;
 mod store_cli;
 mod export;

@@ -447,56 +447,26 @@ impl Registry {
 
 /// A minimal registry token service (Docker's token spec) for one user, alice:correct-horse.
 struct TokenService {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _server: Loopback,
     count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TokenService {
     fn start(port: u16, dir: PathBuf) -> Self {
-        use std::io::{BufRead, BufReader};
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (stop2, count2) = (stop.clone(), count.clone());
-        std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                conn.set_nonblocking(false).unwrap();
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let mut authorized = false;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string()) {
-                        authorized = v == format!("Basic {}", base64_encode("alice:correct-horse"));
-                    }
-                }
-                count2.fetch_add(1, Ordering::Relaxed);
-                let target = request_line.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if authorized { ("200 OK", format!(r#"{{"token":"{}"}}"#, jwt(&dir, target))) } else { ("401 Unauthorized", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_string()) };
-                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            }
+        let counted = count.clone();
+        let server = Loopback::start(port, move |request, conn, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let authorized = request.authorization() == Some(format!("Basic {}", base64_encode("alice:correct-horse")).as_str());
+            let target = request.line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = if authorized { ("200 OK", format!(r#"{{"token":"{}"}}"#, jwt(&dir, target))) } else { ("401 Unauthorized", r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_string()) };
+            let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         });
-        TokenService { stop, count }
+        TokenService { _server: server, count }
     }
 
     fn requests(&self) -> usize {
         self.count.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for TokenService {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -542,7 +512,7 @@ fn jwt(dir: &Path, target: &str) -> String {
     format!("{signing_input}.{}", b64(&sig))
 }
 
-/// One request a [`Recorder`] saw: its request line and headers.
+/// A request's line and headers, as a [`Loopback`] server read them.
 #[derive(Clone, Debug)]
 struct Recorded {
     line: String,
@@ -550,75 +520,112 @@ struct Recorded {
 }
 
 impl Recorded {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     fn authorization(&self) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str())
+        self.header("authorization")
     }
 }
 
-/// A loopback HTTP listener that records every request (line and headers, the body read and
-/// dropped) and answers each with `respond`'s status line and headers, closing the connection.
-struct Recorder {
+/// A loopback HTTP server for one test, on `port` (0: any free one): each connection gets its own
+/// thread, which reads the request's line and headers and hands them, the connection and the
+/// server's stop flag to `answer`. Stops accepting when dropped.
+struct Loopback {
     port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl Recorder {
-    fn start(respond: impl Fn(&Recorded) -> String + Send + 'static) -> Self {
-        use std::io::{BufRead, BufReader, Read};
+type Answer = dyn Fn(Recorded, &mut TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync;
+
+impl Loopback {
+    fn start(port: u16, answer: impl Fn(Recorded, &mut TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static) -> Self {
+        use std::io::{BufRead, BufReader};
         use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let answer: Arc<Answer> = Arc::new(answer);
         std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
+            while !stopping.load(Ordering::Relaxed) {
                 let Ok((mut conn, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
+                let (answer, stopping) = (answer.clone(), stopping.clone());
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
                     }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.push((k.trim().to_string(), v.trim().to_string()));
+                        }
                     }
-                }
-                let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<u64>().ok()).unwrap_or(0);
-                let _ = std::io::copy(&mut reader.by_ref().take(len), &mut std::io::sink());
-                let request = Recorded { line: line.trim().to_string(), headers };
-                let answer = respond(&request);
-                seen2.lock().unwrap().push(request);
-                let _ = conn.write_all(format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+                    let request = Recorded { line: line.trim().to_string(), headers };
+                    // Read the body to its end, so the client is not cut off while it sends.
+                    let len = request.header("content-length").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    let _ = std::io::copy(&mut std::io::Read::take(&mut reader, len), &mut std::io::sink());
+                    answer(request, &mut conn, &stopping);
+                });
             }
         });
-        Recorder { port, seen, stop }
+        Loopback { port, stop }
     }
 
     fn origin(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
 
-    fn seen(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+/// A [`Loopback`] server that records every request and answers each with `respond`'s status line
+/// and headers (no body), closing the connection.
+struct Recorder {
+    server: Loopback,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl Recorder {
+    fn start(respond: impl Fn(&Recorded) -> String + Send + Sync + 'static) -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        let server = Loopback::start(0, move |request, conn, _| {
+            let answer = respond(&request);
+            kept.lock().unwrap().push(request);
+            let _ = conn.write_all(format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+        });
+        Recorder { server, seen }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    fn origin(&self) -> String {
+        self.server.origin()
+    }
+
+    fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -639,7 +646,7 @@ fn credentials_go_only_to_the_registry_and_origin_they_were_given_for() {
     let other = Recorder::start(basic);
     let env = [("AIRLOCK_REGISTRY", site.origin()), ("AIRLOCK_REGISTRY_AUTH", SECRET.to_string())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = cli(store.path(), &env, &["pull", &format!("127.0.0.1:{}/library/x:1", other.port), "--insecure"]);
+    let out = cli(store.path(), &env, &["pull", &format!("127.0.0.1:{}/library/x:1", other.port()), "--insecure"]);
     let said = stderr(&out);
     assert!(!out.status.success() && said.contains("holds the site registry") && said.contains("docker login"), "{said}");
     assert!(no_credential("another registry", &other) > 0, "the other registry was asked");
@@ -680,77 +687,43 @@ fn credentials_go_only_to_the_registry_and_origin_they_were_given_for() {
 /// a resumed (`Range`) request gets its headers and then nothing. Every connection has its own
 /// thread, so a stalled one holds up no other.
 struct FakeRegistry {
-    port: u16,
+    server: Loopback,
     blob_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeRegistry {
     fn start(manifest: Vec<u8>, blobs: Vec<Vec<u8>>, stall_after: usize) -> Self {
-        use std::io::{BufRead, BufReader};
         use std::sync::atomic::Ordering;
-        use std::sync::Arc;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let blob_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (requests, stopping) = (blob_requests.clone(), stop.clone());
-        let (manifest, blobs) = (Arc::new(manifest), Arc::new(blobs));
-        std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
+        let blob_requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = blob_requests.clone();
+        let server = Loopback::start(0, move |request, conn, stopping| {
+            let path = request.line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let blob = blobs.iter().find(|b| path.ends_with(&format!("/blobs/{}", Digest::of_bytes(b))));
+            if path == "/v2/library/x/manifests/1" {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", airlock::store::manifest::MANIFEST_MEDIA_TYPE, manifest.len());
+                let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&manifest));
+            } else if let Some(blob) = blob {
+                requests.fetch_add(1, Ordering::Relaxed);
+                let ranged = request.header("range").is_some();
+                let sent = if ranged { 0 } else { stall_after.min(blob.len()) };
+                let head = if ranged {
+                    let from = blob.len() / 2;
+                    format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n", blob.len() - 1, blob.len(), blob.len() - from)
+                } else {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", blob.len())
                 };
-                let (manifest, blobs, requests, stopping) = (manifest.clone(), blobs.clone(), requests.clone(), stopping.clone());
-                std::thread::spawn(move || {
-                    conn.set_nonblocking(false).unwrap();
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut line = String::new();
-                    let _ = reader.read_line(&mut line);
-                    let mut ranged = false;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        ranged |= h.to_ascii_lowercase().starts_with("range:");
+                let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&blob[..sent]));
+                if sent < blob.len() {
+                    // Stalled: the connection stays open and silent.
+                    while !stopping.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
                     }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let blob = blobs.iter().find(|b| path.ends_with(&format!("/blobs/{}", Digest::of_bytes(b))));
-                    if path == "/v2/library/x/manifests/1" {
-                        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", airlock::store::manifest::MANIFEST_MEDIA_TYPE, manifest.len());
-                        let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&manifest));
-                    } else if let Some(blob) = blob {
-                        requests.fetch_add(1, Ordering::Relaxed);
-                        let sent = if ranged { 0 } else { stall_after.min(blob.len()) };
-                        let head = if ranged {
-                            let from = blob.len() / 2;
-                            format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n", blob.len() - 1, blob.len(), blob.len() - from)
-                        } else {
-                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", blob.len())
-                        };
-                        let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&blob[..sent]));
-                        if sent < blob.len() {
-                            // Stalled: the connection stays open and silent.
-                            while !stopping.load(Ordering::Relaxed) {
-                                std::thread::sleep(Duration::from_millis(50));
-                            }
-                        }
-                    } else {
-                        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    }
-                });
+                }
+            } else {
+                let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             }
         });
-        FakeRegistry { port, blob_requests, stop }
-    }
-}
-
-impl Drop for FakeRegistry {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        FakeRegistry { server, blob_requests }
     }
 }
 
@@ -761,7 +734,7 @@ fn a_stalled_registry_fails_the_pull_within_the_timeout_and_frees_the_blob_for_t
     let model = FixtureModel { manifest_path: "x".into(), blobs: vec![(airlock::store::manifest::CONFIG_MEDIA_TYPE.into(), b"{}".to_vec()), (airlock::store::manifest::MEDIA_MODEL.into(), layer.clone())] };
     let registry = FakeRegistry::start(model.manifest_bytes(), model.blobs.iter().map(|(_, b)| b.clone()).collect(), layer.len() / 2);
     let config = TempDir::new().unwrap();
-    let address = format!("http://127.0.0.1:{}", registry.port);
+    let address = registry.server.origin();
     let env = [("AIRLOCK_REGISTRY", address.as_str()), ("AIRLOCK_REGISTRY_TIMEOUT", "2"), ("AIRLOCK_CONFIG", config.path().to_str().unwrap())];
     let server = crate::api::serve(&env, false);
     for attempt in ["first", "second"] {
@@ -793,7 +766,7 @@ fn a_model_larger_than_the_free_disk_is_refused_before_a_byte_is_fetched() {
         1u64 << 50
     );
     let registry = FakeRegistry::start(manifest.into_bytes(), vec![config], usize::MAX);
-    let address = format!("http://127.0.0.1:{}", registry.port);
+    let address = registry.server.origin();
     let config_dir = TempDir::new().unwrap();
     let env = [("AIRLOCK_REGISTRY", address.as_str()), ("AIRLOCK_CONFIG", config_dir.path().to_str().unwrap())];
     let server = crate::api::serve(&env, false);
