@@ -84,6 +84,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
         }
         staging.add_verified(digest, path);
         staging.publish(&[], &FaultPlan::none())?;
+        // The space stays reserved until the blob is in the store (and is freed on any error).
         drop(reservation);
         Ok(())
     });

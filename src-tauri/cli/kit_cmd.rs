@@ -131,9 +131,8 @@ fn verify(dir: PathBuf, opts: VerifyOptions, json: bool) -> Result<ExitCode> {
             println!("kit verified: {} files, signed by {}", v.files.len(), s.key_id);
         }
         None => {
-            let trusted = crate::bundle::sign::default_trust_dir().map_or(0, |d| crate::bundle::sign::trusted_key_count(&d));
-            if trusted > 0 {
-                eprintln!("warning: the kit is unsigned, and --allow-unsigned accepted it although {trusted} key(s) are trusted here: SHA256SUMS catches damage, not a deliberate change");
+            if v.unsigned_although_trusted > 0 {
+                eprintln!("warning: the kit is unsigned, and --allow-unsigned accepted it although {} key(s) are trusted here: SHA256SUMS catches damage, not a deliberate change", v.unsigned_although_trusted);
             }
             println!("kit verified: {} files, unsigned", v.files.len())
         }

@@ -410,13 +410,10 @@ impl Engine {
             render_guarded(&spec, &turns, extras, &runner.info.special_tokens)?
         } else {
             let specials = &runner.info.special_tokens;
-            let rendered = render_generate_with(&spec, system, prompt, extras)?;
             if specials.found_in(prompt) || system.is_some_and(|s| specials.found_in(s)) {
-                let mark = |s: &str| if specials.found_in(s) { untrusted::wrap(s) } else { s.to_string() };
-                let marked = render_generate_with(&spec, system.map(mark).as_deref(), &mark(prompt), extras)?;
-                guarded_parts(marked)?
+                guarded_parts(render_generate_with(&spec, system.map(|s| specials.guard(s)).as_deref(), &specials.guard(prompt), extras)?)?
             } else {
-                (rendered, Vec::new())
+                (render_generate_with(&spec, system, prompt, extras)?, Vec::new())
             }
         };
         let options = merge_options(&model.params, &req.options);

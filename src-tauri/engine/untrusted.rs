@@ -31,6 +31,16 @@ impl SpecialTokens {
         self.0.as_ref().is_some_and(|m| m.is_match(text))
     }
 
+    /// `text` between the markers when it holds a special token's text (markers inside it
+    /// dropped), else `text` as it is.
+    pub fn guard(&self, text: &str) -> String {
+        if self.found_in(text) {
+            format!("{OPEN}{}{CLOSE}", text.replace([OPEN, CLOSE], ""))
+        } else {
+            text.to_string()
+        }
+    }
+
     /// `messages` with each piece of outside text that holds a special token's text wrapped in
     /// markers, or `None` when there is none (the prompt needs no plain ranges).
     pub fn mark(&self, messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
@@ -38,14 +48,8 @@ impl SpecialTokens {
         if !messages.iter().any(|m| hostile(&m.content) || m.thinking.as_deref().is_some_and(hostile)) {
             return None;
         }
-        let wrap = |s: &str| if hostile(s) { wrap(s) } else { s.to_string() };
-        Some(messages.iter().map(|m| ChatMessage { content: wrap(&m.content), thinking: m.thinking.as_deref().map(wrap), ..m.clone() }).collect())
+        Some(messages.iter().map(|m| ChatMessage { content: self.guard(&m.content), thinking: m.thinking.as_deref().map(|t| self.guard(t)), ..m.clone() }).collect())
     }
-}
-
-/// `text` between the markers (any markers inside it dropped).
-pub fn wrap(text: &str) -> String {
-    format!("{OPEN}{}{CLOSE}", text.replace([OPEN, CLOSE], ""))
 }
 
 /// Removes the markers from a prompt rendered from [`SpecialTokens::mark`]'s messages: the prompt,

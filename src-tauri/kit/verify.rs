@@ -41,6 +41,8 @@ pub struct KitVerification {
     pub files: Vec<KitFile>,
     /// Who signed `SHA256SUMS`; `None` for an unsigned kit.
     pub signer: Option<Signer>,
+    /// The keys trusted here when an unsigned kit was accepted anyway (`allow_unsigned`); else 0.
+    pub unsigned_although_trusted: usize,
     pub total_bytes: u64,
 }
 
@@ -56,7 +58,7 @@ pub fn verify_kit(dir: &Path, opts: &VerifyOptions, progress: &dyn ProgressSink)
     let signature = read_small(&sig_path, MAX_SIG_BYTES)?;
 
     // The signature before a byte of SHA256SUMS is parsed.
-    let signer = check_signature(&text, signature.as_deref(), &sig_path, dir, opts)?;
+    let (signer, unsigned_although_trusted) = check_signature(&text, signature.as_deref(), &sig_path, dir, opts)?;
     let lines = sums::parse(&text).map_err(|e| KitError::Sums { path: sums_path.clone(), line: e.line, problem: e.problem })?;
 
     // Structure: each listed path a regular file, and no file that is not listed.
@@ -114,10 +116,11 @@ pub fn verify_kit(dir: &Path, opts: &VerifyOptions, progress: &dyn ProgressSink)
     if !problems.is_empty() {
         return Err(KitError::Mismatch { dir: dir.to_path_buf(), problems });
     }
-    Ok(KitVerification { dir: dir.to_path_buf(), total_bytes: files.iter().map(|f| f.size).sum(), files, signer })
+    Ok(KitVerification { dir: dir.to_path_buf(), total_bytes: files.iter().map(|f| f.size).sum(), files, signer, unsigned_although_trusted })
 }
 
-fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: &Path, opts: &VerifyOptions) -> Result<Option<Signer>, KitError> {
+/// Who signed, or for an unsigned kit that is accepted, how many keys are trusted here.
+fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: &Path, opts: &VerifyOptions) -> Result<(Option<Signer>, usize), KitError> {
     if signature.is_none() {
         // A key to check against means a signature is expected.
         if opts.require_signature || opts.key.is_some() {
@@ -130,7 +133,7 @@ fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: 
                 dir.display()
             )));
         }
-        return Ok(None);
+        return Ok((None, trusted));
     }
     let bad_file = |e: sign::SignError| KitError::Signature(format!("{}: {e}; copy the kit again from the original", sig_path.display()));
     let verdict = match &opts.key {
@@ -138,8 +141,8 @@ fn check_signature(text: &[u8], signature: Option<&[u8]>, sig_path: &Path, dir: 
         None => sign::check(text, signature, &trust_dir(opts)?).map_err(bad_file)?,
     };
     match verdict {
-        Verdict::Signed(s) => Ok(Some(s)),
-        Verdict::Unsigned => Ok(None),
+        Verdict::Signed(s) => Ok((Some(s), 0)),
+        Verdict::Unsigned => Ok((None, 0)),
         Verdict::UnknownKey(id) => Err(KitError::Signature(match &opts.key {
             Some(key) => {
                 format!("{}: the kit is signed by key {id}, not by the key in {}; pass --key with key {id}'s .pub file, or get the kit again from its maker", sig_path.display(), key.display())

@@ -124,10 +124,15 @@ fn bytes_to_fetch(store: &Store, manifest: &Manifest, partial_dir: &Path) -> u64
         .blobs()
         .filter(|l| seen.insert(l.digest) && store.blob_size(&l.digest) != Some(l.size))
         .map(|l| {
-            let partial = fs::metadata(partial_dir.join(format!("{}.partial", l.digest.hex()))).map_or(0, |m| m.len());
+            let partial = fs::metadata(partial_path(partial_dir, &l.digest)).map_or(0, |m| m.len());
             l.size.saturating_sub(partial)
         })
         .sum()
+}
+
+/// Where an interrupted download of `digest` is kept for the next pull to resume.
+fn partial_path(partial_dir: &Path, digest: &Digest) -> PathBuf {
+    partial_dir.join(format!("{}.partial", digest.hex()))
 }
 
 fn cancelled(opts: &PullOptions) -> bool {
@@ -139,7 +144,7 @@ fn cancelled(opts: &PullOptions) -> bool {
 /// its digest is deleted and the pull refused, naming the digest.
 fn download(client: &Client, repo: &str, layer: &Layer, partial_dir: &Path, opts: &PullOptions, report: &mut PullReport, progress: &dyn Fn(&Status)) -> Result<PathBuf, RegistryError> {
     let digest = layer.digest;
-    let path = partial_dir.join(format!("{}.partial", digest.hex()));
+    let path = partial_path(partial_dir, &digest);
     let io_err = |e: std::io::Error| RegistryError::Store(crate::store::StoreError::Io { path: path.clone(), source: e });
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
     lock_exclusive(&file).map_err(|_| RegistryError::Config(format!("another pull is downloading blob {digest} into this store; wait for it to finish")))?;

@@ -105,7 +105,7 @@ pub struct Store {
 impl Store {
     /// Opens (without creating) the store at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into(), source: RootSource::Default, gguf: Default::default(), space: Default::default() }
+        Store::with_source(root.into(), RootSource::Default)
     }
 
     /// The store chosen by the environment: `AIRLOCK_MODELS`, else `OLLAMA_MODELS`, else the
@@ -113,13 +113,17 @@ impl Store {
     pub fn from_env() -> Result<Self, StoreError> {
         let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(p) = non_empty("AIRLOCK_MODELS") {
-            return Ok(Store { root: p, source: RootSource::AirlockModels, gguf: Default::default(), space: Default::default() });
+            return Ok(Store::with_source(p, RootSource::AirlockModels));
         }
         if let Some(p) = non_empty("OLLAMA_MODELS") {
-            return Ok(Store { root: p, source: RootSource::OllamaModels, gguf: Default::default(), space: Default::default() });
+            return Ok(Store::with_source(p, RootSource::OllamaModels));
         }
         let data = dirs::data_dir().ok_or(StoreError::NoDataDir)?;
-        Ok(Store { root: data.join("airlock").join("models"), source: RootSource::Default, gguf: Default::default(), space: Default::default() })
+        Ok(Store::with_source(data.join("airlock").join("models"), RootSource::Default))
+    }
+
+    fn with_source(root: PathBuf, source: RootSource) -> Self {
+        Store { root, source, gguf: Default::default(), space: Default::default() }
     }
 
     pub fn root(&self) -> &Path {
