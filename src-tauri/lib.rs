@@ -4,6 +4,7 @@
 //! through [`core::Core`], so they cannot drift apart. Modules, one folder each, from the bottom
 //! up; each uses only modules listed before it (README "Layout" has the table):
 //! - [`units`], [`durable`], [`progress`]: sizes and time stamps, atomic file writes, progress.
+//! - [`child`]: Airlock's own child processes (the device probe, the document reader) under limits.
 //! - [`gguf`]: a pure-Rust, bounds-checked GGUF reader/validator.
 //! - [`backends`]: where ggml's backend modules live, and loading them.
 //! - [`store`]: the Ollama-compatible model store (names, digests, manifests, blobs, text layers).
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod backends;
 pub mod bundle;
+pub mod child;
 pub mod cli;
 pub mod core;
 pub mod documents;

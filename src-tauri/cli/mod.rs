@@ -144,6 +144,10 @@ enum Command {
     /// Serve one model over stdin/stdout for the engine's supervisor (internal)
     #[command(hide = true)]
     Runner(crate::engine::runner::RunnerArgs),
+    /// Print one document's text as JSON, for the document index (internal: run in a child
+    /// process with limits, because parsers meet hostile files)
+    #[command(hide = true)]
+    Extract { path: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -155,6 +159,10 @@ pub fn main() -> ExitCode {
     // The runner child serves one model and needs no store.
     if let Command::Runner(args) = cli.command {
         return crate::engine::runner::main(args);
+    }
+    // The document-reader child parses one file and needs no store.
+    if let Command::Extract { path } = &cli.command {
+        return crate::documents::extract::reader_main(path);
     }
     // The device-probe child loads ggml backends and needs no store either.
     if let Command::Hardware { probe_devices: true, .. } = cli.command {
@@ -228,7 +236,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Registry(cmd) => registry_cmds::run(&core, cmd),
         Command::Kit(args) => kit_cmd::run(&core, args),
         Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
-        Command::Runner(_) => unreachable!("handled in main"),
+        Command::Runner(_) | Command::Extract { .. } => unreachable!("handled in main"),
     }
 }
 

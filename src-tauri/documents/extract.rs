@@ -1,18 +1,32 @@
 //! Text out of the files people keep: plain text and Markdown, source code, HTML (html2text),
 //! PDF (pdf-extract, page by page) and Word `.docx` (its `word/document.xml`, read with zip and
 //! quick-xml). Each file becomes sections of text with a location a person can find again: a
-//! page, a heading, a line. A file that cannot be read is an error saying why, never a panic
-//! (PDF parsers meet hostile input: a panic inside one is caught and reported).
+//! page, a heading, a line. A file that cannot be read is an error saying why, never a panic.
+//!
+//! PDF, DOCX and HTML parsers meet hostile input: a form XObject that draws itself recurses until
+//! the stack runs out, a doubly compressed stream of a few KB inflates to gigabytes. So those
+//! files are read in a child process (`airlock extract`, like the runner) under [`READER_LIMITS`]:
+//! a file that breaks one is an error naming the limit, and the app lives on.
 
 use std::fs;
 use std::io::Read;
 use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::child::{self, Limits};
 
 /// Files bigger than this are not read (an index is for documents, not disk images).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// What the child that reads one PDF, DOCX or HTML file may use: enough for any real document
+/// under [`MAX_FILE_BYTES`], far from what would slow the machine.
+pub const READER_LIMITS: Limits = Limits { memory: Some(1 << 30), cpu: Some(Duration::from_secs(60)), wall: Duration::from_secs(120), output: 256 << 20 };
+
 /// A part of a document with where it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
     /// "page 3", "# Installation", "" for a file without structure.
     pub location: String,
@@ -47,12 +61,55 @@ pub fn kind_of(path: &Path) -> Option<Kind> {
 }
 
 /// The sections of `path`, or why it cannot be read (in words for the person who owns it).
+/// PDF, DOCX and HTML are parsed in a child process under [`READER_LIMITS`].
 pub fn extract(path: &Path) -> Result<Vec<Section>, String> {
+    extract_within(path, READER_LIMITS)
+}
+
+/// [`extract`], with the reader child held to `limits`.
+pub fn extract_within(path: &Path, limits: Limits) -> Result<Vec<Section>, String> {
+    match checked_kind(path)? {
+        Kind::Text | Kind::Markdown => extract_here(path),
+        Kind::Html | Kind::Pdf | Kind::Docx => extract_in_child(path, limits),
+    }
+}
+
+fn checked_kind(path: &Path) -> Result<Kind, String> {
     let kind = kind_of(path).ok_or_else(|| "not a document type Airlock reads (.txt, .md, .pdf, .docx, .html or source code)".to_string())?;
     let meta = fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!("it is {} MB; documents over {} MB are not indexed", meta.len() >> 20, MAX_FILE_BYTES >> 20));
     }
+    Ok(kind)
+}
+
+fn extract_in_child(path: &Path, limits: Limits) -> Result<Vec<Section>, String> {
+    let exe = child::own_exe().ok_or("the airlock program that reads documents in a separate process was not found; reinstall Airlock")?;
+    let mut cmd = Command::new(exe);
+    // The reader gets no credential or key, like every child that parses untrusted files.
+    crate::backends::restrict_child_environment(&mut cmd);
+    cmd.arg("extract").arg("--").arg(path);
+    let done = child::run_limited(cmd, limits).map_err(|e| format!("reading it was stopped: {e}"))?;
+    match serde_json::from_slice::<Result<Vec<Section>, String>>(&done.stdout) {
+        Ok(result) if done.status.success() => result,
+        _ => Err(format!("the document reader failed ({}){}", done.status, if done.stderr_tail.is_empty() { String::new() } else { format!(": {}", done.stderr_tail) })),
+    }
+}
+
+/// The `airlock extract PATH` child: the sections of one file (or why not) as JSON on stdout.
+pub fn reader_main(path: &Path) -> ExitCode {
+    match serde_json::to_writer(std::io::stdout().lock(), &extract_here(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the extracted text: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `path` in this process: only for the reader child, and for plain text.
+fn extract_here(path: &Path) -> Result<Vec<Section>, String> {
+    let kind = checked_kind(path)?;
     let sections = match kind {
         Kind::Text => vec![Section { location: String::new(), text: read_text(path)? }],
         Kind::Markdown => markdown_sections(&read_text(path)?),
@@ -98,7 +155,7 @@ fn pdf_pages(path: &Path) -> Result<Vec<Section>, String> {
     if !bytes.starts_with(b"%PDF") && !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
         return Err("not a PDF file (no %PDF header); it may be damaged or misnamed".into());
     }
-    // pdf-extract panics on some malformed files: a damaged PDF must not take the app down.
+    // pdf-extract panics on some malformed files: reported as damage, not as a crash.
     let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(&bytes))
         .map_err(|_| "the PDF is damaged: its structure could not be parsed".to_string())?
         .map_err(|e| format!("the PDF could not be read ({e}); it may be damaged, encrypted or only scanned images"))?;
@@ -109,6 +166,9 @@ fn pdf_pages(path: &Path) -> Result<Vec<Section>, String> {
     Ok(sections)
 }
 
+/// The most XML a `.docx` may hold (it compresses well; real documents hold far less).
+const MAX_DOCX_XML: u64 = MAX_FILE_BYTES * 4;
+
 /// The paragraphs of a `.docx`, grouped under the headings (paragraph styles `Heading…`/`Title`).
 fn docx_sections(path: &Path) -> Result<Vec<Section>, String> {
     use quick_xml::events::Event;
@@ -116,11 +176,16 @@ fn docx_sections(path: &Path) -> Result<Vec<Section>, String> {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not a valid .docx (not a zip archive: {e})"))?;
     let mut xml = String::new();
     {
+        // Checked as read, too: the size an archive declares may lie.
+        let too_large = || format!("its text part (word/document.xml) is larger than {} MB", MAX_DOCX_XML >> 20);
         let entry = zip.by_name("word/document.xml").map_err(|_| "not a valid .docx (no word/document.xml inside)".to_string())?;
-        if entry.size() > MAX_FILE_BYTES * 4 {
-            return Err("its text part is too large".into());
+        if entry.size() > MAX_DOCX_XML {
+            return Err(too_large());
         }
-        entry.take(MAX_FILE_BYTES * 4).read_to_string(&mut xml).map_err(|e| format!("not a valid .docx ({e})"))?;
+        entry.take(MAX_DOCX_XML + 1).read_to_string(&mut xml).map_err(|e| format!("not a valid .docx ({e})"))?;
+        if xml.len() as u64 > MAX_DOCX_XML {
+            return Err(too_large());
+        }
     }
     let mut reader = quick_xml::Reader::from_str(&xml);
     let mut sections = vec![Section { location: String::new(), text: String::new() }];

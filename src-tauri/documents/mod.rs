@@ -4,7 +4,7 @@
 //! Everything stays on the machine: no network, the index is one file beside the data it serves.
 //! It never changes a document; it only reads them.
 //!
-//! Uses: `core`, `engine` (embeddings).
+//! Uses: `core`, `engine` (embeddings), `child` and `backends` (the reader child process).
 
 pub mod catalog;
 pub mod chunk;

@@ -17,12 +17,13 @@ pub mod devices;
 mod fit;
 mod host;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::child;
 
 pub use build_info::BuildInfo;
 pub use devices::DeviceProbe;
@@ -86,7 +87,7 @@ pub struct GpuDevice {
 /// Probes this machine: CPU and RAM here, ggml devices in a child process (see the module doc).
 /// Never fails: what could not be found is said in `no_gpu_reason` / left empty.
 pub fn probe() -> HardwareReport {
-    match probe_exe() {
+    match crate::child::own_exe() {
         Some(exe) => probe_with(&exe),
         None => assemble(host::probe_host(), DeviceProbe::failed("no airlock executable to run the device probe in")),
     }
@@ -161,68 +162,25 @@ fn no_gpu_reason(d: &DeviceProbe) -> String {
     reason
 }
 
-/// The executable that answers `hardware --probe-devices`: this one when it is `airlock` (or
-/// `airlock-desktop`), else an `airlock` next to it or one directory up (a test binary in
-/// `target/<profile>/deps/`). Never a test harness, which would take the arguments as filters,
-/// and never one a variable names: the GPU list is what this installation's own code reports.
-fn probe_exe() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let stem = exe.file_stem()?.to_string_lossy().into_owned();
-    if stem == "airlock" || stem == "airlock-desktop" {
-        return Some(exe);
-    }
-    let name = format!("airlock{}", std::env::consts::EXE_SUFFIX);
-    exe.ancestors().skip(1).take(2).map(|d| d.join(&name)).find(|p| p.is_file())
-}
-
 /// Runs `exe hardware --probe-devices` and reads its one JSON document; a crash, a hang past
 /// [`PROBE_TIMEOUT`] or bad output becomes [`DeviceProbe::error`].
 pub fn run_device_probe(exe: &Path) -> DeviceProbe {
     let mut command = Command::new(exe);
     // Driver code runs there: it gets no credential or key.
     crate::backends::restrict_child_environment(&mut command);
-    let child = command.args(["hardware", "--probe-devices"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return DeviceProbe::failed(&format!("cannot start {}: {e}", exe.display())),
+    command.args(["hardware", "--probe-devices"]);
+    // ggml logs every module it loads on stderr: only the last line is kept, for errors.
+    let limits = child::Limits { memory: None, cpu: None, wall: PROBE_TIMEOUT, output: 16 << 20 };
+    let done = match child::run_limited(command, limits) {
+        Ok(done) => done,
+        Err(child::ChildError::WallClock(_)) => return DeviceProbe::failed(&format!("the device probe did not finish within {} s (a GPU driver hanging?)", PROBE_TIMEOUT.as_secs())),
+        Err(e) => return DeviceProbe::failed(&format!("the device probe failed: {e}")),
     };
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    // ggml logs every module it loads: drained so the child never blocks, kept for errors.
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!("the device probe did not finish within {} s (a GPU driver hanging?)", PROBE_TIMEOUT.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => break Err(e.to_string()),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => return DeviceProbe::failed(&e),
-    };
-    match serde_json::from_slice::<DeviceProbe>(&stdout) {
-        Ok(p) if status.success() => p,
+    match serde_json::from_slice::<DeviceProbe>(&done.stdout) {
+        Ok(p) if done.status.success() => p,
         _ => {
-            let tail: String = String::from_utf8_lossy(&stderr).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(300).collect();
-            DeviceProbe::failed(&format!("the device probe exited with {status}{}", if tail.is_empty() { String::new() } else { format!(": {tail}") }))
+            let tail = &done.stderr_tail;
+            DeviceProbe::failed(&format!("the device probe exited with {}{}", done.status, if tail.is_empty() { String::new() } else { format!(": {tail}") }))
         }
     }
 }

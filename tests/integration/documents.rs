@@ -2,7 +2,8 @@
 //! with lopdf, a DOCX made with zip, a damaged PDF), embedded by the real test model: each fact
 //! is found first by BM25, by vectors and by the fused search; the damaged PDF is reported with
 //! a clear reason while the rest is indexed; removing a file removes its chunks; an unchanged
-//! folder is not read again.
+//! folder is not read again. Files built to break their parsers are stopped by the reader
+//! child's limits, and the rest of their folder is indexed.
 
 use std::io::Write;
 use std::path::Path;
@@ -137,5 +138,117 @@ fn a_folder_is_indexed_and_each_fact_is_retrieved_first() {
     let mut other = Index::open(&fresh.path().join("i.sqlite")).unwrap();
     let err = other.sync_folder(docs.path(), &embedder, &mut |_| {}, &AtomicBool::new(true)).unwrap_err();
     assert!(err.to_string().contains("cancelled"));
+    core.shutdown();
+}
+
+/// zlib data that inflates to `chunks` × 64 MB of zeros, made in well under a second: deflate's
+/// window carries across blocks, so after zeros the compressed form of 64 MB more zeros (ended by
+/// a sync flush) is the same bytes every time, and is repeated instead of computed.
+fn zeros_zlib(chunks: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let zeros = vec![0u8; 64 << 20];
+    let mut deflate = Compress::new(Compression::best(), false);
+    let mut piece = |flush| {
+        let mut out = Vec::with_capacity(4 << 20);
+        let before = deflate.total_in();
+        deflate.compress_vec(if flush == FlushCompress::Finish { &[] } else { &zeros }, &mut out, flush).unwrap();
+        assert!(flush == FlushCompress::Finish || deflate.total_in() - before == zeros.len() as u64);
+        out
+    };
+    let (first, second, third) = (piece(FlushCompress::Sync), piece(FlushCompress::Sync), piece(FlushCompress::Sync));
+    assert_eq!(second, third, "deflate's steady state");
+    let mut data = vec![0x78, 0xda];
+    data.extend_from_slice(&first);
+    for _ in 1..chunks {
+        data.extend_from_slice(&second);
+    }
+    data.extend_from_slice(&piece(FlushCompress::Finish));
+    // Adler-32 of n zeros: a stays 1, b adds 1 per byte.
+    let n = chunks as u64 * zeros.len() as u64;
+    data.extend_from_slice(&((((n % 65521) << 16) | 1) as u32).to_be_bytes());
+    data
+}
+
+/// A one-page PDF whose content stream is `content` under the filters `filters`, with the form
+/// XObjects `forms` (name, its content) in the page's resources; each form's resources are the
+/// page's, so a form can draw itself.
+fn write_pdf_raw(path: &Path, content: Vec<u8>, filters: &[&str], forms: &[(&str, &[u8])]) {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let resources_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+    let mut xobjects = lopdf::Dictionary::new();
+    for (name, form) in forms {
+        let dict = dictionary! { "Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 100.into(), 100.into()], "Resources" => resources_id };
+        xobjects.set(*name, doc.add_object(Stream::new(dict, form.to_vec())));
+    }
+    doc.objects.insert(resources_id, Object::Dictionary(dictionary! { "Font" => dictionary! { "F1" => font_id }, "XObject" => xobjects }));
+    let mut dict = dictionary! {};
+    if !filters.is_empty() {
+        dict.set("Filter", filters.iter().map(|f| Object::Name(f.as_bytes().to_vec())).collect::<Vec<Object>>());
+    }
+    let content_id = doc.add_object(Stream::new(dict, content));
+    let page_id = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id });
+    let pages = dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1, "Resources" => resources_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()] };
+    doc.objects.insert(pages_id, Object::Dictionary(pages));
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    doc.save(path).unwrap();
+}
+
+/// Files built to break their parsers, beside good ones: a PDF form that draws itself (the
+/// reader recurses until its stack runs out), a PDF stream compressed twice that inflates from
+/// a few KB to 2.5 GB, a DOCX whose XML inflates to 300 MB, a 200 MB HTML page. Each is marked
+/// failed with the limit it broke, the good files are indexed, and this process (the app's part
+/// that indexes) lives on to search them.
+#[test]
+fn hostile_documents_are_stopped_by_the_reader_limits_and_the_rest_is_indexed() {
+    let store = store_with_real_model();
+    let core = Core::new(Store::at(store.path()), EngineConfig { max_loaded: 2, ..crate::engine::config() });
+    let embedder = ModelEmbedder::new(&core, "gemma3:270m").unwrap();
+    let docs = tempfile::TempDir::new().unwrap();
+    let dir = docs.path();
+    write_pdf(&dir.join("menu.pdf"), &["The cafeteria serves lentil soup every Thursday."]);
+    std::fs::write(dir.join("page.html"), "<html><body><p>The archive room opens at 7:30 on weekdays.</p></body></html>").unwrap();
+    std::fs::write(dir.join("pump.txt"), "The pump in hall B is serviced every March.\n").unwrap();
+
+    write_pdf_raw(&dir.join("recursive.pdf"), b"BT /F1 12 Tf (start) Tj ET /Fm0 Do".to_vec(), &[], &[("Fm0", b"/Fm0 Do")]);
+    let inner = zeros_zlib(40);
+    let mut outer = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    outer.write_all(&inner).unwrap();
+    let bomb = outer.finish().unwrap();
+    write_pdf_raw(&dir.join("bomb.pdf"), bomb, &["FlateDecode", "FlateDecode"], &[]);
+    assert!(std::fs::metadata(dir.join("bomb.pdf")).unwrap().len() < 64 << 10, "a few KB that inflate to 2.5 GB");
+
+    let paragraph = "<w:p><w:r><w:t>All work and no play makes a dull report.</w:t></w:r></w:p>";
+    let body = paragraph.repeat((300 << 20) / paragraph.len());
+    write_docx(&dir.join("bomb.docx"), "Report", &[body.as_str()]);
+    assert!(std::fs::metadata(dir.join("bomb.docx")).unwrap().len() < 4 << 20);
+    let mut html = std::io::BufWriter::new(std::fs::File::create(dir.join("huge.html")).unwrap());
+    html.write_all(b"<html><body>").unwrap();
+    for _ in 0..(200 << 20) / 64 {
+        html.write_all(b"<div><p>a page that goes on and on and on and on and on</p></div>").unwrap();
+    }
+    drop(html);
+
+    let db = tempfile::TempDir::new().unwrap();
+    let mut index = Index::open(&db.path().join("index.sqlite")).unwrap();
+    let report = index.sync_folder(dir, &embedder, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let mut indexed: Vec<String> = report.indexed.iter().map(|p| file_name(p)).collect();
+    indexed.sort();
+    assert_eq!(indexed, ["menu.pdf", "page.html", "pump.txt"], "{report:?}");
+    let why = |name: &str| report.failed.iter().find(|(p, _)| file_name(p) == name).map(|(_, why)| why.clone()).unwrap_or_else(|| panic!("{name} not failed: {report:?}"));
+    for name in ["recursive.pdf", "bomb.pdf", "bomb.docx", "huge.html"] {
+        eprintln!("{name}: {}", why(name));
+    }
+    assert!(why("recursive.pdf").contains("nests too deeply"), "{}", why("recursive.pdf"));
+    assert!(why("bomb.pdf").contains("needed more than 1024 MB of memory"), "{}", why("bomb.pdf"));
+    assert!(why("bomb.docx").contains("larger than 256 MB"), "{}", why("bomb.docx"));
+    assert!(why("huge.html").contains("over 64 MB are not indexed"), "{}", why("huge.html"));
+    assert_eq!(report.failed.len(), 4, "{report:?}");
+
+    // Alive, and the good files answer.
+    let hit = index.search("When is lentil soup served?", &embedder, 1).unwrap().remove(0);
+    assert_eq!(file_name(&hit.path), "menu.pdf");
     core.shutdown();
 }
