@@ -43,7 +43,7 @@ pub struct Limits {
 /// Why a child gave no usable answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChildError {
-    #[error("could not start {exe}: {message}")]
+    #[error("cannot start {exe}: {message}")]
     Start { exe: String, message: String },
     #[error("it did not finish within {} s", .0.as_secs())]
     WallClock(Duration),
