@@ -55,7 +55,7 @@ pub enum ChildError {
     Output(usize),
     #[error("it nests too deeply (the reader ran out of stack)")]
     StackOverflow,
-    #[error("it crashed the reader ({status}){}", if .detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    #[error("it crashed ({status}){}", if .detail.is_empty() { String::new() } else { format!(": {detail}") })]
     Crashed { status: String, detail: String },
 }
 
@@ -129,12 +129,12 @@ pub fn run_limited(mut cmd: Command, limits: Limits) -> Result<Finished, ChildEr
     if stdout.len() > cap {
         return Err(ChildError::Output(cap));
     }
-    classify(status, &stderr, limits).map(|()| Finished { status, stdout, stderr_tail })
+    classify(status, &stderr, &stderr_tail, limits).map(|()| Finished { status, stdout, stderr_tail })
 }
 
 /// A child that exited is fine here (its code is the caller's business); one that a signal
 /// ended broke a limit or crashed, and its standard error says which.
-fn classify(status: ExitStatus, stderr: &[u8], limits: Limits) -> Result<(), ChildError> {
+fn classify(status: ExitStatus, stderr: &[u8], stderr_tail: &str, limits: Limits) -> Result<(), ChildError> {
     let text = String::from_utf8_lossy(stderr);
     if text.contains("has overflowed its stack") {
         return Err(ChildError::StackOverflow);
@@ -153,8 +153,7 @@ fn classify(status: ExitStatus, stderr: &[u8], limits: Limits) -> Result<(), Chi
             return Err(ChildError::CpuTime(cpu));
         }
     }
-    let detail = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(300).collect();
-    Err(ChildError::Crashed { status: status.to_string(), detail })
+    Err(ChildError::Crashed { status: status.to_string(), detail: stderr_tail.to_string() })
 }
 
 /// Kills the child and whatever it started (its own process group), so no grandchild keeps

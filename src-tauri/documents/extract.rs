@@ -69,7 +69,7 @@ pub fn extract(path: &Path) -> Result<Vec<Section>, String> {
 /// [`extract`], with the reader child held to `limits`.
 pub fn extract_within(path: &Path, limits: Limits) -> Result<Vec<Section>, String> {
     match checked_kind(path)? {
-        Kind::Text | Kind::Markdown => extract_here(path),
+        kind @ (Kind::Text | Kind::Markdown) => extract_here(path, kind),
         Kind::Html | Kind::Pdf | Kind::Docx => extract_in_child(path, limits),
     }
 }
@@ -98,7 +98,7 @@ fn extract_in_child(path: &Path, limits: Limits) -> Result<Vec<Section>, String>
 
 /// The `airlock extract PATH` child: the sections of one file (or why not) as JSON on stdout.
 pub fn reader_main(path: &Path) -> ExitCode {
-    match serde_json::to_writer(std::io::stdout().lock(), &extract_here(path)) {
+    match serde_json::to_writer(std::io::stdout().lock(), &checked_kind(path).and_then(|kind| extract_here(path, kind))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cannot write the extracted text: {e}");
@@ -107,9 +107,9 @@ pub fn reader_main(path: &Path) -> ExitCode {
     }
 }
 
-/// Parses `path` in this process: only for the reader child, and for plain text.
-fn extract_here(path: &Path) -> Result<Vec<Section>, String> {
-    let kind = checked_kind(path)?;
+/// Parses `path` (already checked by [`checked_kind`]) in this process: only for the reader
+/// child, and for plain text.
+fn extract_here(path: &Path, kind: Kind) -> Result<Vec<Section>, String> {
     let sections = match kind {
         Kind::Text => vec![Section { location: String::new(), text: read_text(path)? }],
         Kind::Markdown => markdown_sections(&read_text(path)?),

@@ -20,23 +20,13 @@ use crate::engine::store_with_real_model;
 
 /// A one-page PDF whose text is `lines`, one per line.
 fn write_pdf(path: &Path, lines: &[&str]) {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
-    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
     let mut ops = vec![Operation::new("BT", vec![]), Operation::new("Tf", vec!["F1".into(), 12.into()]), Operation::new("Td", vec![72.into(), 720.into()])];
     for line in lines {
         ops.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
         ops.push(Operation::new("Td", vec![0.into(), (-16).into()]));
     }
     ops.push(Operation::new("ET", vec![]));
-    let content_id = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
-    let page_id = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id });
-    let pages = dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1, "Resources" => resources_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()] };
-    doc.objects.insert(pages_id, Object::Dictionary(pages));
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    doc.save(path).unwrap();
+    write_pdf_raw(path, Content { operations: ops }.encode().unwrap(), &[], &[]);
 }
 
 /// A minimal Word document: a heading and paragraphs.
