@@ -20,6 +20,7 @@
 //! - [`cli`]: the `airlock` command line.
 //! - `desktop` (feature `desktop`): the Tauri app, `airlock-desktop`.
 
+pub mod access;
 pub mod api;
 pub mod backends;
 pub mod bundle;

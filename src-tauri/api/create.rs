@@ -46,6 +46,7 @@ pub async fn blob_exists(State(core): CoreState, UrlPath(digest): UrlPath<String
 /// store only when it hashes to `digest`. Limited by the free disk, not the JSON body limit.
 pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let digest = parse_digest(&digest)?;
+    let digest_text = digest.to_string();
     if core.store.blob_size(&digest).is_some() {
         // Already here: read the upload to its end (clients break on an early answer) and keep nothing.
         let mut stream = body.into_data_stream();
@@ -97,6 +98,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
     }
     drop(tx);
     writer.await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    super::audit::note(&super::audit::current(), |r| r.digests.push(digest_text));
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -220,11 +222,16 @@ pub async fn create(State(core): CoreState, OllamaJson(req): OllamaJson<CreateBo
     let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
     let recipe = recipe(&req)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
+    let note = super::audit::current();
     tokio::task::spawn_blocking(move || {
         let status_tx = tx.clone();
         let result = modelfile::create(&core.store, &name, &recipe, &mut |s| {
             let _ = status_tx.send(Progress::Status(s));
         });
+        match &result {
+            Ok(_) => super::audit::note_model_digests(&note, &core.store, &name),
+            Err(e) => super::audit::note(&note, |r| r.error = Some(e.to_string())),
+        }
         let _ = tx.send(Progress::Done(result.map(|_| ()).map_err(create_error)));
     });
     let first = rx.recv().await.unwrap_or(Progress::Done(Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "create stopped unexpectedly".into()))));

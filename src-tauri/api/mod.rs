@@ -4,12 +4,14 @@
 //!
 //! Safer than Ollama on loopback: requests whose `Host` is not a loopback name are refused (DNS
 //! rebinding), browser `Origin`s must be on the allowlist, POST bodies must be JSON (no
-//! preflight-free form posts from web pages), bodies are size-limited, an optional bearer token is
-//! required when bound to a non-loopback address, and no response carries a filesystem path.
+//! preflight-free form posts from web pages), bodies are size-limited, API tokens (scoped, limited
+//! to models, `airlock token`) are required once any exist and always off loopback, every request
+//! is written to the audit log, and no response carries a filesystem path.
 //!
-//! Uses: `core`, `engine`, `store`, `bundle`, `modelfile`, `registry`, `units`; never `cli` or
-//! `desktop`.
+//! Uses: `core`, `engine`, `store`, `bundle`, `modelfile`, `registry`, `access`, `units`; never
+//! `cli` or `desktop`.
 
+mod audit;
 mod body;
 mod create;
 mod embed;
@@ -23,12 +25,14 @@ mod reply;
 mod images;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::access::audit::AuditLog;
 use crate::bundle::SignaturePolicy;
 use crate::core::Core;
 
@@ -39,8 +43,13 @@ const BODY_LIMIT: usize = 32 << 20;
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
-    /// Bearer token required on every request when set.
+    /// `AIRLOCK_API_KEY`: one chat-scoped token, required on every request when set.
     pub api_key: Option<String>,
+    /// The token file (`airlock token`): once it exists, every request needs one of its tokens
+    /// (or `api_key`).
+    pub tokens_file: Option<PathBuf>,
+    /// Where each request is recorded.
+    pub audit: Option<Arc<AuditLog>>,
     /// Extra browser origins allowed besides the app's own.
     pub origins: Vec<String>,
     /// The registry `/api/pull` and `/api/push` use.
@@ -110,6 +119,8 @@ impl std::fmt::Debug for PullSignature {
 
 /// Read by `airlock serve` for `/api/pull`: off, warn or require (default: require once a key is trusted).
 pub const SIGNATURE_ENV: &str = "AIRLOCK_PULL_SIGNATURE";
+/// `1`: the audit log also keeps each request's messages and the reply's text.
+pub const AUDIT_TEXT_ENV: &str = "AIRLOCK_AUDIT_TEXT";
 
 impl ServerConfig {
     /// `AIRLOCK_HOST`, else `OLLAMA_HOST` (Ollama's syntax), `AIRLOCK_API_KEY`, `AIRLOCK_ORIGINS`,
@@ -126,9 +137,13 @@ impl ServerConfig {
             Ok(v) if !v.trim().is_empty() => PullSignature::Fixed(v.trim().parse().map_err(|e| format!("{SIGNATURE_ENV}: {e}"))?),
             _ => PullSignature::RequireWhenTrusted,
         };
-        let cfg = ServerConfig { addr, api_key, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
+        let tokens_file = crate::bundle::sign::config_dir().ok().map(|d| crate::access::tokens::token_file(&d));
+        let audit_path = crate::access::audit::default_path().ok_or("no data folder known for the audit log; set AIRLOCK_AUDIT_LOG to a file")?;
+        let keep_text = std::env::var(AUDIT_TEXT_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        let cfg = ServerConfig { addr, api_key, tokens_file, audit: None, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
         cfg.check()?;
-        Ok(cfg)
+        let audit = AuditLog::open(audit_path, keep_text, crate::access::audit::ROTATE_BYTES).map_err(|e| e.0)?;
+        Ok(ServerConfig { audit: Some(audit), ..cfg })
     }
 
     /// What the operator should know about pulls and pushes through this server, as it starts.
@@ -152,8 +167,9 @@ impl ServerConfig {
 
     /// A server reachable from other machines must have a token.
     pub fn check(&self) -> Result<(), String> {
-        if !self.addr.ip().is_loopback() && self.api_key.is_none() {
-            return Err(format!("refusing to listen on {} without AIRLOCK_API_KEY: anyone on the network could use it; set AIRLOCK_API_KEY or bind to 127.0.0.1", self.addr));
+        let has_tokens = self.tokens_file.as_deref().is_some_and(|f| f.exists());
+        if !self.addr.ip().is_loopback() && self.api_key.is_none() && !has_tokens {
+            return Err(format!("refusing to listen on {} without API tokens: anyone on the network could use it; add one with `airlock token add NAME`, set AIRLOCK_API_KEY, or bind to 127.0.0.1", self.addr));
         }
         Ok(())
     }
@@ -213,6 +229,7 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_request))
         .layer(guard.cors())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
+        .layer(axum::middleware::from_fn_with_state(cfg.audit.clone(), audit::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Arc::new(registry_routes::TransferRules {
             site_registry: cfg.site_registry.clone(),
@@ -226,6 +243,9 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
 pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
     let listener = bind(cfg.addr).map_err(|e| anyhow::anyhow!("{e} (AIRLOCK_HOST=127.0.0.1:PORT)"))?;
     eprintln!("Listening on {} (Airlock {})", listener.local_addr()?, env!("CARGO_PKG_VERSION"));
+    if let Some(log) = &cfg.audit {
+        eprintln!("recording every request in {}", log.path().display());
+    }
     for note in cfg.transfer_notes() {
         eprintln!("{note}");
     }
@@ -269,7 +289,8 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
 /// Must run inside a tokio runtime.
 pub async fn serve_on(listener: std::net::TcpListener, core: Arc<Core>, cfg: &ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(core, cfg)).with_graceful_shutdown(shutdown).await
+    let app = router(core, cfg).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]
@@ -287,8 +308,13 @@ mod tests {
 
     #[test]
     fn non_loopback_needs_a_token() {
-        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, origins: vec![], site_registry: SiteRegistry::Environment, pull_signature: PullSignature::RequireWhenTrusted, allow_push: false };
-        assert!(cfg.check().unwrap_err().contains("AIRLOCK_API_KEY"));
-        assert!(ServerConfig { api_key: Some("k".into()), ..cfg }.check().is_ok());
+        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, tokens_file: None, audit: None, origins: vec![], site_registry: SiteRegistry::Environment, pull_signature: PullSignature::RequireWhenTrusted, allow_push: false };
+        assert!(cfg.check().unwrap_err().contains("airlock token add"));
+        assert!(ServerConfig { api_key: Some("k".into()), ..cfg.clone() }.check().is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::access::tokens::token_file(dir.path());
+        assert!(ServerConfig { tokens_file: Some(file.clone()), ..cfg.clone() }.check().is_err(), "no token file yet");
+        crate::access::tokens::add(&file, "ops", crate::access::tokens::Scope::Admin, &[], None).unwrap();
+        assert!(ServerConfig { tokens_file: Some(file), ..cfg }.check().is_ok());
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -15,6 +16,7 @@ use super::images;
 use super::options::settings;
 use super::reply::{collect, replies, Collected, ReplyEvent};
 use super::stream::{self, ApiError};
+use crate::access::tokens::Caller;
 use crate::core::{rfc3339, Core, ModelDetails};
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::{processor, GenerationStats};
@@ -39,11 +41,13 @@ fn details_json(d: &ModelDetails) -> Value {
     })
 }
 
-pub async fn tags(State(core): CoreState) -> Result<Json<Value>, ApiError> {
+/// The models the caller may use (all, unless its token names some).
+pub async fn tags(State(core): CoreState, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
     let models = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
         let (entries, _) = core.store.list()?;
         Ok(entries
             .iter()
+            .filter(|e| caller.may_use(&e.name.display_shortest()))
             .map(|e| {
                 let d = core.details(e);
                 let name = e.name.display_shortest();
@@ -57,17 +61,18 @@ pub async fn tags(State(core): CoreState) -> Result<Json<Value>, ApiError> {
 }
 
 /// Reads manifests and GGUF metadata: on a blocking thread, never on the async workers.
-pub async fn ps(State(core): CoreState) -> Result<Json<Value>, ApiError> {
-    tokio::task::spawn_blocking(move || ps_blocking(&core)).await.map(Json).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+pub async fn ps(State(core): CoreState, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+    tokio::task::spawn_blocking(move || ps_blocking(&core, &caller)).await.map(Json).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn ps_blocking(core: &Core) -> Value {
+fn ps_blocking(core: &Core, caller: &Caller) -> Value {
     let now = Instant::now();
     let models: Vec<Value> = core
         .engine()
         .supervisor
         .loaded()
         .iter()
+        .filter(|m| caller.may_use(&m.spec.name))
         .map(|m| {
             let entry = core.store.resolve(&m.spec.name).ok();
             let d = entry.as_ref().map(|e| core.details(e));
@@ -342,7 +347,11 @@ pub async fn generate(State(core): CoreState, OllamaJson(req): OllamaJson<Genera
 
 pub async fn delete(State(core): CoreState, OllamaJson(req): OllamaJson<ModelRef>) -> Result<Response, ApiError> {
     let name = req.get()?;
-    tokio::task::spawn_blocking(move || core.remove_model(&name))
+    let note = super::audit::current();
+    tokio::task::spawn_blocking(move || {
+        super::audit::note_model_digests(&note, &core.store, &name);
+        core.remove_model(&name)
+    })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::OK.into_response())
@@ -355,7 +364,12 @@ pub struct CopyBody {
 }
 
 pub async fn copy(State(core): CoreState, OllamaJson(req): OllamaJson<CopyBody>) -> Result<Response, ApiError> {
-    tokio::task::spawn_blocking(move || core.store.copy(&req.source, &req.destination))
+    let note = super::audit::current();
+    tokio::task::spawn_blocking(move || {
+        core.store.copy(&req.source, &req.destination)?;
+        super::audit::note_model_digests(&note, &core.store, &req.destination);
+        Ok::<_, crate::store::StoreError>(())
+    })
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(StatusCode::OK.into_response())

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -15,6 +16,7 @@ use super::body::OpenAiJson;
 use super::images;
 use super::reply::{self, ReplyEvent};
 use super::stream::{self, ApiError, OpenAiError};
+use crate::access::tokens::Caller;
 use crate::core::Core;
 use crate::engine::chat::{ChatStream, RequestSettings, JSON_GRAMMAR};
 use crate::engine::protocol::GenerationStats;
@@ -28,11 +30,12 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-pub async fn models(State(core): CoreState) -> Result<Json<Value>, OpenAiError> {
+pub async fn models(State(core): CoreState, Extension(caller): Extension<Caller>) -> Result<Json<Value>, OpenAiError> {
     let listed = tokio::task::spawn_blocking(move || core.store.list()).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (entries, _) = listed.map_err(ApiError::from)?;
     let data: Vec<Value> = entries
         .iter()
+        .filter(|e| caller.may_use(&e.name.display_shortest()))
         .map(|e| {
             let created = e.modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             json!({ "id": e.name.display_shortest(), "object": "model", "created": created, "owned_by": e.name.namespace })

@@ -64,7 +64,8 @@ pub async fn pull(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc
     let signature = rules.pull_signature.current();
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = PullOptions { client: ClientOptions::from_env(), signature, trust_dir: None, cancel: Some(cancel.clone()) };
-    let rx = run_streamed(cancel, move |progress| registry::pull(&core.store, &reference, &opts, progress).map(|_| ()));
+    let note = super::audit::current();
+    let rx = run_streamed(cancel, move |progress| registry::pull(&core.store, &reference, &opts, progress).map(|pulled| super::audit::note_model_digests(&note, &core.store, &pulled.name)));
     respond(rx, req.stream != Some(false)).await
 }
 
@@ -84,7 +85,8 @@ pub async fn push(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = PushOptions { client: ClientOptions::from_env(), sign: None, cancel: Some(cancel.clone()) };
     let model = local.name.display_shortest();
-    let rx = run_streamed(cancel, move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| ()));
+    let note = super::audit::current();
+    let rx = run_streamed(cancel, move |progress| registry::push(&core.store, &model, &reference, &opts, progress).map(|_| super::audit::note_model_digests(&note, &core.store, &model)));
     respond(rx, req.stream != Some(false)).await
 }
 
@@ -92,6 +94,7 @@ pub async fn push(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc
 /// A closed stream sets `cancel`.
 fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> Result<(), RegistryError> + Send + 'static) -> mpsc::Receiver<Result<Value, ApiError>> {
     let (tx, rx) = mpsc::channel::<Result<Value, ApiError>>(256);
+    let note = super::audit::current();
     tokio::task::spawn_blocking(move || {
         let send = |s: &Status| {
             if tx.blocking_send(Ok(json!(s))).is_err() {
@@ -99,6 +102,7 @@ fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> 
             }
         };
         if let Err(e) = work(&send) {
+            super::audit::note(&note, |r| r.error = Some(e.to_string()));
             let status = match &e {
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
                 RegistryError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,

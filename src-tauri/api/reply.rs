@@ -19,9 +19,11 @@ pub enum ReplyEvent {
 /// Forwards the parsed reply; dropping the receiver cancels the generation.
 pub fn replies(stream: ChatStream) -> mpsc::Receiver<ReplyEvent> {
     let (tx, rx) = mpsc::channel(64);
+    let note = super::audit::current();
     tokio::task::spawn_blocking(move || {
         let mut parser = stream.parser;
         for ev in stream.generation {
+            super::audit::note_event(&note, &ev);
             let (parts, end) = match ev {
                 StreamEvent::Piece(text) => (parser.push(&text), None),
                 StreamEvent::Done(stats) => (parser.finish(), Some(ReplyEvent::Done(stats))),

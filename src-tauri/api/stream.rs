@@ -25,6 +25,7 @@ pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        super::audit::note_error(&self.1);
         (self.0, Json(json!({ "error": scrub(&self.1) }))).into_response()
     }
 }
@@ -41,6 +42,7 @@ impl From<ApiError> for OpenAiError {
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let ApiError(status, message) = self.0;
+        super::audit::note_error(&message);
         let (kind, code) = match status {
             StatusCode::NOT_FOUND => ("invalid_request_error", json!("model_not_found")),
             s if s.is_client_error() => ("invalid_request_error", Value::Null),
@@ -107,8 +109,10 @@ pub async fn start(start: impl FnOnce() -> Result<ChatStream, ChatError> + Send 
 /// Forwards the generation's events; dropping the receiver cancels it.
 pub fn events(stream: ChatStream) -> mpsc::Receiver<StreamEvent> {
     let (tx, rx) = mpsc::channel(64);
+    let note = super::audit::current();
     tokio::task::spawn_blocking(move || {
         for ev in stream.generation {
+            super::audit::note_event(&note, &ev);
             if tx.blocking_send(ev).is_err() {
                 return; // the client went away: dropping the generation cancels it
             }

@@ -5,6 +5,7 @@
 //! Uses every module below it (`core`, `engine`, `store`, `bundle`, `kit`, `modelfile`, `registry`,
 //! `hardware`, `progress`, and `api` for `serve`); never `desktop`, and nothing uses it.
 
+mod access_cmds;
 mod bundle_cmds;
 mod client;
 mod embed_cmd;
@@ -131,6 +132,8 @@ enum Command {
     Bundle(bundle_cmds::BundleCommand),
     #[command(flatten)]
     Registry(registry_cmds::RegistryCommand),
+    #[command(flatten)]
+    Access(access_cmds::AccessCommand),
     /// Write a kit folder: the portable app, models, INSTALL.txt and SHA256SUMS (`kit verify DIR` checks one)
     Kit(kit_cmd::KitArgs),
     /// Show CPU, memory, GPUs (or why there is none) and where each model would run
@@ -178,6 +181,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Tokens and the audit log belong to the server's operator, not to the model store.
+    if let Command::Access(cmd) = cli.command {
+        return access_cmds::run(cmd);
+    }
     let core = Core::from_env()?;
     match cli.command {
         Command::List { json } => list(&core, json),
@@ -236,7 +243,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Registry(cmd) => registry_cmds::run(&core, cmd),
         Command::Kit(args) => kit_cmd::run(&core, args),
         Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
-        Command::Runner(_) | Command::Extract { .. } => unreachable!("handled in main"),
+        Command::Runner(_) | Command::Extract { .. } | Command::Access(_) => unreachable!("handled before the store opens"),
     }
 }
 

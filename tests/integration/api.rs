@@ -15,9 +15,19 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) port: u16,
     _store: TempDir,
+    /// Its config folder (`AIRLOCK_CONFIG`: the token file) and audit log.
+    state: TempDir,
 }
 
 impl Server {
+    pub(crate) fn config_dir(&self) -> std::path::PathBuf {
+        self.state.path().join("config")
+    }
+
+    pub(crate) fn audit_log(&self) -> std::path::PathBuf {
+        self.state.path().join("audit.jsonl")
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -57,8 +67,10 @@ pub(crate) fn serve_with_args(args: &[&str], env: &[(&str, &str)], with_model: b
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let port = free_port();
+    let state = TempDir::new().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.arg("serve").args(args).env("AIRLOCK_MODELS", store.path()).env("AIRLOCK_HOST", format!("127.0.0.1:{port}")).env("AIRLOCK_THREADS", "2");
+    cmd.env("AIRLOCK_CONFIG", state.path().join("config")).env("AIRLOCK_AUDIT_LOG", state.path().join("audit.jsonl"));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -68,7 +80,7 @@ pub(crate) fn serve_with_args(args: &[&str], env: &[(&str, &str)], with_model: b
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, port, _store: store }
+    Server { child, port, _store: store, state }
 }
 
 /// Sends a raw request; returns (status, body).
@@ -87,8 +99,13 @@ pub(crate) fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
     request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"))
 }
 
+/// Any method, with a JSON body when `body` is not empty.
+pub(crate) fn request_with(port: u16, method: &str, path: &str, body: &str, extra: &str) -> (u16, String) {
+    request(port, &format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}", body.len()))
+}
+
 pub(crate) fn post(port: u16, path: &str, body: &str, extra: &str) -> (u16, String) {
-    request(port, &format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}", body.len()))
+    request_with(port, "POST", path, body, extra)
 }
 
 #[test]
@@ -457,7 +474,7 @@ fn serve_in_process(store: Store) -> (std::sync::Arc<airlock::core::Core>, u16) 
     let addr = listener.local_addr().unwrap();
     let served = core.clone();
     std::thread::spawn(move || {
-        let cfg = airlock::api::ServerConfig { addr, api_key: None, origins: vec![], site_registry: airlock::api::SiteRegistry::Environment, pull_signature: airlock::api::PullSignature::RequireWhenTrusted, allow_push: false };
+        let cfg = airlock::api::ServerConfig { addr, api_key: None, tokens_file: None, audit: None, origins: vec![], site_registry: airlock::api::SiteRegistry::Environment, pull_signature: airlock::api::PullSignature::RequireWhenTrusted, allow_push: false };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(airlock::api::serve_on(listener, served, &cfg, std::future::pending())).unwrap();
     });

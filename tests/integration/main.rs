@@ -10,6 +10,7 @@ mod engine;
 mod engine_sharing;
 mod load;
 mod api;
+mod access;
 mod embed;
 mod env_table;
 mod documents;
