@@ -43,6 +43,20 @@ pub struct Record {
     /// The reply's text, only with text recording on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// From the request's start to the reply's first text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    /// The reply's decoding speed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// The route as declared (`/api/blobs/{digest}`), for metrics; not logged.
+    #[serde(skip)]
+    pub route_template: Option<String>,
+}
+
+/// Where finished records go: the audit log, the metrics.
+pub trait RecordSink: Send + Sync {
+    fn finished(&self, record: &Record);
 }
 
 /// A log file is rotated once it reaches this size; this many old files are kept.
@@ -112,11 +126,17 @@ impl AuditLog {
         &self.path
     }
 
-    pub fn write(&self, record: &Record) {
+    fn write(&self, record: &Record) {
         let line = serde_json::to_string(record).expect("records serialise");
         if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = tx.send(line);
         }
+    }
+}
+
+impl RecordSink for AuditLog {
+    fn finished(&self, record: &Record) {
+        self.write(record);
     }
 }
 
@@ -172,21 +192,29 @@ fn write_lines(path: PathBuf, mut file: File, rx: mpsc::Receiver<String>, rotate
     }
 }
 
-/// A request's record while it runs: routes and streams fill it in, and it is written when the
-/// last holder lets go (the response body ended or the client left, and the generation stopped).
+/// A request's record while it runs: routes and streams fill it in, and it goes to the sinks
+/// when the last holder lets go (the response body ended or the client left, and the generation
+/// stopped).
 pub struct Note {
     record: Mutex<Record>,
     began: Instant,
-    log: Arc<AuditLog>,
+    keep_text: bool,
+    sinks: Vec<Arc<dyn RecordSink>>,
 }
 
 impl Note {
-    pub fn new(log: Arc<AuditLog>, record: Record) -> Arc<Self> {
-        Arc::new(Note { record: Mutex::new(record), began: Instant::now(), log })
+    pub fn new(sinks: Vec<Arc<dyn RecordSink>>, keep_text: bool, record: Record) -> Arc<Self> {
+        Arc::new(Note { record: Mutex::new(record), began: Instant::now(), keep_text, sinks })
     }
 
+    /// Whether the request's prompt and reply text are kept.
     pub fn keep_text(&self) -> bool {
-        self.log.keep_text
+        self.keep_text
+    }
+
+    /// Since the request began.
+    pub fn elapsed(&self) -> Duration {
+        self.began.elapsed()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Record)) {
@@ -198,7 +226,9 @@ impl Drop for Note {
     fn drop(&mut self) {
         let record = self.record.get_mut().unwrap_or_else(|e| e.into_inner());
         record.duration_ms = self.began.elapsed().as_millis() as u64;
-        self.log.write(record);
+        for sink in &self.sinks {
+            sink.finished(record);
+        }
     }
 }
 
@@ -288,7 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/audit.jsonl");
         let log = AuditLog::open(path.clone(), false, ROTATE_BYTES).unwrap();
-        let note = Note::new(log.clone(), record("alice", "2026-12-05T10:00:00Z"));
+        let note = Note::new(vec![log.clone()], false, record("alice", "2026-12-05T10:00:00Z"));
         let held = note.clone();
         drop(note);
         held.update(|r| r.reply_tokens = Some(7));

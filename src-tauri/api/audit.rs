@@ -1,7 +1,8 @@
-//! The audit log's HTTP side: [`record`] (the outermost layer) opens one [`Note`] per request and
-//! keeps it in a task-local while the guards and the route run, so they fill in who called, the
-//! model, a refusal's reason, token counts and digests without passing it along; the note is
-//! written once the response body has ended and the generation has let go of it.
+//! The audit log's and the metrics' HTTP side: [`record`] (the outermost layer) opens one [`Note`]
+//! per request and keeps it in a task-local while the guards and the route run, so they fill in
+//! who called, the model, a refusal's reason, token counts, time to first token and digests
+//! without passing it along; the note is written and counted once the response body has ended
+//! and the generation has let go of it.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,11 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::access::audit::{AuditLog, Note, Record};
+use crate::access::audit::{AuditLog, Note, Record, RecordSink};
 use crate::engine::supervisor::StreamEvent;
 use crate::store::Store;
 
@@ -43,11 +44,18 @@ pub fn note_error(message: &str) {
 pub fn note_event(note_: &Option<Arc<Note>>, event: &StreamEvent) {
     let Some(n) = note_ else { return };
     match event {
-        StreamEvent::Piece(text) if n.keep_text() => n.update(|r| r.reply.get_or_insert_with(String::new).push_str(text)),
-        StreamEvent::Piece(_) => {}
+        StreamEvent::Piece(text) => n.update(|r| {
+            r.first_token_ms.get_or_insert(n.elapsed().as_millis() as u64);
+            if n.keep_text() {
+                r.reply.get_or_insert_with(String::new).push_str(text);
+            }
+        }),
         StreamEvent::Done(stats) => n.update(|r| {
             r.prompt_tokens = Some(stats.prompt_tokens.into());
             r.reply_tokens = Some(stats.eval_tokens.into());
+            if stats.eval_ns > 0 {
+                r.tokens_per_second = Some(stats.eval_tokens as f64 / (stats.eval_ns as f64 / 1e9));
+            }
         }),
         StreamEvent::Error(e) => n.update(|r| r.error = Some(e.to_string())),
     }
@@ -64,11 +72,23 @@ pub fn note_model_digests(note_: &Option<Arc<Note>>, store: &Store, name: &str) 
     }
 }
 
-/// The outermost layer: one record per request, written when its response is done.
-pub async fn record(State(log): State<Option<Arc<AuditLog>>>, mut req: Request, next: Next) -> Response {
-    let Some(log) = log else { return next.run(req).await };
+/// Where the records of one server go.
+#[derive(Clone)]
+pub struct Recorders {
+    pub log: Option<Arc<AuditLog>>,
+    pub metrics: Arc<super::metrics::Metrics>,
+}
+
+/// The outermost layer: one record per request, to the audit log and the metrics once its
+/// response is done.
+pub async fn record(State(to): State<Recorders>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
-    let note = Note::new(log, Record { time: crate::units::now_rfc3339(), peer, method: req.method().to_string(), route: req.uri().path().to_string(), ..Record::default() });
+    let route_template = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let record = Record { time: crate::units::now_rfc3339(), peer, method: req.method().to_string(), route: req.uri().path().to_string(), route_template, ..Record::default() };
+    let keep_text = to.log.as_ref().is_some_and(|l| l.keep_text);
+    let mut sinks: Vec<Arc<dyn RecordSink>> = vec![to.metrics];
+    sinks.extend(to.log.map(|l| l as Arc<dyn RecordSink>));
+    let note = Note::new(sinks, keep_text, record);
     req.extensions_mut().insert(note.clone());
     let response = NOTE.scope(note.clone(), next.run(req)).await;
     note.update(|r| r.status = response.status().as_u16());

@@ -23,6 +23,7 @@ mod registry_routes;
 mod stream;
 mod reply;
 mod images;
+mod metrics;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -201,6 +202,7 @@ pub fn parse_host(s: &str) -> Result<SocketAddr, String> {
 
 pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
     let guard = guard::Guard::new(cfg);
+    let metrics = Arc::new(metrics::Metrics::default());
     stream::hide_path(core.store.root());
     if let Some(home) = dirs::home_dir() {
         stream::hide_path(&home);
@@ -226,10 +228,12 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_request))
         .layer(guard.cors())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
-        .layer(axum::middleware::from_fn_with_state(cfg.audit.clone(), audit::record))
+        .layer(axum::middleware::from_fn_with_state(audit::Recorders { log: cfg.audit.clone(), metrics: metrics.clone() }, audit::record))
+        .layer(axum::Extension(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Arc::new(registry_routes::TransferRules {
             site_registry: cfg.site_registry.clone(),

@@ -26,7 +26,8 @@ def server():
     binary = os.environ["AIRLOCK_BIN"]
     model = os.environ["AIRLOCK_TEST_MODEL"]
     store = tempfile.mkdtemp(prefix="airlock-compat-")
-    env = dict(os.environ, AIRLOCK_MODELS=store, AIRLOCK_THREADS="2")
+    state = tempfile.mkdtemp(prefix="airlock-compat-state-")
+    env = dict(os.environ, AIRLOCK_MODELS=store, AIRLOCK_THREADS="2", AIRLOCK_CONFIG=os.path.join(state, "config"), AIRLOCK_AUDIT_LOG=os.path.join(state, "audit.jsonl"))
     subprocess.run([binary, "import", model, "--name", MODEL, "--link"], env=env, check=True, capture_output=True)
     port = _free_port()
     env["AIRLOCK_HOST"] = f"127.0.0.1:{port}"

@@ -60,6 +60,7 @@ const ROUTES: &[(&str, &str, &str, bool)] = &[
     ("POST", "/api/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", "", true),
     ("POST", "/api/pull", r#"{"model":"none:1"}"#, true),
     ("POST", "/api/push", r#"{"model":"none:1"}"#, true),
+    ("GET", "/metrics", "", true),
 ];
 
 fn call(s: &Server, method: &str, path: &str, body: &str, auth: &str) -> (u16, String) {

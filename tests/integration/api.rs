@@ -207,6 +207,8 @@ fn a_runner_crash_ends_the_stream_with_an_error_and_the_server_keeps_serving() {
     assert!(rest.contains("model process exited"), "the stream must end with the error: {rest}");
     let (status, body) = post(s.port, "/api/generate", r#"{"model":"gemma3:270m","prompt":"Hi","stream":false,"options":{"num_predict":3}}"#, "");
     assert_eq!(status, 200, "{body}");
+    let (_, metrics) = get(s.port, "/metrics", "");
+    assert!(metrics.contains("airlock_runner_crashes_total 1\n") && metrics.contains("airlock_runner_starts_total 2\n"), "{metrics}");
 }
 
 #[test]

@@ -201,4 +201,6 @@ pub struct Supervisor {
     avoid_amx: AtomicBool,
     next_id: AtomicU64,
     runner_starts: AtomicU64,
+    /// Runners that exited on their own while loaded (shared with each runner's event router).
+    runner_crashes: std::sync::Arc<AtomicU64>,
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Lines, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -45,6 +45,8 @@ pub struct LoadedModel {
     pub(super) keep_alive: Mutex<Duration>,
     exited: Mutex<Option<String>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The supervisor's count of runners that exited on their own.
+    crashes: Arc<AtomicU64>,
 }
 
 impl LoadedModel {
@@ -189,6 +191,7 @@ impl Supervisor {
             keep_alive: Mutex::new(self.cfg.default_keep_alive),
             exited: Mutex::new(None),
             stderr_tail,
+            crashes: self.runner_crashes.clone(),
         };
         Ok(model)
     }
@@ -275,6 +278,10 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
     thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
     let why = describe_exit(&status, &m.stderr_tail);
     *m.exited.lock().unwrap() = Some(why.clone());
+    // `shut_down` takes stdin first: a runner whose stdin is still open was not asked to go.
+    if m.stdin.lock().unwrap().is_some() {
+        m.crashes.fetch_add(1, Ordering::SeqCst);
+    }
     for (_, reply) in m.pending.lock().unwrap().drain() {
         match reply {
             Reply::Stream(tx) => drop(tx.send(StreamEvent::Error(EngineError::RunnerExited(why.clone())))),

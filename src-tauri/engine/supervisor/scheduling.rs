@@ -134,6 +134,7 @@ impl Supervisor {
             avoid_amx,
             next_id: AtomicU64::new(1),
             runner_starts: AtomicU64::new(0),
+            runner_crashes: Arc::default(),
         });
         let weak = Arc::downgrade(&sup);
         thread::Builder::new().name("keep-alive".into()).spawn(move || reap_expired(weak)).expect("spawn keep-alive thread");
@@ -152,6 +153,18 @@ impl Supervisor {
     /// The loads under way, each with the requests waiting for it (its loader included).
     pub fn loading(&self) -> Vec<(RunnerKey, usize)> {
         self.table.lock().unwrap().loading.iter().map(|(k, p)| (k.clone(), 1 + p.waiters.load(Ordering::SeqCst))).collect()
+    }
+
+    /// Requests waiting for a slot of a loaded model or for a load to finish.
+    pub fn waiting(&self) -> usize {
+        let table = self.table.lock().unwrap();
+        let queued: usize = table.models.iter().map(|m| m.in_flight.load(Ordering::SeqCst).saturating_sub(m.info.n_parallel.max(1) as usize)).sum();
+        queued + table.loading.values().map(|p| p.waiters.load(Ordering::SeqCst)).sum::<usize>()
+    }
+
+    /// Runners that exited on their own (a crash, a kill from outside) while loaded.
+    pub fn runner_crashes(&self) -> u64 {
+        self.runner_crashes.load(Ordering::SeqCst)
     }
 
     /// Runner processes this supervisor has started (retries of one load count each, except the
