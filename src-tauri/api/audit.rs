@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::access::audit::{AuditLog, Note, Record, RecordSink};
 use crate::engine::supervisor::StreamEvent;
@@ -77,6 +78,7 @@ pub fn note_model_digests(note_: &Option<Arc<Note>>, store: &Store, name: &str) 
 pub struct Recorders {
     pub log: Option<Arc<AuditLog>>,
     pub metrics: Arc<super::metrics::Metrics>,
+    pub drain: Arc<super::Drain>,
 }
 
 /// The outermost layer: one record per request, to the audit log and the metrics once its
@@ -89,16 +91,24 @@ pub async fn record(State(to): State<Recorders>, mut req: Request, next: Next) -
     let mut sinks: Vec<Arc<dyn RecordSink>> = vec![to.metrics];
     sinks.extend(to.log.map(|l| l as Arc<dyn RecordSink>));
     let note = Note::new(sinks, keep_text, record);
+    if to.drain.is_draining() {
+        let response = NOTE.scope(note.clone(), async { super::stream::ApiError(StatusCode::SERVICE_UNAVAILABLE, "this server is shutting down; send the request to another one or retry shortly".into()).into_response() }).await;
+        note.update(|r| r.status = response.status().as_u16());
+        return response;
+    }
+    let in_flight = to.drain.enter();
     req.extensions_mut().insert(note.clone());
     let response = NOTE.scope(note.clone(), next.run(req)).await;
     note.update(|r| r.status = response.status().as_u16());
-    response.map(|body| Body::new(Held { body, _note: note }))
+    response.map(|body| Body::new(Held { body, _note: note, _in_flight: in_flight }))
 }
 
-/// A response body that holds the request's note until it is dropped (sent or abandoned).
+/// A response body that holds the request's note, and counts it as under way, until it is
+/// dropped (sent or abandoned).
 struct Held {
     body: Body,
     _note: Arc<Note>,
+    _in_flight: super::InFlight,
 }
 
 impl HttpBody for Held {

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub tokens_file: Option<PathBuf>,
     /// Where each request is recorded.
     pub audit: Option<Arc<AuditLog>>,
+    /// The graceful stop of `airlock serve`.
+    pub drain: Arc<Drain>,
     /// Extra browser origins allowed besides the app's own.
     pub origins: Vec<String>,
     /// The registry `/api/pull` and `/api/push` use.
@@ -122,6 +124,69 @@ impl std::fmt::Debug for PullSignature {
 pub const SIGNATURE_ENV: &str = "AIRLOCK_PULL_SIGNATURE";
 /// `1`: the audit log also keeps each request's messages and the reply's text.
 pub const AUDIT_TEXT_ENV: &str = "AIRLOCK_AUDIT_TEXT";
+/// Seconds a stopping server waits for the replies under way (default 30).
+pub const DRAIN_ENV: &str = "AIRLOCK_DRAIN_TIMEOUT";
+
+/// A graceful stop: once begun, every new request gets 503 (`/` too, so a load balancer stops
+/// sending here) while the requests under way finish, for at most `limit`.
+#[derive(Debug)]
+pub struct Drain {
+    pub limit: std::time::Duration,
+    draining: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain::new(std::time::Duration::from_secs(30))
+    }
+}
+
+impl Drain {
+    pub fn new(limit: std::time::Duration) -> Self {
+        Drain { limit, draining: Default::default(), in_flight: Default::default() }
+    }
+
+    pub fn begin(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests under way (their responses not yet sent).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts a request as under way until the returned guard is dropped.
+    fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// Waits until no request is under way, or `limit` has passed; says which.
+    pub async fn settled(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        while self.in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
+    }
+}
+
+/// One request under way, for [`Drain`].
+pub struct InFlight(Arc<Drain>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl ServerConfig {
     /// `AIRLOCK_HOST`, else `OLLAMA_HOST` (Ollama's syntax), `AIRLOCK_API_KEY`, `AIRLOCK_ORIGINS`,
@@ -141,7 +206,12 @@ impl ServerConfig {
         let tokens_file = crate::bundle::sign::config_dir().ok().map(|d| crate::access::tokens::token_file(&d));
         let audit_path = crate::access::audit::default_path().ok_or("no data folder known for the audit log; set AIRLOCK_AUDIT_LOG to a file")?;
         let keep_text = std::env::var(AUDIT_TEXT_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
-        let cfg = ServerConfig { addr, api_key, tokens_file, audit: None, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
+        let drain_secs = match std::env::var(DRAIN_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| format!("{DRAIN_ENV}: expected seconds, got {v:?}"))?,
+            _ => 30,
+        };
+        let drain = Arc::new(Drain::new(std::time::Duration::from_secs(drain_secs)));
+        let cfg = ServerConfig { addr, api_key, tokens_file, audit: None, drain, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
         cfg.check()?;
         let audit = AuditLog::open(audit_path, keep_text, crate::access::audit::ROTATE_BYTES).map_err(|e| e.0)?;
         Ok(ServerConfig { audit: Some(audit), ..cfg })
@@ -232,7 +302,7 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_request))
         .layer(guard.cors())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
-        .layer(axum::middleware::from_fn_with_state(audit::Recorders { log: cfg.audit.clone(), metrics: metrics.clone() }, audit::record))
+        .layer(axum::middleware::from_fn_with_state(audit::Recorders { log: cfg.audit.clone(), metrics: metrics.clone(), drain: cfg.drain.clone() }, audit::record))
         .layer(axum::Extension(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Arc::new(registry_routes::TransferRules {
@@ -266,13 +336,51 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        serve_on(listener, core.clone(), &cfg, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        let drain = cfg.drain.clone();
+        let (drained, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            stop_signal().await;
+            drain.begin();
+            eprintln!("stopping: new requests get 503; waiting up to {} s for the {} under way (again to stop now)", drain.limit.as_secs(), drain.in_flight());
+            tokio::select! {
+                done = drain.settled() => if !done { eprintln!("stopping: {} request(s) still running after {} s are cut off", drain.in_flight(), drain.limit.as_secs()) },
+                _ = stop_signal() => eprintln!("stopping now"),
+            }
+            let _ = drained.send(());
+        };
+        let server = serve_on(listener, core.clone(), &cfg, shutdown);
+        // Past the drain, connections still open (a reply cut off) do not hold the exit.
+        let cut_off = async {
+            if drained_rx.await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            _ = cut_off => {}
+        }
         core.shutdown();
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM (systemd's stop, a load balancer's orchestration).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Binds the API's address (before any runtime exists, so the caller learns at once), with an
@@ -312,7 +420,7 @@ mod tests {
 
     #[test]
     fn non_loopback_needs_a_token() {
-        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, tokens_file: None, audit: None, origins: vec![], site_registry: SiteRegistry::Environment, pull_signature: PullSignature::RequireWhenTrusted, allow_push: false };
+        let cfg = ServerConfig { addr: "0.0.0.0:11434".parse().unwrap(), api_key: None, tokens_file: None, audit: None, drain: Default::default(), origins: vec![], site_registry: SiteRegistry::Environment, pull_signature: PullSignature::RequireWhenTrusted, allow_push: false };
         assert!(cfg.check().unwrap_err().contains("airlock token add"));
         assert!(ServerConfig { api_key: Some("k".into()), ..cfg.clone() }.check().is_ok());
         let dir = tempfile::tempdir().unwrap();

@@ -66,7 +66,7 @@ impl ApiServer {
             match bound {
                 Ok(listener) => {
                     // Pushing stays off: the app never publishes models for its API's callers.
-                    let cfg = ServerConfig { addr, api_key: settings.token.clone(), tokens_file: None, audit: None, origins: Vec::new(), site_registry: self.site_registry.clone(), pull_signature: self.pull_signature.clone(), allow_push: false };
+                    let cfg = ServerConfig { addr, api_key: settings.token.clone(), tokens_file: None, audit: None, drain: Default::default(), origins: Vec::new(), site_registry: self.site_registry.clone(), pull_signature: self.pull_signature.clone(), allow_push: false };
                     let (stop, stopped) = oneshot::channel::<()>();
                     tauri::async_runtime::spawn(async move {
                         let shutdown = async {

@@ -32,6 +32,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The server's exit status, once it has exited.
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub(crate) fn store(&self) -> &std::path::Path {
         self._store.path()
     }
@@ -476,7 +481,7 @@ fn serve_in_process(store: Store) -> (std::sync::Arc<airlock::core::Core>, u16) 
     let addr = listener.local_addr().unwrap();
     let served = core.clone();
     std::thread::spawn(move || {
-        let cfg = airlock::api::ServerConfig { addr, api_key: None, tokens_file: None, audit: None, origins: vec![], site_registry: airlock::api::SiteRegistry::Environment, pull_signature: airlock::api::PullSignature::RequireWhenTrusted, allow_push: false };
+        let cfg = airlock::api::ServerConfig { addr, api_key: None, tokens_file: None, audit: None, drain: Default::default(), origins: vec![], site_registry: airlock::api::SiteRegistry::Environment, pull_signature: airlock::api::PullSignature::RequireWhenTrusted, allow_push: false };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(airlock::api::serve_on(listener, served, &cfg, std::future::pending())).unwrap();
     });

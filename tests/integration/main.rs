@@ -11,6 +11,7 @@ mod engine_sharing;
 mod load;
 mod api;
 mod access;
+mod serve_stop;
 mod embed;
 mod env_table;
 mod documents;
