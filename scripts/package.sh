@@ -4,7 +4,8 @@
 #                                          the built binaries and libraries (the same code that
 #                                          puts Airlock itself into a transfer kit)
 #   airlock_<version>_amd64.deb            the same files under /usr, Depends from dpkg-shlibdeps
-#                                          (every package is in Debian 12's own archive)
+#                                          (every package is in Debian 12's own archive), and the
+#                                          airlock service (packaging/: unit, settings, its user)
 #   SHA256SUMS (+ SHA256SUMS.minisig with --sign KEY, the same minisign keys as bundles)
 # Usage: scripts/package.sh [--sign KEY] [--no-build]   (--no-build: package what scripts/test.sh built)
 set -euo pipefail
@@ -51,6 +52,11 @@ cp -a "$top/lib/airlock/." "$root/usr/lib/airlock/"
 cp -a "$top/share/." "$root/usr/share/"
 cp "$top/README.txt" "$root/usr/share/doc/airlock/README.txt"
 printf 'Airlock\nLicense: MIT\n' > "$root/usr/share/doc/airlock/copyright"
+# The service: `airlock serve` as the system user airlock, installed but not enabled.
+install -D -m 0644 packaging/airlock.service "$root/lib/systemd/system/airlock.service"
+install -D -m 0644 packaging/airlock.default "$root/etc/default/airlock"
+install -m 0755 packaging/postinst packaging/prerm packaging/postrm "$root/DEBIAN/"
+echo /etc/default/airlock > "$root/DEBIAN/conffiles"
 
 # Depends: what the binaries and every library module link, as Debian packages.
 mkdir -p "$work/shlibs/debian"
@@ -61,14 +67,14 @@ depends="$(cd "$work/shlibs" && dpkg-shlibdeps -O --ignore-missing-info -l"$root
 [ -n "$depends" ] || { echo "package: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 # Only the GPU modules need the Vulkan loader, and they load only where it is: recommend it.
 recommends="$(tr ',' '\n' <<<"$depends" | sed 's/^ *//' | grep '^libvulkan1' | paste -sd, - || true)"
-depends="$(tr ',' '\n' <<<"$depends" | sed 's/^ *//' | grep -v '^libvulkan1' | paste -sd, - | sed 's/,/, /g')"
+depends="$(tr ',' '\n' <<<"$depends" | sed 's/^ *//' | grep -v '^libvulkan1' | paste -sd, - | sed 's/,/, /g'), adduser"
 
 cat > "$root/DEBIAN/control" <<EOF
 Package: airlock
 Version: $version
 Architecture: $arch
 Maintainer: Airlock developers <airlock@localhost>
-Installed-Size: $(du -sk "$root/usr" | cut -f1)
+Installed-Size: $(du -sk "$root/usr" "$root/lib" "$root/etc" | awk '{s+=$1} END {print s}')
 Depends: $depends
 Recommends: ${recommends:-libvulkan1}
 Section: utils

@@ -3,7 +3,8 @@
 # the .deb's metadata and contents; then installs it for real with apt-get (Depends must resolve
 # from Debian's archive), runs the installed CLI (--version, hardware, import, run) on the test
 # model, opens the installed app's window (needs an X display: run under scripts/with-display.sh),
-# and removes the package again. Needs root (or sudo) and AIRLOCK_TEST_MODEL.
+# checks the airlock service (systemd-analyze verify and security, its user, a drained stop as
+# that user), and purges the package again. Needs root (or sudo) and AIRLOCK_TEST_MODEL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${AIRLOCK_TEST_MODEL:?AIRLOCK_TEST_MODEL must name the test model (tests/fixtures/fetch-test-model.sh)}"
@@ -36,9 +37,13 @@ for size in 16 24 32 48 64 128 256 512; do
   grep -qxF "./usr/share/icons/hicolor/${size}x${size}/apps/airlock.png" <<<"$contents" || fail "no ${size}x${size} icon"
 done
 grep -q '/bin/airlock$' <<<"$(tar tzf "$tarball")" || fail "the tarball has no bin/airlock"
+for f in ./lib/systemd/system/airlock.service ./etc/default/airlock; do
+  grep -qxF "$f" <<<"$contents" || fail "$f is missing from the .deb"
+done
+grep -q adduser <<<"$depends" || fail "Depends lacks adduser (postinst makes the service's user)"
 
 # ---- Install for real; remove again whatever happens.
-cleanup() { $sudo apt-get remove -y -qq airlock >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { $sudo apt-get purge -y -qq airlock >/dev/null 2>&1 || true; rm -rf "$work"; }
 work="$(mktemp -d)"
 trap cleanup EXIT
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb" >/dev/null
@@ -74,4 +79,26 @@ if [ -n "${DISPLAY:-}" ]; then
 else
   echo "no DISPLAY: the installed app's window was not checked" >&2
 fi
+# ---- The service: installed, not enabled, sandboxed, and it drains on SIGTERM as its own user.
+unit=/lib/systemd/system/airlock.service
+systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"
+security="$(systemd-analyze security --offline=true "$unit" 2>&1 | grep 'Overall exposure level')" || fail "systemd-analyze security printed no score"
+echo "$security"
+score="$(sed -n 's/.*: \([0-9.]*\) .*/\1/p' <<<"$security")"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.5) }' || fail "the service's exposure score $score is above 2.5"
+[ ! -e /etc/systemd/system/multi-user.target.wants/airlock.service ] || fail "the service was enabled on install"
+getent passwd airlock >/dev/null || fail "postinst made no user airlock"
+[ "$(stat -c %U /var/lib/airlock/models)" = airlock ] || fail "/var/lib/airlock/models does not belong to airlock"
+port=18434
+$sudo runuser -u airlock -- env -i PATH=/usr/bin:/bin HOME=/var/lib/airlock AIRLOCK_MODELS=/var/lib/airlock/models AIRLOCK_HOST=127.0.0.1:$port /usr/bin/airlock serve 2>"$work/service.log" &
+service=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/version" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$port/api/version" >/dev/null || { cat "$work/service.log" >&2; fail "the service's command did not answer as user airlock"; }
+$sudo pkill -TERM -u airlock -f 'airlock serve'
+wait "$service" || { cat "$work/service.log" >&2; fail "the service's command did not stop cleanly on SIGTERM"; }
+$sudo test -s /var/lib/airlock/.local/share/airlock/audit.jsonl || fail "the service wrote no audit log under /var/lib/airlock"
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq airlock >/dev/null
+getent passwd airlock >/dev/null && fail "purge left the user airlock"
+[ -e /var/lib/airlock ] && fail "purge left /var/lib/airlock"
+echo "service: verified, $security, stops cleanly; purge removed its user and data"
 echo "package check passed: $(basename "$deb") ($(du -h "$deb" | cut -f1)), $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
