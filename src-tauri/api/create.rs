@@ -204,6 +204,7 @@ fn create_error(e: CreateError) -> ApiError {
     let status = match &e {
         CreateError::Invalid(_) | CreateError::Store(StoreError::InvalidName(_)) => StatusCode::BAD_REQUEST,
         CreateError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+        CreateError::Store(StoreError::ReadOnly { .. }) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(status, e.to_string())
@@ -221,6 +222,7 @@ enum Progress {
 pub async fn create(State(core): CoreState, OllamaJson(req): OllamaJson<CreateBody>) -> Result<Response, ApiError> {
     let name = req.model.clone().or_else(|| req.name.clone()).filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("model is required"))?;
     let recipe = recipe(&req)?;
+    core.store.check_writable()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let note = super::audit::current();
     tokio::task::spawn_blocking(move || {

@@ -332,6 +332,7 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
                 eprintln!("warning: no blob pruned: {why}");
             }
         }
+        Err(crate::store::StoreError::ReadOnly { .. }) => eprintln!("the model store is read-only here: its models are listed and run; create, copy, delete, pull and uploads are refused"),
         Err(e) => eprintln!("warning: could not prune unused blobs: {e}"),
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

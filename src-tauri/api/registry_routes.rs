@@ -61,6 +61,7 @@ fn resolve(req: &TransferRequest, rules: &TransferRules) -> Result<(String, Refe
 
 pub async fn pull(State(core): State<Arc<Core>>, Extension(rules): Extension<Arc<TransferRules>>, OllamaJson(req): OllamaJson<TransferRequest>) -> Result<Response, ApiError> {
     let (_, reference) = resolve(&req, &rules)?;
+    core.store.check_writable()?;
     let signature = rules.pull_signature.current();
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = PullOptions { client: ClientOptions::from_env(), signature, trust_dir: None, cancel: Some(cancel.clone()) };
@@ -108,6 +109,7 @@ fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> 
                 RegistryError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
                 RegistryError::Config(_) | RegistryError::Signature(_) => StatusCode::BAD_REQUEST,
                 RegistryError::Store(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+                RegistryError::Store(crate::store::StoreError::ReadOnly { .. }) => StatusCode::FORBIDDEN,
                 RegistryError::Auth(_) | RegistryError::Transport { .. } | RegistryError::Status { .. } => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };

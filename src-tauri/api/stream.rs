@@ -84,6 +84,7 @@ impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
         let status = match &e {
             ChatError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ChatError::Store(StoreError::ReadOnly { .. }) => StatusCode::FORBIDDEN,
             ChatError::Store(StoreError::InvalidName(_)) | ChatError::NotRunnable { .. } | ChatError::TooLong { .. } | ChatError::Template(_) | ChatError::Unsupported { .. } | ChatError::BadTools(_) => StatusCode::BAD_REQUEST,
             ChatError::Engine(EngineError::Request { .. }) => StatusCode::BAD_REQUEST,
             ChatError::Engine(EngineError::Busy { .. } | EngineError::TooManyLoads { .. }) => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,7 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 
-use super::{io_err, StoreError};
+use super::{io_err, write_err, StoreError};
 
 pub const LOCK_FILE: &str = ".airlock-lock";
 
@@ -23,10 +23,14 @@ pub struct StoreLock {
 impl StoreLock {
     /// Blocks until this process holds the store at `root` exclusively.
     pub(super) fn exclusive(root: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(root).map_err(io_err(root))?;
-        let path = root.join(LOCK_FILE);
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err(&path))?;
-        file.lock().map_err(io_err(&path))?;
+        let file = Self::open(root)?;
+        file.lock().map_err(io_err(&root.join(LOCK_FILE)))?;
         Ok(StoreLock { _file: file })
+    }
+
+    /// Opens the lock file for writing, without locking: what every change does first.
+    pub(super) fn open(root: &Path) -> Result<File, StoreError> {
+        fs::create_dir_all(root).map_err(write_err(root))?;
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(root.join(LOCK_FILE)).map_err(write_err(root))
     }
 }

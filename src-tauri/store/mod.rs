@@ -58,10 +58,26 @@ pub enum StoreError {
     /// publish its manifests: a concurrent `rm`. The import copies them again.
     #[error("{} blob(s) this import needs were removed from the store while it ran (by a concurrent `airlock rm`?); import again", .0.len())]
     BlobsRemoved(Vec<Digest>),
+    /// A read-only mount (a shared store), or a store another user owns: models are listed and
+    /// run, nothing is changed.
+    #[error("the model store is read-only here ({path}): its models can be listed and run, but not changed; import, pull, create, copy or remove on a machine that can write it")]
+    ReadOnly { path: PathBuf },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| match source.kind() {
+        io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly { path: path.to_path_buf() },
+        _ => StoreError::Io { path: path.to_path_buf(), source },
+    }
+}
+
+/// [`io_err`] for the first write of every change (the lock, the staging folder): a folder this
+/// user may not write is a read-only store too.
+pub(crate) fn write_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| match source.kind() {
+        io::ErrorKind::PermissionDenied => StoreError::ReadOnly { path: path.to_path_buf() },
+        _ => io_err(path)(source),
+    }
 }
 
 /// One model in the store.
@@ -310,6 +326,12 @@ impl Store {
             Ok(_) => None,
             Err(e) => Some(format!("cannot read {}: {e}", path.display())),
         }
+    }
+
+    /// Whether this process may change the store: [`StoreError::ReadOnly`] on a read-only mount or
+    /// a store another user owns, so a change is refused before it begins.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        lock::StoreLock::open(self.root()).map(drop)
     }
 
     /// Starts a staging area beside `blobs/` for an import (see [`Staging`]).

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::fault::FaultPlan;
-use super::{io_err, sync_dir, Digest, Manifest, ModelName, Store, StoreError};
+use super::{io_err, sync_dir, write_err, Digest, Manifest, ModelName, Store, StoreError};
 
 pub const STAGING_DIR: &str = ".airlock-staging";
 
@@ -30,7 +30,7 @@ impl Staging {
     pub(super) fn begin(store: &Store) -> Result<Self, StoreError> {
         let top = store.root().join(STAGING_DIR);
         for dir in [store.blobs_dir(), store.manifests_dir(), top.clone()] {
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            fs::create_dir_all(&dir).map_err(write_err(store.root()))?;
         }
         remove_abandoned(&top);
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
