@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config cmake clang libclang-dev python3 python3-pip python3-venv
       libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
       xvfb xauth webkit2gtk-driver xdotool dpkg-dev glslc libvulkan-dev mesa-vulkan-drivers strace
-      docker-registry apache2-utils openssl minisign curl procps systemd)
+      docker-registry apache2-utils openssl minisign curl procps systemd haproxy)
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

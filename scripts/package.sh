@@ -55,6 +55,7 @@ printf 'Airlock\nLicense: MIT\n' > "$root/usr/share/doc/airlock/copyright"
 # The service: `airlock serve` as the system user airlock, installed but not enabled.
 install -D -m 0644 packaging/airlock.service "$root/lib/systemd/system/airlock.service"
 install -D -m 0644 packaging/airlock.default "$root/etc/default/airlock"
+install -D -m 0644 packaging/haproxy.cfg "$root/usr/share/doc/airlock/examples/haproxy.cfg"
 install -m 0755 packaging/postinst packaging/prerm packaging/postrm "$root/DEBIAN/"
 echo /etc/default/airlock > "$root/DEBIAN/conffiles"
 

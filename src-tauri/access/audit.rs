@@ -30,6 +30,9 @@ pub struct Record {
     pub prompt_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_tokens: Option<u64>,
+    /// Prompt tokens whose KV cache an earlier request left (a conversation's prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
     pub duration_ms: u64,
     /// Why a reply that had begun (status 200) failed, or why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

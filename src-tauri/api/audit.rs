@@ -54,6 +54,7 @@ pub fn note_event(note_: &Option<Arc<Note>>, event: &StreamEvent) {
         StreamEvent::Done(stats) => n.update(|r| {
             r.prompt_tokens = Some(stats.prompt_tokens.into());
             r.reply_tokens = Some(stats.eval_tokens.into());
+            r.cached_tokens = Some(stats.prompt_cached_tokens.into());
             if stats.eval_ns > 0 {
                 r.tokens_per_second = Some(stats.eval_tokens as f64 / (stats.eval_ns as f64 / 1e9));
             }
