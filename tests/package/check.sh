@@ -37,7 +37,7 @@ for size in 16 24 32 48 64 128 256 512; do
   grep -qxF "./usr/share/icons/hicolor/${size}x${size}/apps/airlock.png" <<<"$contents" || fail "no ${size}x${size} icon"
 done
 grep -q '/bin/airlock$' <<<"$(tar tzf "$tarball")" || fail "the tarball has no bin/airlock"
-for f in ./lib/systemd/system/airlock.service ./etc/default/airlock; do
+for f in ./lib/systemd/system/airlock.service ./etc/default/airlock ./usr/share/doc/airlock/examples/haproxy.cfg; do
   grep -qxF "$f" <<<"$contents" || fail "$f is missing from the .deb"
 done
 grep -q adduser <<<"$depends" || fail "Depends lacks adduser (postinst makes the service's user)"
