@@ -23,13 +23,13 @@ tokio::task_local! {
     static NOTE: Arc<Note>;
 }
 
-/// The running request's note, if the server keeps an audit log. Take it before moving work to
-/// another thread: task-locals stay with the request's task.
+/// The running request's note (`None` outside a request). Take it before moving work to another
+/// thread: task-locals stay with the request's task.
 pub fn current() -> Option<Arc<Note>> {
     NOTE.try_with(|n| n.clone()).ok()
 }
 
-pub fn note(note: &Option<Arc<Note>>, f: impl FnOnce(&mut Record)) {
+pub fn update(note: &Option<Arc<Note>>, f: impl FnOnce(&mut Record)) {
     if let Some(n) = note {
         n.update(f);
     }
@@ -37,13 +37,13 @@ pub fn note(note: &Option<Arc<Note>>, f: impl FnOnce(&mut Record)) {
 
 /// Records why the running request failed or was refused.
 pub fn note_error(message: &str) {
-    note(&current(), |r| r.error = Some(message.to_string()));
+    update(&current(), |r| r.error = Some(message.to_string()));
 }
 
 /// Records what a generation's event says: reply text (when the operator keeps text), the token
 /// counts of a finished reply, the error of a failed one.
-pub fn note_event(note_: &Option<Arc<Note>>, event: &StreamEvent) {
-    let Some(n) = note_ else { return };
+pub fn note_event(note: &Option<Arc<Note>>, event: &StreamEvent) {
+    let Some(n) = note else { return };
     match event {
         StreamEvent::Piece(text) => n.update(|r| {
             r.first_token_ms.get_or_insert(n.elapsed().as_millis() as u64);
@@ -64,13 +64,13 @@ pub fn note_event(note_: &Option<Arc<Note>>, event: &StreamEvent) {
 }
 
 /// Records the blobs of model `name` (its config and layers) as touched by a store change.
-pub fn note_model_digests(note_: &Option<Arc<Note>>, store: &Store, name: &str) {
-    if note_.is_none() {
+pub fn note_model_digests(note: &Option<Arc<Note>>, store: &Store, name: &str) {
+    if note.is_none() {
         return;
     }
     if let Ok(entry) = store.resolve(name) {
         let digests: Vec<String> = entry.manifest.blobs().map(|l| l.digest.to_string()).collect();
-        note(note_, |r| r.digests.extend(digests));
+        update(note, |r| r.digests.extend(digests));
     }
 }
 
@@ -93,9 +93,9 @@ pub async fn record(State(to): State<Recorders>, mut req: Request, next: Next) -
     sinks.extend(to.log.map(|l| l as Arc<dyn RecordSink>));
     let note = Note::new(sinks, keep_text, record);
     if to.drain.is_draining() {
-        let response = NOTE.scope(note.clone(), async { super::stream::ApiError(StatusCode::SERVICE_UNAVAILABLE, "this server is shutting down; send the request to another one or retry shortly".into()).into_response() }).await;
-        note.update(|r| r.status = response.status().as_u16());
-        return response;
+        const STOPPING: &str = "this server is shutting down; send the request to another one or retry shortly";
+        note.update(|r| (r.status, r.error) = (StatusCode::SERVICE_UNAVAILABLE.as_u16(), Some(STOPPING.into())));
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "error": STOPPING }))).into_response();
     }
     let in_flight = to.drain.enter();
     req.extensions_mut().insert(note.clone());

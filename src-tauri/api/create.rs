@@ -98,7 +98,7 @@ pub async fn upload_blob(State(core): CoreState, UrlPath(digest): UrlPath<String
     }
     drop(tx);
     writer.await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    super::audit::note(&super::audit::current(), |r| r.digests.push(digest_text));
+    super::audit::update(&super::audit::current(), |r| r.digests.push(digest_text));
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -232,7 +232,7 @@ pub async fn create(State(core): CoreState, OllamaJson(req): OllamaJson<CreateBo
         });
         match &result {
             Ok(_) => super::audit::note_model_digests(&note, &core.store, &name),
-            Err(e) => super::audit::note(&note, |r| r.error = Some(e.to_string())),
+            Err(e) => super::audit::update(&note, |r| r.error = Some(e.to_string())),
         }
         let _ = tx.send(Progress::Done(result.map(|_| ()).map_err(create_error)));
     });

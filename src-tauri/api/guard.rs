@@ -135,7 +135,7 @@ pub async fn check_request(State(guard): State<Guard>, req: Request, next: Next)
         Err(Refusal::Unreadable(why)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &why),
     };
     let note = audit::current();
-    audit::note(&note, |r| r.token = caller.name().map(str::to_string));
+    audit::update(&note, |r| r.token = caller.name().map(str::to_string));
     if !caller.may(needed) {
         let name = caller.name().unwrap_or_default();
         return refuse(StatusCode::FORBIDDEN, &format!("the API token {name:?} may chat and list models only: {} changes the store and needs a token made with --scope admin", req.uri().path()));
@@ -163,10 +163,10 @@ pub async fn check_request(State(guard): State<Guard>, req: Request, next: Next)
                 let name = caller.name().unwrap_or_default();
                 return refuse(StatusCode::FORBIDDEN, &format!("the API token {name:?} may not use the model {denied:?}; ask the operator for a token whose --models include it"));
             }
-            audit::note(&note, |r| r.model = names.first().cloned());
+            audit::update(&note, |r| r.model = names.first().cloned());
             if note.as_ref().is_some_and(|n| n.keep_text()) {
                 let text = serde_json::from_slice::<RequestText>(&bytes).unwrap_or_default();
-                audit::note(&note, |r| r.prompt = text.messages.or(text.prompt).or(text.input));
+                audit::update(&note, |r| r.prompt = text.messages.or(text.prompt).or(text.input));
             }
             req = Request::from_parts(parts, Body::from(bytes));
         }

@@ -5,8 +5,8 @@
 //! Safer than Ollama on loopback: requests whose `Host` is not a loopback name are refused (DNS
 //! rebinding), browser `Origin`s must be on the allowlist, POST bodies must be JSON (no
 //! preflight-free form posts from web pages), bodies are size-limited, API tokens (scoped, limited
-//! to models, `airlock token`) are required once any exist and always off loopback, every request
-//! is written to the audit log, and no response carries a filesystem path.
+//! to models, `airlock token`) are required once any exist and always off loopback, `airlock
+//! serve` writes every request to the audit log, and no response carries a filesystem path.
 //!
 //! Uses: `core`, `engine`, `store`, `bundle`, `modelfile`, `registry`, `access`, `units`; never
 //! `cli` or `desktop`.

@@ -103,7 +103,7 @@ fn run_streamed(cancel: Arc<AtomicBool>, work: impl FnOnce(&dyn Fn(&Status)) -> 
             }
         };
         if let Err(e) = work(&send) {
-            super::audit::note(&note, |r| r.error = Some(e.to_string()));
+            super::audit::update(&note, |r| r.error = Some(e.to_string()));
             let status = match &e {
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
                 RegistryError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
