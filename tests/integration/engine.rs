@@ -30,6 +30,7 @@ pub(crate) fn config() -> EngineConfig {
         // As the runner tests do: a machine whose AMX kernels crash would otherwise restart each
         // test's first runner (the fallback itself is exercised through `airlock serve`).
         avoid_amx: true,
+        runner_faults: Default::default(),
     }
 }
 
@@ -229,4 +230,45 @@ fn requests_beyond_the_slots_and_queue_are_refused_as_busy() {
     drop(running); // cancels them all
     let (_, end) = collect(core.engine().chat(&model, &messages, greedy(2)).unwrap().generation);
     assert!(matches!(end, Some(StreamEvent::Done(_))), "{end:?}");
+}
+
+/// The command line a running process was started with.
+fn cmdline(pid: u32) -> String {
+    String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ")
+}
+
+#[test]
+fn a_runner_that_dies_of_an_illegal_instruction_is_started_again_without_amx_and_says_so() {
+    let dir = store_with_real_model();
+    let cfg = EngineConfig { avoid_amx: false, ..config() };
+    cfg.runner_faults.lock().unwrap().push_back("sigill".into());
+    let core = Core::new(Store::at(dir.path()), cfg);
+    let model = core.prepare("gemma3:270m").unwrap();
+    let (text, end) = collect(core.engine().chat(&model, &[ChatMessage::new("user", "hi")], greedy(4)).unwrap().generation);
+    assert!(matches!(end, Some(StreamEvent::Done(_))) && !text.is_empty(), "{end:?}");
+    let runner = core.engine().supervisor.loaded().remove(0);
+    println!("placement: {}", runner.info.placement_reason);
+    assert!(runner.info.placement_reason.contains("AMX"), "{}", runner.info.placement_reason);
+    assert!(cmdline(runner.pid()).contains("--avoid-amx"), "{}", cmdline(runner.pid()));
+    assert_eq!(core.engine().supervisor.runner_starts(), 1, "the restart without AMX is the same runner");
+}
+
+#[test]
+fn a_gpu_load_that_fails_is_retried_with_half_the_layers_then_on_the_cpu_and_says_so() {
+    let dir = store_with_real_model();
+    let cfg = config();
+    cfg.runner_faults.lock().unwrap().extend(["gpu".to_string(), "gpu".to_string()]);
+    let core = Core::new(Store::at(dir.path()), cfg);
+    let model = core.prepare("gemma3:270m").unwrap();
+    let settings = RequestSettings { num_gpu: Some(8), ..greedy(4) };
+    let (text, end) = collect(core.engine().chat(&model, &[ChatMessage::new("user", "hi")], settings).unwrap().generation);
+    assert!(matches!(end, Some(StreamEvent::Done(_))) && !text.is_empty(), "{end:?}");
+    let runner = core.engine().supervisor.loaded().remove(0);
+    let reason = &runner.info.placement_reason;
+    println!("placement: {reason}");
+    assert!(reason.contains("loading 8 layers on the GPU failed") && reason.contains("retried with 4 layers"), "{reason}");
+    assert!(reason.contains("loading 4 layers on the GPU failed") && reason.contains("so it runs on the CPU"), "{reason}");
+    assert_eq!(runner.info.placement.gpu_layers, 0);
+    assert!(cmdline(runner.pid()).contains("--gpu-layers 0"), "{}", cmdline(runner.pid()));
+    assert_eq!(core.engine().supervisor.runner_starts(), 3);
 }

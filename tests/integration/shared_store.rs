@@ -209,7 +209,7 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
     let store = TempDir::new().unwrap();
     let out = airlock(store.path(), &["import", real_model().to_str().unwrap(), "--name", "gemma3:270m", "--link"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let env = [("AIRLOCK_AUDIT_TEXT", "1"), ("AIRLOCK_NUM_PARALLEL", "2"), ("AIRLOCK_DRAIN_TIMEOUT", "60")];
+    let env = [("AIRLOCK_AUDIT_TEXT", "1"), ("AIRLOCK_NUM_PARALLEL", "2"), ("AIRLOCK_DRAIN_TIMEOUT", "600")];
     let mut backends = [serve_read_only_with(store.path(), &env), serve_read_only_with(store.path(), &env)];
     let work = TempDir::new().unwrap();
     let lb = haproxy([backends[0].port, backends[1].port], work.path());
@@ -258,7 +258,7 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
     let c = &conversations[mine];
     let mut long = c.messages.clone();
     long.push(json!({ "role": "user", "content": "Now tell the whole story again, at length." }));
-    let body = json!({ "model": "gemma3:270m", "messages": long, "options": { "num_predict": 120, "temperature": 0 } }).to_string();
+    let body = json!({ "model": "gemma3:270m", "messages": long, "options": { "num_predict": 60, "temperature": 0 } }).to_string();
     let key = if mine % 3 == 0 { format!("X-Airlock-Session: s-{mine}\r\n") } else { String::new() };
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", lb.1)).unwrap();
     use std::io::{BufRead, Read, Write};
@@ -278,7 +278,7 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("\"done\":true") && !rest.contains("\"error\""), "the reply under way finished: {rest}");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = backends[0].child.try_wait().unwrap() {
             break status;

@@ -69,6 +69,12 @@ pub struct RunnerArgs {
     /// [`embed`]): answers `Embed` requests only.
     #[arg(long)]
     pub embedding: bool,
+    /// Test builds only: once the model is loaded, fail as a GPU load that runs out of memory
+    /// does (`gpu`, with layers on a GPU) or die of an illegal instruction as the AMX kernels do
+    /// under some hypervisors (`sigill`), so the supervisor's retries run in tests.
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[arg(long, hide = true)]
+    pub test_fault: Option<String>,
 }
 
 pub fn main(args: RunnerArgs) -> ExitCode {
@@ -84,6 +90,20 @@ pub fn main(args: RunnerArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    #[cfg(any(test, feature = "test-hooks"))]
+    match args.test_fault.as_deref() {
+        Some("gpu") if args.gpu_layers > 0 => {
+            out.send(&Event::Error { id: None, code: "load".into(), message: format!("injected fault: cannot allocate {} layers on the GPU", args.gpu_layers) });
+            return ExitCode::from(1);
+        }
+        // No core file: the test's folder stays clean.
+        #[cfg(target_os = "linux")]
+        Some("sigill") => unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &libc::rlimit { rlim_cur: 0, rlim_max: 0 });
+            libc::raise(libc::SIGILL);
+        },
+        _ => {}
+    }
     let mut session = match loaded.session(&args) {
         Ok(s) => s,
         Err(message) => {

@@ -90,6 +90,9 @@ pub struct EngineConfig {
     /// Start runners without the CPU's AMX kernels from the first (otherwise learnt from the first
     /// runner they crash).
     pub avoid_amx: bool,
+    /// Test builds only: a fault for each of the next runners, in order (see `RunnerArgs`).
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub runner_faults: std::sync::Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl EngineConfig {
@@ -103,6 +106,8 @@ impl EngineConfig {
             load_timeout: std::env::var("AIRLOCK_LOAD_TIMEOUT").ok().and_then(|v| v.trim().parse().ok()).filter(|&s: &u64| s > 0).map_or(DEFAULT_LOAD_TIMEOUT, Duration::from_secs),
             load_timeout_per_gib: DEFAULT_LOAD_TIMEOUT_PER_GIB,
             avoid_amx: false,
+            #[cfg(any(test, feature = "test-hooks"))]
+            runner_faults: Default::default(),
         }
     }
 

@@ -128,6 +128,10 @@ impl Supervisor {
         if let Some(t) = self.cfg.threads {
             cmd.arg("--threads").arg(t.to_string());
         }
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(fault) = self.cfg.runner_faults.lock().unwrap().pop_front() {
+            cmd.arg("--test-fault").arg(fault);
+        }
         // The runner parses untrusted model files: it gets no credential or key.
         crate::backends::restrict_child_environment(&mut cmd);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
