@@ -323,7 +323,12 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
     for note in cfg.transfer_notes() {
         eprintln!("{note}");
     }
-    // As Ollama does at start: blobs no model uses go (in the background: the API answers meanwhile).
+    // As Ollama does at start, unless OLLAMA_NOPRUNE is set: blobs no model uses go (in the
+    // background: the API answers meanwhile).
+    if std::env::var_os("OLLAMA_NOPRUNE").is_some_and(|v| !v.is_empty()) {
+        eprintln!("not pruning unused blobs: OLLAMA_NOPRUNE is set");
+        return serve_until_stopped(core, cfg, listener);
+    }
     let pruning = core.clone();
     std::thread::spawn(move || match pruning.store.prune(crate::store::PRUNE_MIN_AGE) {
         Ok(r) if !r.removed.is_empty() => eprintln!("pruned {} blob(s) no model uses ({} bytes)", r.removed.len(), r.bytes),
@@ -335,6 +340,11 @@ pub fn serve(core: Arc<Core>, cfg: ServerConfig) -> anyhow::Result<()> {
         Err(crate::store::StoreError::ReadOnly { .. }) => eprintln!("the model store is read-only here: its models are listed and run; create, copy, delete, pull and uploads are refused"),
         Err(e) => eprintln!("warning: could not prune unused blobs: {e}"),
     });
+    serve_until_stopped(core, cfg, listener)
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains (see [`Drain`]).
+fn serve_until_stopped(core: Arc<Core>, cfg: ServerConfig, listener: std::net::TcpListener) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let drain = cfg.drain.clone();

@@ -109,17 +109,33 @@ fn prune_removes_old_blobs_no_model_uses_and_serve_prunes_as_it_starts() {
     assert!(!old.exists() && recent.exists());
     assert!(airlock(store.path(), &["verify"]).status.success(), "the model's own blobs are all there");
 
-    // `airlock serve` prunes as it starts, in the background.
+    // `airlock serve` prunes as it starts, in the background, unless OLLAMA_NOPRUNE is set.
     let old = orphan_blob(store.path(), b"another leftover", 2 * 3600);
-    let log = store.path().join("serve.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("serve")
-        .env("AIRLOCK_MODELS", store.path())
-        .env("AIRLOCK_HOST", format!("127.0.0.1:{port}"))
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let state = tempfile::TempDir::new().unwrap();
+    let log = state.path().join("serve.log");
+    let serve = |env: &[(&str, &str)]| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("serve")
+            .env("AIRLOCK_MODELS", store.path())
+            .env("AIRLOCK_HOST", format!("127.0.0.1:{port}"))
+            .env("AIRLOCK_AUDIT_LOG", state.path().join("audit.jsonl"))
+            .envs(env.iter().copied())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = serve(&[("OLLAMA_NOPRUNE", "1")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&log).unwrap_or_default().contains("OLLAMA_NOPRUNE is set") {
+        assert!(std::time::Instant::now() < deadline, "serve did not say it leaves blobs: {}", fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let said = fs::read_to_string(&log).unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(said.contains("OLLAMA_NOPRUNE is set") && old.exists(), "{said}");
+    let mut server = serve(&[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !fs::read_to_string(&log).unwrap_or_default().contains("pruned 1 blob(s) no model uses") {
         if std::time::Instant::now() > deadline {
