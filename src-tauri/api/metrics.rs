@@ -34,8 +34,9 @@ pub struct Metrics {
     loaded_bytes: Family<Labels, Gauge>,
     runner_starts: Counter,
     runner_crashes: Counter,
+    runner_overlaps: Counter,
     /// The supervisor's totals at the last scrape: counters move by the difference.
-    seen: [AtomicU64; 2],
+    seen: [AtomicU64; 3],
 }
 
 fn first_token_histogram() -> Histogram {
@@ -60,6 +61,7 @@ impl Default for Metrics {
             loaded_bytes: Family::default(),
             runner_starts: Counter::default(),
             runner_crashes: Counter::default(),
+            runner_overlaps: Counter::default(),
             seen: Default::default(),
             registry: Registry::default(),
         };
@@ -73,6 +75,7 @@ impl Default for Metrics {
         registry.register("loaded_model_bytes", "memory of each loaded model by device (CPU: host memory)", m.loaded_bytes.clone());
         registry.register("runner_starts", "runner processes started", m.runner_starts.clone());
         registry.register("runner_crashes", "runner processes that exited while in use or loaded", m.runner_crashes.clone());
+        registry.register("runner_overlaps", "runners started while another of the same weights and context still ran (stays 0)", m.runner_overlaps.clone());
         Metrics { registry, ..m }
     }
 }
@@ -114,7 +117,8 @@ impl Metrics {
                 self.loaded_bytes.get_or_create(&vec![("model", m.spec.name.clone()), ("device", d.name.clone())]).set(d.bytes as i64);
             }
         }
-        for (i, (total, counter)) in [(sup.runner_starts(), &self.runner_starts), (sup.runner_crashes(), &self.runner_crashes)].into_iter().enumerate() {
+        let totals = [(sup.runner_starts(), &self.runner_starts), (sup.runner_crashes(), &self.runner_crashes), (sup.runner_overlaps(), &self.runner_overlaps)];
+        for (i, (total, counter)) in totals.into_iter().enumerate() {
             let before = self.seen[i].swap(total, Ordering::SeqCst);
             counter.inc_by(total.saturating_sub(before));
         }

@@ -208,4 +208,6 @@ pub struct Supervisor {
     runner_starts: AtomicU64,
     /// Runners that exited on their own while loaded (shared with each runner's event router).
     runner_crashes: std::sync::Arc<AtomicU64>,
+    /// Runner processes alive per key, and how often one started beside another of its key.
+    live_runners: std::sync::Arc<process::LiveRunners>,
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Lines, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -24,6 +24,54 @@ pub(super) enum Reply {
     Stream(Sender<StreamEvent>),
     Tokens(Sender<Result<u32, EngineError>>),
     Embeddings(Sender<Result<(Vec<Vec<f32>>, u32), EngineError>>),
+}
+
+/// The runner processes alive per key, counted from their start to their reaping: a runner
+/// started while another of its key still runs is an overlap, which must never happen.
+#[derive(Default)]
+pub(super) struct LiveRunners {
+    per_key: Mutex<HashMap<RunnerKey, usize>>,
+    pub(super) overlaps: AtomicU64,
+}
+
+impl LiveRunners {
+    fn started(self: &Arc<Self>, key: RunnerKey) -> Alive {
+        let mut per_key = self.per_key.lock().unwrap();
+        let n = per_key.entry(key.clone()).or_default();
+        if *n > 0 {
+            self.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        *n += 1;
+        Alive { key, live: self.clone(), reaped: AtomicBool::new(false) }
+    }
+}
+
+/// One runner process counted in [`LiveRunners`] until it is reaped (or, at the latest, until its
+/// handle goes).
+struct Alive {
+    key: RunnerKey,
+    live: Arc<LiveRunners>,
+    reaped: AtomicBool,
+}
+
+impl Alive {
+    fn reaped(&self) {
+        if !self.reaped.swap(true, Ordering::SeqCst) {
+            let mut per_key = self.live.per_key.lock().unwrap();
+            if let Some(n) = per_key.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    per_key.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.reaped();
+    }
 }
 
 /// A loaded model: its runner process and the requests in flight on it.
@@ -47,6 +95,7 @@ pub struct LoadedModel {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// The supervisor's count of runners that exited on their own.
     crashes: Arc<AtomicU64>,
+    alive: Alive,
 }
 
 impl LoadedModel {
@@ -99,12 +148,14 @@ impl LoadedModel {
         let mut child = self.child.lock().unwrap();
         for _ in 0..20 {
             if matches!(child.try_wait(), Ok(Some(_))) {
+                self.alive.reaped();
                 return;
             }
             thread::sleep(Duration::from_millis(25));
         }
         let _ = child.kill();
         let _ = child.wait();
+        self.alive.reaped();
     }
 }
 
@@ -137,6 +188,8 @@ impl Supervisor {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| EngineError::Spawn { exe: self.cfg.runner_exe.display().to_string(), message: e.to_string() })?;
         self.runner_starts.fetch_add(1, Ordering::SeqCst);
+        // Counted as alive until reaped: every error below waits for the child before returning.
+        let alive = self.live_runners.started(spec.key());
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stderr = child.stderr.take().expect("piped stderr");
@@ -196,6 +249,7 @@ impl Supervisor {
             exited: Mutex::new(None),
             stderr_tail,
             crashes: self.runner_crashes.clone(),
+            alive,
         };
         Ok(model)
     }
@@ -279,6 +333,7 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
     // The runner is gone: say why to everyone waiting on it.
     let Some(m) = model.upgrade() else { return };
     let status = m.child.lock().unwrap().wait().map(|s| s.to_string()).unwrap_or_default();
+    m.alive.reaped();
     thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
     let why = describe_exit(&status, &m.stderr_tail);
     *m.exited.lock().unwrap() = Some(why.clone());
@@ -303,5 +358,26 @@ fn describe_exit(status: &str, tail: &Mutex<VecDeque<String>>) -> String {
     match last {
         Some(l) => format!("{status}: {l}"),
         None => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_started_while_another_of_its_key_is_alive_is_an_overlap() {
+        let key = |ctx| RunnerKey { weights: "/store/blobs/sha256-a".into(), adapter: None, projector: None, embedding: false, num_ctx: ctx, num_gpu: None };
+        let live = Arc::new(LiveRunners::default());
+        let first = live.started(key(4096));
+        let other_context = live.started(key(2048));
+        assert_eq!(live.overlaps.load(Ordering::SeqCst), 0, "another key is no overlap");
+        first.reaped();
+        drop(first);
+        let _after = live.started(key(4096));
+        assert_eq!(live.overlaps.load(Ordering::SeqCst), 0, "the first was reaped (once, though dropped too)");
+        let _beside = live.started(key(4096));
+        assert_eq!(live.overlaps.load(Ordering::SeqCst), 1);
+        drop(other_context);
     }
 }

@@ -135,6 +135,7 @@ impl Supervisor {
             next_id: AtomicU64::new(1),
             runner_starts: AtomicU64::new(0),
             runner_crashes: Arc::default(),
+            live_runners: Arc::default(),
         });
         let weak = Arc::downgrade(&sup);
         thread::Builder::new().name("keep-alive".into()).spawn(move || reap_expired(weak)).expect("spawn keep-alive thread");
@@ -160,6 +161,12 @@ impl Supervisor {
         let table = self.table.lock().unwrap();
         let queued: usize = table.models.iter().map(|m| m.in_flight.load(Ordering::SeqCst).saturating_sub(m.info.n_parallel.max(1) as usize)).sum();
         queued + table.loading.values().map(|p| p.waiters.load(Ordering::SeqCst)).sum::<usize>()
+    }
+
+    /// Runners started while another runner of the same key (weights, context, …) was still
+    /// alive, counted from each runner's start to its reaping: it must stay 0.
+    pub fn runner_overlaps(&self) -> u64 {
+        self.live_runners.overlaps.load(Ordering::SeqCst)
     }
 
     /// Runners that exited on their own (a crash, a kill from outside) while loaded.
