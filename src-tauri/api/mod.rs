@@ -27,7 +27,9 @@ mod metrics;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -131,38 +133,38 @@ pub const DRAIN_ENV: &str = "AIRLOCK_DRAIN_TIMEOUT";
 /// sending here) while the requests under way finish, for at most `limit`.
 #[derive(Debug)]
 pub struct Drain {
-    pub limit: std::time::Duration,
-    draining: std::sync::atomic::AtomicBool,
-    in_flight: std::sync::atomic::AtomicUsize,
+    pub limit: Duration,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
 }
 
 impl Default for Drain {
     fn default() -> Self {
-        Drain::new(std::time::Duration::from_secs(30))
+        Drain::new(Duration::from_secs(30))
     }
 }
 
 impl Drain {
-    pub fn new(limit: std::time::Duration) -> Self {
+    pub fn new(limit: Duration) -> Self {
         Drain { limit, draining: Default::default(), in_flight: Default::default() }
     }
 
     pub fn begin(&self) {
-        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Requests under way (their responses not yet sent).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Counts a request as under way until the returned guard is dropped.
     fn enter(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
 
@@ -173,7 +175,7 @@ impl Drain {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         true
     }
@@ -184,7 +186,7 @@ pub struct InFlight(Arc<Drain>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -210,7 +212,7 @@ impl ServerConfig {
             Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| format!("{DRAIN_ENV}: expected seconds, got {v:?}"))?,
             _ => 30,
         };
-        let drain = Arc::new(Drain::new(std::time::Duration::from_secs(drain_secs)));
+        let drain = Arc::new(Drain::new(Duration::from_secs(drain_secs)));
         let cfg = ServerConfig { addr, api_key, tokens_file, audit: None, drain, origins, site_registry: SiteRegistry::Environment, pull_signature, allow_push: false };
         cfg.check()?;
         let audit = AuditLog::open(audit_path, keep_text, crate::access::audit::ROTATE_BYTES).map_err(|e| e.0)?;
@@ -363,7 +365,7 @@ fn serve_until_stopped(core: Arc<Core>, cfg: ServerConfig, listener: std::net::T
         // Past the drain, connections still open (a reply cut off) do not hold the exit.
         let cut_off = async {
             if drained_rx.await.is_ok() {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             } else {
                 std::future::pending::<()>().await;
             }
