@@ -214,7 +214,7 @@ pub struct Tokens {
 }
 
 struct Loaded {
-    /// The file's modification time and length when it was read; `None`: no file.
+    /// The file's modification time and length when it was last read.
     stamp: Option<(SystemTime, u64)>,
     entries: Result<Arc<Vec<TokenEntry>>, String>,
 }
@@ -224,28 +224,26 @@ impl Tokens {
         Tokens { path, env_key, loaded: Mutex::new(Loaded { stamp: None, entries: Ok(Arc::default()) }) }
     }
 
-    /// Whether requests must carry a token.
-    pub fn required(&self) -> bool {
-        self.env_key.is_some() || self.path.as_deref().is_some_and(|p| p.exists())
-    }
-
-    fn entries(&self) -> Result<Arc<Vec<TokenEntry>>, String> {
-        let Some(path) = &self.path else { return Ok(Arc::default()) };
-        let stamp = std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+    /// The token file's entries, reread when its modification time or length changed; `None`
+    /// when there is no file. One `stat` per request, and no read while nothing changed.
+    fn entries(&self) -> Result<Option<Arc<Vec<TokenEntry>>>, String> {
+        let Some(path) = &self.path else { return Ok(None) };
+        let Some(stamp) = std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())) else { return Ok(None) };
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if loaded.stamp != stamp || stamp.is_none() {
+        if loaded.stamp != Some(stamp) {
             loaded.entries = read(path).map(Arc::new).map_err(|e| e.0);
-            loaded.stamp = stamp;
+            loaded.stamp = Some(stamp);
         }
-        loaded.entries.clone()
+        loaded.entries.clone().map(Some)
     }
 
     /// Checks the bearer token a request carries (`None`: no `Authorization` header).
     pub fn authenticate(&self, given: Option<&str>) -> Result<Caller, Refusal> {
-        if !self.required() {
+        let entries = self.entries().map_err(Refusal::Unreadable)?;
+        if entries.is_none() && self.env_key.is_none() {
             return Ok(Caller::Anyone);
         }
-        let entries = self.entries().map_err(Refusal::Unreadable)?;
+        let entries = entries.unwrap_or_default();
         let given = given.ok_or(Refusal::Missing)?;
         // Every entry is compared, in constant time, so the timing says nothing about which matched.
         let mut found: Option<&TokenEntry> = None;
