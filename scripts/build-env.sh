@@ -7,6 +7,9 @@
 vulkan_prefix="$(scripts/vulkan-headers.sh)"
 export CXXFLAGS="-isystem $vulkan_prefix/include"
 export CMAKE_PREFIX_PATH="$vulkan_prefix"
+# llama.cpp's RPC backend (libggml-rpc.so) lets `serve --rpc` use other machines' devices and
+# `airlock rpc-worker` offer this one's; llama-cpp-sys-2 passes GGML_* variables to CMake.
+export GGML_RPC=ON
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo_flags=(--release --locked --features vulkan)
 target="${CARGO_TARGET_DIR:-target}"

@@ -73,6 +73,12 @@ pub fn render(hw: &HardwareReport, models: &[ModelFit]) -> String {
         }));
         out.push_str(&table(&rows));
     }
+    for w in &hw.rpc_workers {
+        match &w.error {
+            Some(e) => out.push_str(&format!("    RPC worker {}: left out ({e})\n", w.endpoint)),
+            None => out.push_str(&format!("    RPC worker {}: {} device(s)\n", w.endpoint, w.devices.len())),
+        }
+    }
     let built = if hw.gpu_backends_built.is_empty() { "none (CPU only)".to_string() } else { hw.gpu_backends_built.join(", ") };
     out.push_str(&format!("    GPU backends built: {built}\n"));
     out.push_str("\n  Models\n");
@@ -118,6 +124,7 @@ mod tests {
             gpus: vec![],
             gpu_backends_built: vec![],
             no_gpu_reason: Some("this build has no GPU backend (CPU only)".into()),
+            rpc_workers: vec![hardware::RpcWorker { endpoint: "10.0.0.5:50052".into(), devices: vec![], error: Some("nothing listens on 10.0.0.5:50052".into()) }],
         };
         let fit = hardware::estimate_fit(&hw, 1_000_000_000, 1000, 10, 4096, 2);
         let models = vec![
@@ -125,7 +132,7 @@ mod tests {
             ModelFit { name: "mlx:latest".into(), num_ctx: None, parallel: None, layers: None, fit: None, error: Some("not runnable".into()) },
         ];
         let text = render(&hw, &models);
-        for want in ["Test CPU", "4 physical, 8 logical", "threads used", "zen4", "16 GB", "none: this build has no GPU backend", "GPU backends built: none", "a:latest", "CPU only", "4096 × 2", "mlx:latest"] {
+        for want in ["Test CPU", "4 physical, 8 logical", "threads used", "zen4", "16 GB", "none: this build has no GPU backend", "GPU backends built: none", "RPC worker 10.0.0.5:50052: left out (nothing listens", "a:latest", "CPU only", "4096 × 2", "mlx:latest"] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
     }

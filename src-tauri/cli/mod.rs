@@ -106,6 +106,10 @@ enum Command {
         /// the API could then replace a model that every machine pulls)
         #[arg(long)]
         allow_push: bool,
+        /// Add the devices of llama.cpp RPC workers (`airlock rpc-worker` on other machines) to
+        /// this one's, e.g. 10.0.0.5:50052,10.0.0.6:50052 (AIRLOCK_RPC)
+        #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+        rpc: Option<Vec<String>>,
     },
     /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
     Import {
@@ -144,6 +148,8 @@ enum Command {
         #[arg(long, hide = true)]
         probe_devices: bool,
     },
+    /// Offer this machine's GPUs (or CPU) to an `airlock serve --rpc` head through llama.cpp's RPC
+    RpcWorker(crate::engine::rpc_worker::RpcWorkerArgs),
     /// Serve one model over stdin/stdout for the engine's supervisor (internal)
     #[command(hide = true)]
     Runner(crate::engine::runner::RunnerArgs),
@@ -162,6 +168,10 @@ pub fn main() -> ExitCode {
     // The runner child serves one model and needs no store.
     if let Command::Runner(args) = cli.command {
         return crate::engine::runner::main(args);
+    }
+    // So does an RPC worker, which only lends its devices.
+    if let Command::RpcWorker(args) = cli.command {
+        return crate::engine::rpc_worker::main(args);
     }
     // The document-reader child parses one file and needs no store.
     if let Command::Extract { path } = &cli.command {
@@ -213,7 +223,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             client::stop(&model)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { signature, allow_push } => {
+        Command::Serve { signature, allow_push, rpc } => {
+            let rpc = rpc.unwrap_or_else(crate::hardware::remote::endpoints_from_env);
+            for endpoint in &rpc {
+                crate::hardware::remote::check_endpoint(endpoint).map_err(anyhow::Error::msg)?;
+            }
+            let core = core.with_rpc_workers(rpc);
             let mut cfg = crate::api::ServerConfig::from_env().map_err(anyhow::Error::msg)?;
             if let Some(policy) = signature {
                 cfg.pull_signature = crate::api::PullSignature::Fixed(policy);
@@ -243,7 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Registry(cmd) => registry_cmds::run(&core, cmd),
         Command::Kit(args) => kit_cmd::run(&core, args),
         Command::Hardware { json, .. } => hardware_cmd::run(&core, json),
-        Command::Runner(_) | Command::Extract { .. } | Command::Access(_) => unreachable!("handled before the store opens"),
+        Command::Runner(_) | Command::RpcWorker(_) | Command::Extract { .. } | Command::Access(_) => unreachable!("handled before the store opens"),
     }
 }
 

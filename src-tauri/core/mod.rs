@@ -34,6 +34,13 @@ impl Core {
         Core { store, engine_config: engine, engine: OnceLock::new() }
     }
 
+    /// Runners use the devices of these llama.cpp RPC workers (`HOST:PORT`) instead of those
+    /// `AIRLOCK_RPC` names; only before the engine starts.
+    pub fn with_rpc_workers(mut self, rpc: Vec<String>) -> Self {
+        self.engine_config.rpc = rpc;
+        self
+    }
+
     pub fn engine(&self) -> &Engine {
         self.engine.get_or_init(|| Engine::new(Supervisor::new(self.engine_config.clone())))
     }
@@ -87,7 +94,7 @@ impl Core {
 
     /// Probes the machine (see [`hardware::probe`]) and estimates every model's fit on it.
     pub fn machine_overview(&self) -> Result<MachineOverview, StoreError> {
-        let hardware = hardware::probe();
+        let hardware = hardware::probe(&self.engine_config.rpc);
         let (models, unreadable) = self.model_fits(&hardware)?;
         Ok(MachineOverview { hardware, models, loaded: self.loaded_models(), unreadable })
     }

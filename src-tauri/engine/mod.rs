@@ -5,7 +5,8 @@
 //! [`protocol`] (the supervisor ↔ runner lines); [`template`] (prompt rendering) and [`tools`]
 //! (reading tool calls and thinking out of replies), which use the conversation types;
 //! [`untrusted`] (keeping outside text from becoming control tokens);
-//! [`runner`] (the child process that links llama.cpp); [`supervisor`] (which runners live);
+//! [`runner`] (the child process that links llama.cpp); [`rpc_worker`] (`airlock rpc-worker`,
+//! llama.cpp's RPC server, which links it too); [`supervisor`] (which runners live);
 //! [`chat`], [`embed`] and [`vision`] (requests on top of the supervisor). A new request kind goes
 //! beside `chat`; a new way of shaping prompts into `template`; anything that touches llama.cpp
 //! into `runner`, never into the calling process.
@@ -18,6 +19,7 @@ pub mod conversation;
 pub mod embed;
 pub mod limits;
 pub mod protocol;
+pub mod rpc_worker;
 pub mod runner;
 pub mod supervisor;
 pub mod template;

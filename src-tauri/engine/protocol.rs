@@ -151,9 +151,12 @@ pub struct Placement {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceUse {
-    /// ggml's device name, e.g. `Vulkan0`, `CUDA0`.
+    /// ggml's device name, e.g. `Vulkan0`, `CUDA0`, `RPC0[10.0.0.5:50052]` (an RPC worker's).
     pub name: String,
     pub bytes: u64,
+    /// Layers placed on it (the repeating blocks and the output layer).
+    #[serde(default)]
+    pub layers: u32,
 }
 
 impl Placement {
@@ -213,7 +216,7 @@ mod tests {
         assert_eq!(processor(100, 0), "100% CPU");
         assert_eq!(processor(100, 100), "100% GPU");
         assert_eq!(processor(100, 52), "48%/52% CPU/GPU");
-        let full = Placement { gpu_layers: 19, layers: 19, devices: vec![DeviceUse { name: "Vulkan0".into(), bytes: 90 }], ram_bytes: 10 };
+        let full = Placement { gpu_layers: 19, layers: 19, devices: vec![DeviceUse { name: "Vulkan0".into(), bytes: 90, layers: 19 }], ram_bytes: 10 };
         assert_eq!(full.ps_sizes(), (100, 100));
         let part = Placement { gpu_layers: 9, ..full };
         assert_eq!(part.ps_sizes(), (100, 90));

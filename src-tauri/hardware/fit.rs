@@ -144,6 +144,7 @@ mod tests {
                 .collect(),
             gpu_backends_built: if vram_free.is_empty() { vec![] } else { vec!["Vulkan".into()] },
             no_gpu_reason: None,
+            rpc_workers: Vec::new(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! What this machine can run: CPU (model, cores, the threads the runner uses, the CPU-variant
 //! module ggml picks), RAM, the ggml backend devices (GPUs, with NVML details for NVIDIA when
 //! `libnvidia-ml.so.1` is present), the GPU backends this build contains and, when no GPU is
-//! usable, why — plus the per-model fit estimate ([`estimate_fit`]).
+//! usable, why — the devices of llama.cpp RPC workers on other machines ([`remote`]) — plus
+//! the per-model fit estimate ([`estimate_fit`]).
 //!
 //! It owns probing and the fit arithmetic only; it must never load a model, change what the
 //! engine does, or load ggml backends into the calling process: the device part runs in a child
@@ -16,6 +17,7 @@ mod build_info;
 pub mod devices;
 mod fit;
 mod host;
+pub mod remote;
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +31,7 @@ pub use build_info::BuildInfo;
 pub use devices::DeviceProbe;
 pub use fit::{estimate_fit, human, overhead_bytes, FitEstimate, FitVerdict, FIXED_OVERHEAD_BYTES};
 pub use host::{available_memory, physical_cores, probe_host, HostInfo};
+pub use remote::RpcWorker;
 
 /// Environment variable overriding the runner's thread count (read by the engine's supervisor).
 pub const THREADS_ENV: &str = "AIRLOCK_THREADS";
@@ -43,12 +46,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct HardwareReport {
     pub cpu: CpuInfo,
     pub memory: MemoryInfo,
-    /// Usable GPUs (ggml GPU and integrated-GPU devices); empty on a CPU-only machine or build.
+    /// Usable GPUs (ggml GPU and integrated-GPU devices), then the devices of the RPC workers
+    /// that answered (backend `RPC`); empty on a CPU-only machine or build without workers.
     pub gpus: Vec<GpuDevice>,
     /// GPU backends this build contains (ggml modules other than the CPU ones), e.g. `["Vulkan"]`.
     pub gpu_backends_built: Vec<String>,
     /// Why no GPU is usable, in words; `None` when `gpus` is not empty.
     pub no_gpu_reason: Option<String>,
+    /// The configured RPC workers, answering or not (see [`remote`]).
+    #[serde(default)]
+    pub rpc_workers: Vec<RpcWorker>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,18 +91,23 @@ pub struct GpuDevice {
     pub driver: Option<String>,
 }
 
-/// Probes this machine: CPU and RAM here, ggml devices in a child process (see the module doc).
-/// Never fails: what could not be found is said in `no_gpu_reason` / left empty.
-pub fn probe() -> HardwareReport {
+/// Probes this machine and the RPC workers at `rpc`: CPU and RAM here, ggml devices in a child
+/// process (see the module doc), the workers over the network. Never fails: what could not be
+/// found is said in `no_gpu_reason` and the workers' `error` / left empty.
+pub fn probe(rpc: &[String]) -> HardwareReport {
     match crate::child::own_exe() {
-        Some(exe) => probe_with(&exe),
-        None => assemble(host::probe_host(), DeviceProbe::failed("no airlock executable to run the device probe in")),
+        Some(exe) => probe_with(&exe, rpc),
+        None => assemble(host::probe_host(), DeviceProbe::failed("no airlock executable to run the device probe in"), remote::probe(rpc)),
     }
 }
 
 /// [`probe`], with `exe` answering the device probe (the engine passes its runner executable).
-pub fn probe_with(exe: &Path) -> HardwareReport {
-    assemble(host::probe_host(), run_device_probe(exe))
+pub fn probe_with(exe: &Path, rpc: &[String]) -> HardwareReport {
+    let (devices, workers) = std::thread::scope(|s| {
+        let workers = s.spawn(|| remote::probe(rpc));
+        (run_device_probe(exe), workers.join().unwrap_or_default())
+    });
+    assemble(host::probe_host(), devices, workers)
 }
 
 /// Whether `AIRLOCK_GPU` turns GPUs off.
@@ -108,10 +120,10 @@ fn vram_budget() -> Option<u64> {
     std::env::var(GPU_MEMORY_ENV).ok().and_then(|v| crate::units::parse_size(v.trim()).ok())
 }
 
-/// Combines the host facts with a device probe, deciding `no_gpu_reason`. The GPU settings
-/// (`AIRLOCK_GPU`, `AIRLOCK_GPU_MEMORY`) apply here, so every fit estimate matches what a load
-/// does.
-pub fn assemble(host: HostInfo, mut d: DeviceProbe) -> HardwareReport {
+/// Combines the host facts with a device probe and the workers' answers, deciding
+/// `no_gpu_reason`. The GPU settings (`AIRLOCK_GPU`, `AIRLOCK_GPU_MEMORY`) apply here, to this
+/// machine's GPUs only, so every fit estimate matches what a load does.
+pub fn assemble(host: HostInfo, mut d: DeviceProbe, rpc_workers: Vec<RpcWorker>) -> HardwareReport {
     let off = gpu_disabled();
     if off {
         d.gpus.clear();
@@ -126,11 +138,16 @@ pub fn assemble(host: HostInfo, mut d: DeviceProbe) -> HardwareReport {
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(host::physical_cores);
+    d.gpus.extend(rpc_workers.iter().flat_map(|w| w.devices.iter().cloned()));
     let no_gpu_reason = match (off, d.gpus.is_empty()) {
-        (true, _) => Some(format!("GPU use is off ({GPU_ENV}=off)")),
+        (_, false) => None,
+        (true, true) => Some(format!("GPU use is off ({GPU_ENV}=off)")),
         (false, true) => Some(no_gpu_reason(&d)),
-        (false, false) => None,
     };
+    let no_gpu_reason = no_gpu_reason.map(|reason| {
+        let silent: Vec<String> = rpc_workers.iter().filter_map(|w| w.error.clone()).collect();
+        if silent.is_empty() { reason } else { format!("{reason}; no RPC worker answered: {}", silent.join("; ")) }
+    });
     HardwareReport {
         cpu: CpuInfo {
             model: host.cpu_model,
@@ -143,6 +160,7 @@ pub fn assemble(host: HostInfo, mut d: DeviceProbe) -> HardwareReport {
         gpus: d.gpus,
         gpu_backends_built: d.gpu_backends_built,
         no_gpu_reason,
+        rpc_workers,
     }
 }
 
@@ -196,7 +214,7 @@ mod tests {
 
     #[test]
     fn reason_without_gpu_backend() {
-        let r = assemble(host(), DeviceProbe::default());
+        let r = assemble(host(), DeviceProbe::default(), Vec::new());
         assert_eq!(r.no_gpu_reason.as_deref(), Some("this build has no GPU backend (CPU only)"));
         assert!(r.gpus.is_empty() && r.cpu.threads_used >= 1);
         assert_eq!(r.memory.total_bytes, 8 << 30);
@@ -209,7 +227,7 @@ mod tests {
             nvidia: vec![NvidiaGpu { name: "NVIDIA T4".into(), memory_total_bytes: 1, memory_free_bytes: 1 }],
             ..Default::default()
         };
-        let r = assemble(host(), d);
+        let r = assemble(host(), d, Vec::new());
         assert_eq!(r.no_gpu_reason.as_deref(), Some("the Vulkan backend found no GPU; the CUDA backend found no GPU (NVML sees NVIDIA T4, which this build cannot use)"));
     }
 
@@ -220,9 +238,20 @@ mod tests {
             gpu_backends_built: vec!["Vulkan".into()],
             ..Default::default()
         };
-        assert_eq!(assemble(host(), d).no_gpu_reason, None);
-        let r = assemble(host(), DeviceProbe::failed("boom"));
+        assert_eq!(assemble(host(), d, Vec::new()).no_gpu_reason, None);
+        let r = assemble(host(), DeviceProbe::failed("boom"), Vec::new());
         assert_eq!(r.no_gpu_reason.as_deref(), Some("could not probe GPU devices: boom"));
+    }
+
+    #[test]
+    fn remote_devices_count_as_gpus_and_silent_workers_are_named() {
+        let remote = GpuDevice { name: "device 0 of RPC worker h:1".into(), device: "RPC0[h:1]".into(), backend: "RPC".into(), memory_total_bytes: 8, memory_free_bytes: 4, driver: None };
+        let worker = RpcWorker { endpoint: "h:1".into(), devices: vec![remote.clone()], error: None };
+        let silent = RpcWorker { endpoint: "h:2".into(), devices: Vec::new(), error: Some("nothing listens on h:2".into()) };
+        let with = assemble(host(), DeviceProbe::default(), vec![worker, silent.clone()]);
+        let without = assemble(host(), DeviceProbe::default(), vec![silent]);
+        assert_eq!((with.gpus, with.no_gpu_reason), (vec![remote], None));
+        assert_eq!(without.no_gpu_reason.as_deref(), Some("this build has no GPU backend (CPU only); no RPC worker answered: nothing listens on h:2"));
     }
 
     #[test]
@@ -233,7 +262,7 @@ mod tests {
 
     #[test]
     fn report_round_trips_through_json() {
-        let r = assemble(host(), DeviceProbe::default());
+        let r = assemble(host(), DeviceProbe::default(), Vec::new());
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["cpu"]["physical_cores"], 2);
         assert_eq!(v["gpus"], serde_json::json!([]));

@@ -30,6 +30,7 @@ pub(crate) fn config() -> EngineConfig {
         // As the runner tests do: a machine whose AMX kernels crash would otherwise restart each
         // test's first runner (the fallback itself is exercised through `airlock serve`).
         avoid_amx: true,
+        rpc: Vec::new(),
         runner_faults: Default::default(),
     }
 }

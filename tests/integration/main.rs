@@ -12,6 +12,7 @@ mod load;
 mod api;
 mod access;
 mod serve_stop;
+mod rpc;
 mod shared_store;
 mod embed;
 mod env_table;

@@ -28,7 +28,8 @@ grep -q libvulkan1 <<<"$(dpkg-deb -f "$deb" Recommends)" || fail "Recommends lac
 grep -q '^ Package: airlock$' <<<"$info" || fail "the package is not named airlock"
 contents="$(dpkg-deb -c "$deb" | awk '{print $6}')"
 for f in ./usr/bin/airlock ./usr/bin/airlock-desktop ./usr/share/applications/airlock.desktop \
-         ./usr/lib/airlock/libllama.so ./usr/lib/airlock/libggml.so ./usr/lib/airlock/libggml-base.so; do
+         ./usr/lib/airlock/libllama.so ./usr/lib/airlock/libggml.so ./usr/lib/airlock/libggml-base.so \
+         ./usr/lib/airlock/libggml-rpc.so; do
   grep -qxF "$f" <<<"$contents" || fail "$f is missing from the .deb"
 done
 cpu_modules="$(grep -c '^./usr/lib/airlock/libggml-cpu-.*\.so$' <<<"$contents" || true)"

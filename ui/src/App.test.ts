@@ -77,27 +77,44 @@ describe('App', () => {
     expect((screen.getByTestId('hw-refresh') as HTMLButtonElement).disabled).toBe(true);
     d.resolve({
       ...hwReport,
-      gpus: [{ name: 'RTX 4090', device: 'CUDA0', backend: 'CUDA', memory_total_bytes: 24e9, memory_free_bytes: 20e9, driver: '550' }],
+      gpus: [
+        { name: 'RTX 4090', device: 'CUDA0', backend: 'CUDA', memory_total_bytes: 24e9, memory_free_bytes: 20e9, driver: '550' },
+        { name: 'device 0 of RPC worker 10.0.9.21:50052', device: 'RPC0[10.0.9.21:50052]', backend: 'RPC', memory_total_bytes: 48e9, memory_free_bytes: 40e9, driver: null },
+      ],
       no_gpu_reason: null,
       gpu_backends_built: ['CUDA'],
+      rpc_workers: [
+        { endpoint: '10.0.9.21:50052', devices: [], error: null },
+        { endpoint: '10.0.9.22:50052', devices: [], error: 'nothing listens on 10.0.9.22:50052 (is `airlock rpc-worker` running there?)' },
+      ],
       loaded: [
-        { name: 'gemma3:270m', runs_on: '100% GPU (CUDA0, 19/19 layers)', devices: [{ name: 'CUDA0', bytes: 1e9 }], ram_bytes: 1e8 },
+        {
+          name: 'gemma3:270m',
+          runs_on: '100% GPU (CUDA0, RPC0[10.0.9.21:50052], 19/19 layers)',
+          devices: [
+            { name: 'CUDA0', bytes: 1e9, layers: 12 },
+            { name: 'RPC0[10.0.9.21:50052]', bytes: 6e8, layers: 7 },
+          ],
+          ram_bytes: 1e8,
+        },
         { name: 'qwen:7b', runs_on: '48%/52% CPU/GPU (CUDA0, 14/29 layers)', devices: [{ name: 'CUDA0', bytes: 2e9 }], ram_bytes: 3e9 },
       ],
     });
-    await vi.waitFor(() => expect(screen.getAllByTestId('hw-gpu')).toHaveLength(1));
+    await vi.waitFor(() => expect(screen.getAllByTestId('hw-gpu')).toHaveLength(2));
+    expect(screen.getAllByTestId('hw-gpu')[1].textContent).toContain('RPC0[10.0.9.21:50052]');
+    expect(screen.getAllByTestId('hw-rpc-left-out').map((p) => p.textContent)).toEqual([expect.stringContaining('RPC worker 10.0.9.22:50052 left out: nothing listens')]);
     expect(screen.getByTestId('hw-backends').textContent).toBe('CUDA');
     // One bar per device: each loaded model's share of the 24 GB, and the rest in use by others.
-    const segments = screen.getAllByTestId('hw-gpu-segment');
+    const segments = screen.getAllByTestId('hw-gpu-segment').filter((s) => s.closest('[data-device="CUDA0"]'));
     expect(segments.map((s) => [s.dataset.model, s.style.width])).toEqual([
       ['gemma3:270m', '4.17%'],
       ['qwen:7b', '8.33%'],
       ['', '4.17%'],
     ]);
-    const gpu = screen.getByTestId('hw-gpu-use').querySelector('[role="meter"]')!;
+    const gpu = screen.getAllByTestId('hw-gpu-use')[0].querySelector('[role="meter"]')!;
     expect([gpu.getAttribute('aria-valuemax'), gpu.getAttribute('aria-valuenow')]).toEqual([String(24e9), String(4e9)]);
     expect(screen.getAllByTestId('hw-loaded').map((l) => l.textContent)).toEqual([
-      expect.stringContaining('100% GPU (CUDA0, 19/19 layers)'),
+      expect.stringContaining('CUDA0 1 GB (12 layers), RPC0[10.0.9.21:50052] 600 MB (7 layers)'),
       expect.stringContaining('48%/52% CPU/GPU'),
     ]);
 

@@ -17,6 +17,7 @@
 mod admit;
 mod embed;
 mod placement;
+mod remote;
 mod sampler;
 mod session;
 mod slot;
@@ -55,6 +56,12 @@ pub struct RunnerArgs {
     /// runner off every GPU: no device is even opened.
     #[arg(long, default_value_t = 0)]
     pub gpu_layers: u32,
+    /// llama.cpp RPC workers (`HOST:PORT,…`) whose devices take layers beside this machine's GPUs.
+    #[arg(long, value_delimiter = ',')]
+    pub rpc: Vec<String>,
+    /// Keep this machine's GPUs closed even with layers to offload: they go to the RPC workers.
+    #[arg(long)]
+    pub hide_local_gpus: bool,
     /// Leave out the CPU kernels that use Intel AMX (the supervisor sets it after they crashed
     /// with an illegal instruction, as they do under some hypervisors).
     #[arg(long)]

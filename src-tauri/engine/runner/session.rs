@@ -45,9 +45,9 @@ impl Loaded {
                 backends::LIB_DIR_ENV
             )
         })?;
-        if args.gpu_layers == 0 {
-            // On the CPU by decision: hide every GPU, or ggml would still open the devices and
-            // move large prompt batches to them.
+        if args.gpu_layers == 0 || args.hide_local_gpus {
+            // Off this machine's GPUs by decision: hide every one, or ggml would still open the
+            // devices and move large prompt batches to them.
             for var in ["GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"] {
                 std::env::set_var(var, "");
             }
@@ -55,6 +55,9 @@ impl Loaded {
         super::placement::capture_log();
         backends::load_backends(&dir, args.avoid_amx).map_err(|e| format!("cannot load the ggml modules from {}: {e}", dir.display()))?;
         let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp backend: {e}"))?;
+        if args.gpu_layers > 0 && !args.rpc.is_empty() {
+            super::remote::add_workers(&args.rpc)?;
+        }
         let cpu = llama_cpp_2::list_llama_ggml_backend_devices()
             .iter()
             .any(|d| d.backend.eq_ignore_ascii_case("cpu"));
@@ -103,7 +106,7 @@ impl Loaded {
         let n_batch = ctx.n_batch() as usize;
         warm_up(model, &mut ctx, parallel)?;
         let vision = match &args.projector {
-            Some(path) => Some(Vision::load(path, model, threads, args.gpu_layers > 0)?),
+            Some(path) => Some(Vision::load(path, model, threads, args.gpu_layers > 0 && !args.hide_local_gpus)?),
             None => None,
         };
         Ok(Session {

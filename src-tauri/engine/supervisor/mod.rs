@@ -71,6 +71,17 @@ pub enum EngineError {
     Request { code: String, message: String },
 }
 
+/// How many layers a runner gets on GPUs, on which, and why, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GpuPlan {
+    layers: u32,
+    why: String,
+    /// The RPC workers whose devices the runner adds (each answered just now).
+    rpc: Vec<String>,
+    /// This machine's GPUs stay closed (`AIRLOCK_GPU=off`): only the workers' devices are used.
+    hide_local_gpus: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// The executable that has the `runner` subcommand (normally this one).
@@ -90,6 +101,8 @@ pub struct EngineConfig {
     /// Start runners without the CPU's AMX kernels from the first (otherwise learnt from the first
     /// runner they crash).
     pub avoid_amx: bool,
+    /// llama.cpp RPC workers (`HOST:PORT`) whose devices runners may use (`AIRLOCK_RPC`, `serve --rpc`).
+    pub rpc: Vec<String>,
     /// Test builds only: a fault for each of the next runners, in order (see `RunnerArgs`).
     #[cfg(any(test, feature = "test-hooks"))]
     pub runner_faults: std::sync::Arc<Mutex<std::collections::VecDeque<String>>>,
@@ -106,6 +119,7 @@ impl EngineConfig {
             load_timeout: std::env::var("AIRLOCK_LOAD_TIMEOUT").ok().and_then(|v| v.trim().parse().ok()).filter(|&s: &u64| s > 0).map_or(DEFAULT_LOAD_TIMEOUT, Duration::from_secs),
             load_timeout_per_gib: DEFAULT_LOAD_TIMEOUT_PER_GIB,
             avoid_amx: false,
+            rpc: crate::hardware::remote::endpoints_from_env(),
             #[cfg(any(test, feature = "test-hooks"))]
             runner_faults: Default::default(),
         }

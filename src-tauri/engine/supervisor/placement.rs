@@ -1,6 +1,7 @@
 //! Placement: how many layers a runner gets on GPUs (`GpuPlan`: all when the model fits in free
 //! VRAM by [`crate::hardware`]'s estimate, the most that fit otherwise, none without a usable GPU;
-//! `AIRLOCK_GPU=off` and a request's `num_gpu` override it), and the retries of a load that failed
+//! `AIRLOCK_GPU=off` and a request's `num_gpu` override it) and which RPC workers' devices join
+//! this machine's (those that answer now; `AIRLOCK_GPU=off` leaves only theirs), and the retries of a load that failed
 //! there (half the layers, then the CPU; without the CPU's AMX kernels after they crashed). It must
 //! never fall back silently — every change of plan goes into the runner's placement reason — and
 //! never touches the model table.
@@ -8,15 +9,8 @@
 use std::sync::atomic::Ordering;
 
 use super::process::LoadedModel;
-use super::{EngineError, LoadSpec, Supervisor};
+use super::{EngineError, GpuPlan, LoadSpec, Supervisor};
 use crate::hardware::{self, FitVerdict};
-
-/// How many layers a runner gets on GPUs, and why, in words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct GpuPlan {
-    layers: u32,
-    why: String,
-}
 
 impl Supervisor {
     /// Starts a runner with the planned GPU layers. A load that fails with layers on a GPU (out
@@ -24,12 +18,12 @@ impl Supervisor {
     /// kept with the runner: never a silent CPU fallback. A runner killed by an illegal
     /// instruction in the CPU's AMX kernels (its warm-up decode runs them) is retried without them.
     pub(super) fn start(&self, spec: &LoadSpec) -> Result<LoadedModel, EngineError> {
-        let plan = self.plan_gpu(spec);
-        let (mut layers, mut reason) = (plan.layers, plan.why);
+        let mut plan = self.plan_gpu(spec);
+        let (mut layers, mut reason) = (plan.layers, std::mem::take(&mut plan.why));
         let mut halved = false;
         loop {
             let avoid_amx = self.avoid_amx.load(Ordering::SeqCst);
-            match self.spawn(spec, layers, avoid_amx) {
+            match self.spawn(spec, &GpuPlan { layers, ..plan.clone() }, avoid_amx) {
                 Ok(mut model) => {
                     if avoid_amx {
                         reason.push_str("; the CPU kernels using Intel AMX crash on this machine (illegal instruction), so the next best ones run");
@@ -57,17 +51,26 @@ impl Supervisor {
     /// All layers when the model fits in free VRAM, the most that fit otherwise, none without a
     /// usable GPU; `AIRLOCK_GPU=off` and a request's `num_gpu` override the estimate.
     fn plan_gpu(&self, spec: &LoadSpec) -> GpuPlan {
-        if hardware::gpu_disabled() {
-            return GpuPlan { layers: 0, why: format!("GPU use is off ({}=off)", hardware::GPU_ENV) };
+        let hide_local_gpus = hardware::gpu_disabled();
+        let plan = |layers: u32, why: String, workers: &[hardware::RpcWorker]| {
+            let rpc: Vec<String> = workers.iter().filter(|w| w.answered()).map(|w| w.endpoint.clone()).collect();
+            let left_out: Vec<String> = workers.iter().filter_map(|w| w.error.as_ref().map(|e| format!("RPC worker {} left out: {e}", w.endpoint))).collect();
+            let why = if left_out.is_empty() { why } else { format!("{why}; {}", left_out.join("; ")) };
+            let rpc = if layers > 0 { rpc } else { Vec::new() };
+            GpuPlan { layers, why, rpc, hide_local_gpus }
+        };
+        if hide_local_gpus && self.cfg.rpc.is_empty() {
+            return plan(0, format!("GPU use is off ({}=off)", hardware::GPU_ENV), &[]);
         }
         if let Some(n) = spec.num_gpu {
             // More than the model has means all of them (the blocks and the output layer).
             let layers = if spec.size.layers > 0 { n.min(spec.size.layers + 1) } else { n };
-            return GpuPlan { layers, why: format!("num_gpu {n} was requested") };
+            return plan(layers, format!("num_gpu {n} was requested"), &hardware::remote::probe(&self.cfg.rpc));
         }
-        let hw = hardware::probe_with(&self.cfg.runner_exe);
+        let hw = hardware::probe_with(&self.cfg.runner_exe, &self.cfg.rpc);
         if hw.gpus.is_empty() {
-            return GpuPlan { layers: 0, why: hw.no_gpu_reason.unwrap_or_else(|| "no usable GPU".into()) };
+            // The reason already names the workers that did not answer.
+            return GpuPlan { layers: 0, why: hw.no_gpu_reason.unwrap_or_else(|| "no usable GPU".into()), rpc: Vec::new(), hide_local_gpus };
         }
         let size = spec.size;
         let fit = hardware::estimate_fit(&hw, size.weights_bytes, size.kv_bytes_per_token, size.layers, spec.num_ctx, spec.parallel.max(1));
@@ -77,6 +80,6 @@ impl Supervisor {
             FitVerdict::PartialOffload { layers, .. } => layers,
             FitVerdict::CpuOnly | FitVerdict::DoesNotFit => 0,
         };
-        GpuPlan { layers, why: fit.explanation }
+        plan(layers, fit.explanation, &hw.rpc_workers)
     }
 }

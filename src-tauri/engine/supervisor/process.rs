@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{EngineError, LoadSpec, RunnerInfo, RunnerKey, StreamEvent, Supervisor};
+use super::{EngineError, GpuPlan, LoadSpec, RunnerInfo, RunnerKey, StreamEvent, Supervisor};
 use crate::engine::protocol::{encode, Event, Request};
 use crate::engine::untrusted::SpecialTokens;
 
@@ -93,6 +93,8 @@ pub struct LoadedModel {
     pub(super) keep_alive: Mutex<Duration>,
     exited: Mutex<Option<String>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The RPC workers whose devices it uses.
+    pub rpc_workers: Vec<String>,
     /// The supervisor's count of runners that exited on their own.
     crashes: Arc<AtomicU64>,
     alive: Alive,
@@ -160,10 +162,16 @@ impl LoadedModel {
 }
 
 impl Supervisor {
-    pub(super) fn spawn(&self, spec: &LoadSpec, gpu_layers: u32, avoid_amx: bool) -> Result<LoadedModel, EngineError> {
+    pub(super) fn spawn(&self, spec: &LoadSpec, plan: &GpuPlan, avoid_amx: bool) -> Result<LoadedModel, EngineError> {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
-        cmd.arg("--gpu-layers").arg(gpu_layers.to_string());
+        cmd.arg("--gpu-layers").arg(plan.layers.to_string());
+        if !plan.rpc.is_empty() {
+            cmd.arg("--rpc").arg(plan.rpc.join(","));
+        }
+        if plan.hide_local_gpus {
+            cmd.arg("--hide-local-gpus");
+        }
         if let Some(adapter) = &spec.adapter {
             cmd.arg("--lora").arg(adapter);
         }
@@ -226,7 +234,7 @@ impl Supervisor {
             Ok((Handshake::Ended, _)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
                 thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
-                return Err(load_error(describe_exit(&status, &stderr_tail)));
+                return Err(load_error(describe_exit(&status, &stderr_tail, &plan.rpc)));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
@@ -248,6 +256,7 @@ impl Supervisor {
             keep_alive: Mutex::new(self.cfg.default_keep_alive),
             exited: Mutex::new(None),
             stderr_tail,
+            rpc_workers: plan.rpc.clone(),
             crashes: self.runner_crashes.clone(),
             alive,
         };
@@ -335,7 +344,7 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
     let status = m.child.lock().unwrap().wait().map(|s| s.to_string()).unwrap_or_default();
     m.alive.reaped();
     thread::sleep(Duration::from_millis(50)); // let the stderr reader catch the last words
-    let why = describe_exit(&status, &m.stderr_tail);
+    let why = describe_exit(&status, &m.stderr_tail, &m.rpc_workers);
     *m.exited.lock().unwrap() = Some(why.clone());
     // `shut_down` takes stdin first: a runner whose stdin is still open was not asked to go.
     if m.stdin.lock().unwrap().is_some() {
@@ -351,9 +360,18 @@ fn route_events(lines: impl Iterator<Item = io::Result<String>>, model: Weak<Loa
 }
 
 /// "signal: 6 (SIGABRT) (core dumped): GGML_ASSERT(…) failed" — the status and the last
-/// meaningful line llama.cpp wrote.
-fn describe_exit(status: &str, tail: &Mutex<VecDeque<String>>) -> String {
+/// meaningful line llama.cpp wrote; first, when ggml's RPC client gave up on a worker, that.
+fn describe_exit(status: &str, tail: &Mutex<VecDeque<String>>, rpc: &[String]) -> String {
     let tail = tail.lock().unwrap();
+    // ggml-rpc aborts with these when a worker goes away or cannot be reached.
+    const RPC_FAILURES: [&str; 3] = ["Remote RPC server crashed", "Failed to connect to", "RPC handshake failed"];
+    if let Some(line) = tail.iter().find(|l| RPC_FAILURES.iter().any(|f| l.contains(f))) {
+        let said = line.rsplit(": ").next().unwrap_or(line).trim();
+        return format!(
+            "an RPC worker ({}) stopped answering or crashed ({said}); the next request loads the model again on the workers that answer",
+            rpc.join(", ")
+        );
+    }
     let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect::<String>());
     match last {
         Some(l) => format!("{status}: {l}"),

@@ -233,6 +233,13 @@ export interface GpuDevice {
   driver: string | null;
 }
 
+/** A llama.cpp RPC worker the engine may use (`AIRLOCK_RPC`); `error` says why it is left out. */
+export interface RpcWorker {
+  endpoint: string;
+  devices: GpuDevice[];
+  error: string | null;
+}
+
 export type FitVerdict =
   | { verdict: 'full_gpu' }
   | { verdict: 'partial_offload'; layers: number; of: number }
@@ -272,6 +279,8 @@ export interface HardwareReport {
   gpu_backends_built: string[];
   /** Why no GPU is usable, in words; null when `gpus` is not empty. */
   no_gpu_reason: string | null;
+  /** The configured RPC workers; their devices are in `gpus` (backend `RPC`). */
+  rpc_workers?: RpcWorker[];
   models: ModelFit[];
   /** Models the app has loaded, with their memory per GPU device (ggml's name) and in RAM. */
   loaded: LoadedModelUse[];
@@ -281,7 +290,8 @@ export interface LoadedModelUse {
   name: string;
   /** e.g. "100% GPU (Vulkan0, 19/19 layers)" or "100% CPU (why)". */
   runs_on: string;
-  devices: { name: string; bytes: number }[];
+  /** Per GPU device: bytes held and layers placed there. */
+  devices: { name: string; bytes: number; layers?: number }[];
   ram_bytes: number;
 }
 
