@@ -10,6 +10,15 @@ export CMAKE_PREFIX_PATH="$vulkan_prefix"
 # llama.cpp's RPC backend (libggml-rpc.so) lets `serve --rpc` use other machines' devices and
 # `airlock rpc-worker` offer this one's; llama-cpp-sys-2 passes GGML_* variables to CMake.
 export GGML_RPC=ON
+# llama-cpp-sys-2 configures CMake only once per build folder, so a folder configured before
+# GGML_RPC was set would never gain the module: drop that configuration and cargo's record of
+# the build script, and the next build reconfigures (recompiling only what changed).
+for cmake_cache in "${CARGO_TARGET_DIR:-target}"/release/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt; do
+  if [ -f "$cmake_cache" ] && grep -q '^GGML_RPC:BOOL=OFF' "$cmake_cache"; then
+    rm -f "$cmake_cache"
+    rm -rf "${CARGO_TARGET_DIR:-target}"/release/.fingerprint/llama-cpp-sys-2-*
+  fi
+done
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo_flags=(--release --locked --features vulkan)
 target="${CARGO_TARGET_DIR:-target}"
