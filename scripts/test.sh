@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 AIRLOCK_TEST_MODEL="$(tests/fixtures/fetch-test-model.sh)"
-export AIRLOCK_TEST_MODEL
+# An instruct model with a tool-calling template, for the clients' tool tests.
+AIRLOCK_INSTRUCT_MODEL="$(tests/fixtures/fetch-test-model.sh instruct)"
+export AIRLOCK_TEST_MODEL AIRLOCK_INSTRUCT_MODEL
 
 scripts/ui.sh --test
 

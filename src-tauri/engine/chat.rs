@@ -69,6 +69,8 @@ pub struct PreparedModel {
     pub weights_bytes: u64,
     /// Transformer blocks (layers a GPU could take); 0 when the GGUF does not say.
     pub block_count: u32,
+    /// The GGUF names a pooling (`<arch>.pooling_type`): an embedding model, as Ollama decides it.
+    pub pools: bool,
 }
 
 impl PreparedModel {
@@ -94,6 +96,7 @@ impl PreparedModel {
             // The projector loads beside the weights (on the same device).
             weights_bytes: info.file_len + m.layer(manifest::MEDIA_PROJECTOR).map_or(0, |l| l.size),
             block_count: info.block_count().unwrap_or(0).min(u32::MAX as u64) as u32,
+            pools: info.architecture().is_some_and(|arch| info.get(&format!("{arch}.pooling_type")).is_some()),
             model_path,
         })
     }
@@ -132,8 +135,13 @@ impl PreparedModel {
         }
     }
 
-    /// Ollama's capabilities: `completion`, plus `tools` and `thinking` when the template has them.
+    /// Ollama's capabilities: `embedding` for a model that pools, else `completion`, plus `tools`,
+    /// `thinking` and `vision` when its template and layers have them.
     pub fn capabilities(&self) -> Vec<&'static str> {
+        // Ollama's rule: a model whose GGUF names a pooling embeds; any other completes.
+        if self.pools {
+            return vec!["embedding"];
+        }
         let (format, source) = self.primary_template();
         let mut caps = vec!["completion"];
         if tools::template_supports_tools(format, source) {
@@ -380,7 +388,7 @@ impl Engine {
             req.grammar = Some(tools::tool_grammar(&syntax, &req.tools, only.as_deref()).map_err(ChatError::BadTools)?);
         }
         let parser = model.reply_parser(&rendered, &req.think, tools_on.then(|| (syntax, req.tools.names())));
-        let parser = if forced { parser.calls_only() } else { parser };
+        let parser = if forced { parser.calls_only() } else { parser.untagged_calls(req.tools.schemas()) };
         self.start(runner, rendered, plain, options, req, dropped, load_duration, parser)
     }
 

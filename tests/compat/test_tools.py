@@ -84,6 +84,21 @@ def test_openai_required_tool_call_streamed_arrives_whole(ai):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
 
 
+def test_openai_required_calls_cut_by_max_tokens_end_in_length_never_in_tag_text(ai):
+    # Sampled, at token limits that cut the call's JSON, its closing tag, or a second call.
+    for max_tokens, seed in [(12, 0), (28, 1), (28, 2), (40, 3), (64, 4), (64, 5)]:
+        r = ai.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "What will the weather be in Paris tomorrow?"}],
+            tools=[WEATHER], tool_choice="required", max_tokens=max_tokens, temperature=1.0, seed=seed,
+        )
+        choice = r.choices[0]
+        assert not choice.message.content, (max_tokens, seed, choice)
+        if choice.message.tool_calls:
+            assert choice.finish_reason == "tool_calls", choice
+        else:
+            assert choice.finish_reason == "length", choice
+
+
 def test_openai_named_function_is_the_one_called(ai):
     r = openai_call(ai, tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}})
     calls = r.choices[0].message.tool_calls

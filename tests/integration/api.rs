@@ -513,3 +513,24 @@ fn gguf_metadata_is_parsed_once_per_weights_blob_across_tags_show_and_ps() {
     }
     assert_eq!(core.store.gguf_parses(), 2, "two weights blobs, each parsed once, for 3 rounds of tags, show (3 names) and ps");
 }
+
+#[test]
+fn show_says_a_model_whose_gguf_names_a_pooling_embeds() {
+    let store = TempDir::new().unwrap();
+    let mut embedder = FixtureModel::new("registry.ollama.ai/library/embedder/latest", 1);
+    embedder.blobs[1].1 = airlock::gguf::writer::GgufBuilder::new()
+        .kv_str("general.architecture", "bert")
+        .kv_u32("bert.pooling_type", 1)
+        .kv_u32("bert.block_count", 1)
+        .tensor("token_embd.weight", &[8, 4], airlock::gguf::GGML_TYPE_F32)
+        .build();
+    write_folder(store.path(), &[embedder, FixtureModel::new("registry.ollama.ai/library/chatter/latest", 2)]);
+    let s = serve(&[("AIRLOCK_MODELS", store.path().to_str().unwrap())], false);
+    let caps = |model: &str| {
+        let (status, body) = post(s.port, "/api/show", &format!(r#"{{"model":"{model}"}}"#), "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["capabilities"].clone()
+    };
+    assert_eq!(caps("embedder"), serde_json::json!(["embedding"]));
+    assert_eq!(caps("chatter")[0], "completion");
+}

@@ -69,6 +69,11 @@ impl ToolRequest {
         self.tools.iter().filter_map(tool_name).map(str::to_string).collect()
     }
 
+    /// Each declared function's name and the JSON schema of its arguments.
+    pub fn schemas(&self) -> Vec<(String, Value)> {
+        self.tools.iter().filter_map(|t| Some((tool_name(t)?.to_string(), tool_parameters(t)))).collect()
+    }
+
     /// Checks the tool objects and the choice: every tool names its function, a named choice
     /// names one of them. The message says what to fix.
     pub fn validate(&self) -> Result<(), String> {

@@ -50,6 +50,19 @@ impl ReplyParser {
         self
     }
 
+    /// Also takes a reply that is nothing but an untagged call (`{"name": …, "arguments": …}`, a
+    /// list of them, or either in a ```json fence) as calls when each names one of `schemas`'
+    /// functions and its arguments validate against that schema, as llama.cpp's Hermes parser
+    /// does: small models often drop their family's tags. Such a reply is held until it ends.
+    /// Families that write bare JSON already parse it wherever it is.
+    pub fn untagged_calls(mut self, schemas: Vec<(String, Value)>) -> Self {
+        if let Some(s) = self.tools.as_mut().filter(|s| !s.syntax.openers.iter().any(|o| o.tag_is_json)) {
+            s.untagged = Some(schemas);
+            s.state = ScanState::WholeReply;
+        }
+        self
+    }
+
     /// Whether calls are being looked for.
     pub fn parses_tools(&self) -> bool {
         self.tools.is_some()
@@ -223,6 +236,8 @@ impl ThinkSplitter {
 
 #[derive(Debug, Clone)]
 enum ScanState {
+    /// At the start of a reply that may be one untagged call ([`ReplyParser::untagged_calls`]).
+    WholeReply,
     /// Looking for an opener in content.
     Content,
     /// Inside a call that opener `usize` started; the buffer holds the text after the tag
@@ -241,11 +256,13 @@ struct CallScanner {
     buf: String,
     calls: usize,
     calls_only: bool,
+    /// The declared functions' argument schemas, when a whole reply may be an untagged call.
+    untagged: Option<Vec<(String, Value)>>,
 }
 
 impl CallScanner {
     fn new(syntax: ToolSyntax, names: Vec<String>) -> Self {
-        CallScanner { syntax, names, state: ScanState::Content, buf: String::new(), calls: 0, calls_only: false }
+        CallScanner { syntax, names, state: ScanState::Content, buf: String::new(), calls: 0, calls_only: false, untagged: None }
     }
 
     fn push(&mut self, text: &str, out: &mut Vec<ReplyPart>) {
@@ -273,6 +290,22 @@ impl CallScanner {
     /// One transition; false when more text is needed.
     fn step(&mut self, out: &mut Vec<ReplyPart>, at_end: bool) -> bool {
         match self.state {
+            ScanState::WholeReply => {
+                let calls = match whole_reply_json(&self.buf, at_end) {
+                    WholeReply::Pending => return false,
+                    WholeReply::Not => None,
+                    WholeReply::Json(json) => serde_json::from_str::<Value>(json).ok().and_then(|v| extract_calls(&v)).filter(|calls| !calls.is_empty() && calls.iter().all(|c| self.declared_and_valid(c))),
+                };
+                match calls {
+                    Some(calls) => {
+                        self.emit(out, calls);
+                        self.buf.clear();
+                    }
+                    // Scanned as any reply is, from its first character.
+                    None => self.state = ScanState::Content,
+                }
+                true
+            }
             ScanState::Content => {
                 let first = self.syntax.openers.iter().enumerate().filter_map(|(i, o)| self.buf.find(o.tag.as_str()).map(|at| (at, i))).min();
                 match first {
@@ -363,7 +396,11 @@ impl CallScanner {
                         self.state = ScanState::Closing(i, true);
                         return true;
                     }
-                    if close.starts_with(trimmed) && !at_end {
+                    if close.starts_with(trimmed) {
+                        // Still arriving, or cut by the token limit: never content either way.
+                        if at_end {
+                            self.buf.clear();
+                        }
                         return false;
                     }
                 }
@@ -393,6 +430,12 @@ impl CallScanner {
         true
     }
 
+    /// Whether `call` names a declared function and its arguments validate against its schema.
+    fn declared_and_valid(&self, call: &ToolCall) -> bool {
+        let schema = self.untagged.iter().flatten().find(|(name, _)| *name == call.function.name).map(|(_, schema)| schema);
+        schema.is_some_and(|schema| jsonschema::validator_for(schema).is_ok_and(|v| v.is_valid(&call.function.arguments)))
+    }
+
     fn emit(&mut self, out: &mut Vec<ReplyPart>, calls: Vec<ToolCall>) {
         for mut call in calls {
             call.function.index = Some(self.calls);
@@ -409,6 +452,59 @@ fn content(out: &mut Vec<ReplyPart>, text: &str) {
     match out.last_mut() {
         Some(ReplyPart::Content(last)) => last.push_str(text),
         _ => out.push(ReplyPart::Content(text.to_string())),
+    }
+}
+
+/// What the text so far says about a reply that may be nothing but JSON.
+enum WholeReply<'a> {
+    /// It may still be: wait for more text.
+    Pending,
+    Not,
+    /// It is this JSON (fence and whitespace around it stripped), and the reply has ended.
+    Json(&'a str),
+}
+
+/// A reply that is only a JSON object or array, optionally in a ```json (or bare ```) fence.
+fn whole_reply_json(text: &str, at_end: bool) -> WholeReply<'_> {
+    let wait = || if at_end { WholeReply::Not } else { WholeReply::Pending };
+    let t = text.trim_start();
+    if t.is_empty() || (t.len() < 3 && "```".starts_with(t)) {
+        return wait();
+    }
+    let (fenced, body) = match t.strip_prefix("```") {
+        Some(rest) => {
+            let Some(line_end) = rest.find('\n') else {
+                return if "json".starts_with(rest.trim()) { wait() } else { WholeReply::Not };
+            };
+            if !matches!(rest[..line_end].trim(), "" | "json" | "JSON") {
+                return WholeReply::Not;
+            }
+            (true, rest[line_end + 1..].trim_start())
+        }
+        None => (false, t),
+    };
+    if body.is_empty() {
+        return wait();
+    }
+    if !body.starts_with(['{', '[']) {
+        return WholeReply::Not;
+    }
+    let end = match json_end(body) {
+        JsonEnd::Incomplete => return wait(),
+        JsonEnd::Invalid => return WholeReply::Not,
+        JsonEnd::At(end) => end,
+    };
+    let rest = body[end..].trim();
+    let rest = match rest.strip_prefix("```") {
+        Some(after) if fenced => after.trim(),
+        // The closing fence may be arriving, or a cut reply may lack it.
+        _ if fenced && "```".starts_with(rest) => "",
+        _ => rest,
+    };
+    match (rest.is_empty(), at_end) {
+        (false, _) => WholeReply::Not,
+        (true, false) => WholeReply::Pending,
+        (true, true) => WholeReply::Json(&body[..end]),
     }
 }
 

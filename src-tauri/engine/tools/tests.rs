@@ -115,6 +115,57 @@ fn a_grammar_forced_reply_drops_the_call_the_token_limit_cut() {
     assert_eq!(assert_stream_invariant(&auto, out), vec![call(0, "get_weather", json!({"city": "Paris"})), content("<tool_call>\n{\"name\": \"")]);
 }
 
+/// Qwen2.5-Coder 0.5B Instruct, asked through the ollama client with a `get_weather` tool,
+/// answers with the call and no `<tool_call>` tags (recorded from the real model).
+const QWEN_UNTAGGED: &str = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+
+fn untagged_parser() -> ReplyParser {
+    let schemas = vec![
+        ("get_weather".to_string(), json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+        ("get_time".to_string(), json!({"type": "object", "properties": {"tz": {"type": "string"}}})),
+    ];
+    tools_parser(ToolSyntax::for_template(PromptFormat::Jinja, Some(QWEN))).untagged_calls(schemas)
+}
+
+#[test]
+fn a_reply_that_is_only_an_untagged_valid_call_is_a_call() {
+    let p = untagged_parser();
+    let paris = call(0, "get_weather", json!({"city": "Paris"}));
+    assert_eq!(assert_stream_invariant(&p, QWEN_UNTAGGED), vec![paris.clone()]);
+    assert_eq!(assert_stream_invariant(&p, &format!("\n```json\n{QWEN_UNTAGGED}\n```\n")), vec![paris.clone()]);
+    let two = format!("[{QWEN_UNTAGGED}, {{\"name\": \"get_time\", \"arguments\": {{}}}}]");
+    assert_eq!(assert_stream_invariant(&p, &two), vec![paris, call(1, "get_time", json!({}))]);
+}
+
+#[test]
+fn untagged_json_that_is_not_exactly_a_valid_call_stays_text() {
+    let p = untagged_parser();
+    for text in [
+        // An undeclared function, arguments against the schema (missing, wrong type).
+        "{\"name\": \"get_wind\", \"arguments\": {\"city\": \"Paris\"}}",
+        "{\"name\": \"get_weather\", \"arguments\": {}}",
+        "{\"name\": \"get_weather\", \"arguments\": {\"city\": 75}}",
+        // More than the call, or not a call at all.
+        "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}} is what I would call.",
+        "```python\nprint(1)\n```",
+        "{\"city\": \"Paris\"}",
+        "{\"name\": \"get_weather\", \"argu",
+    ] {
+        assert_eq!(assert_stream_invariant(&p, text), vec![content(text)], "{text}");
+    }
+    // A reply that does not start like JSON streams at once.
+    let mut streaming = p.clone();
+    assert_eq!(streaming.push("Hello"), vec![content("Hello")]);
+}
+
+#[test]
+fn a_partial_closing_tag_never_reaches_the_content() {
+    let out = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_";
+    for p in [tools_parser(ToolSyntax::hermes()).calls_only(), tools_parser(ToolSyntax::hermes())] {
+        assert_eq!(assert_stream_invariant(&p, out), vec![call(0, "get_weather", json!({"city": "Paris"}))]);
+    }
+}
+
 #[test]
 fn mistral_tool_calls_array_with_ids() {
     let src = include_str!("../template/testdata/jinja/mistral-nemo-instruct-2407.jinja");
