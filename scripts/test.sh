@@ -30,7 +30,7 @@ cargo test "${cargo_flags[@]}" --lib --test integration
 # The official Python clients against a real `airlock serve` (a virtualenv outside the clone).
 venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai pytest jinja2 langchain-ollama openai-agents prometheus-client
+"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai anthropic pytest jinja2 langchain-ollama openai-agents prometheus-client
 # `cargo test` built the binaries (the integration tests run them).
 export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
 "$venv/bin/pytest" -q tests/compat

@@ -126,7 +126,9 @@ fn shortest(name: &str) -> String {
 pub async fn check_request(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let Some(needed) = needed_scope(req.uri().path()) else { return next.run(req).await };
     let headers = req.headers();
-    let given = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    // Anthropic's clients send the key as `x-api-key`; every other client as a bearer token.
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    let given = bearer.or_else(|| headers.get("x-api-key").and_then(|h| h.to_str().ok()));
     let caller = match guard.tokens.authenticate(given) {
         Ok(caller) => caller,
         Err(Refusal::Missing) => return refuse(StatusCode::UNAUTHORIZED, "this server needs an API token: send Authorization: Bearer <token> (the operator makes one with `airlock token add NAME`, or sets AIRLOCK_API_KEY)"),

@@ -11,6 +11,7 @@
 //! Uses: `core`, `engine`, `store`, `bundle`, `modelfile`, `registry`, `access`, `units`; never
 //! `cli` or `desktop`.
 
+mod anthropic;
 mod audit;
 mod body;
 mod create;
@@ -300,6 +301,8 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(guard.clone(), guard::check_request))
         .layer(guard.cors())

@@ -392,6 +392,21 @@ impl Engine {
         self.start(runner, rendered, plain, options, req, dropped, load_duration, parser)
     }
 
+    /// The prompt tokens a chat of `messages` (with `req`'s tools shown) would start with, as
+    /// rendered for `model`, without generating (Anthropic's `count_tokens`). Images count as the
+    /// marker text that stands for them.
+    pub fn count_chat_tokens(&self, model: &PreparedModel, messages: &[ChatMessage], req: &RequestSettings) -> Result<u32, ChatError> {
+        let (runner, _) = self.load(model, req)?;
+        let mut messages = [model.messages.as_slice(), messages].concat();
+        if let (Some(system), false) = (&model.system, messages.iter().any(|m| m.role == "system")) {
+            messages.insert(0, ChatMessage::new("system", system.clone()));
+        }
+        vision::place_images(&mut messages);
+        let extras = PromptExtras { tools: req.tools.active().then_some(req.tools.tools.as_slice()), think: req.think.as_ref() };
+        let (rendered, plain) = render_guarded(&model.spec(&runner), &messages, extras, &runner.info.special_tokens)?;
+        Ok(self.supervisor.count_prompt_tokens(&runner, &rendered.text, plain)?)
+    }
+
     /// Starts a completion of `prompt` (Ollama `/api/generate`): through the template unless `raw`.
     pub fn generate(&self, model: &PreparedModel, prompt: &str, system: Option<&str>, raw: bool, req: RequestSettings) -> Result<ChatStream, ChatError> {
         let (format, source) = model.primary_template();
