@@ -21,6 +21,7 @@ mod ollama;
 mod openai;
 pub(crate) mod options;
 mod registry_routes;
+mod responses;
 mod stream;
 mod reply;
 mod images;
@@ -301,6 +302,7 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/metrics", get(metrics::metrics))
@@ -309,6 +311,7 @@ pub fn router(core: Arc<Core>, cfg: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(guard, guard::check_caller))
         .layer(axum::middleware::from_fn_with_state(audit::Recorders { log: cfg.audit.clone(), metrics: metrics.clone(), drain: cfg.drain.clone() }, audit::record))
         .layer(axum::Extension(metrics))
+        .layer(axum::Extension(Arc::new(responses::KeptResponses::default())))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Arc::new(registry_routes::TransferRules {
             site_registry: cfg.site_registry.clone(),
