@@ -104,6 +104,7 @@ fn serve(args: &RpcWorkerArgs) -> Result<(), String> {
         .threads
         .unwrap_or_else(crate::hardware::physical_cores)
         .max(1) as usize;
+    line_buffered_stdout();
     // SAFETY: the devices come from ggml's registry and outlive the call; it serves until the
     // process ends and returns only when it could not listen.
     unsafe {
@@ -119,6 +120,18 @@ fn serve(args: &RpcWorkerArgs) -> Result<(), String> {
         "could not listen on {}:{} (is the port in use? its log is above)",
         args.host, args.port
     ))
+}
+
+/// The server logs each head's connection with C's `printf`: line-buffered, those lines reach a
+/// log (the journal, a file) as they happen rather than when a buffer fills.
+fn line_buffered_stdout() {
+    extern "C" {
+        static mut stdout: *mut libc::FILE;
+    }
+    // SAFETY: glibc's `stdout` stream, set up before `main`; nothing has written to it yet.
+    unsafe {
+        libc::setvbuf(stdout, std::ptr::null_mut(), libc::_IOLBF, 0);
+    }
 }
 
 /// The devices named (by ggml's names), or every GPU, or the CPU when there is none.

@@ -1,10 +1,10 @@
 //! Placement: how many layers a runner gets on GPUs (`GpuPlan`: all when the model fits in free
 //! VRAM by [`crate::hardware`]'s estimate, the most that fit otherwise, none without a usable GPU;
-//! `AIRLOCK_GPU=off` and a request's `num_gpu` override it) and which RPC workers' devices join
-//! this machine's (those that answer now; `AIRLOCK_GPU=off` leaves only theirs), and the retries of a load that failed
-//! there (half the layers, then the CPU; without the CPU's AMX kernels after they crashed). It must
-//! never fall back silently — every change of plan goes into the runner's placement reason — and
-//! never touches the model table.
+//! `AIRLOCK_GPU=off` and a request's `num_gpu` override it), which RPC workers' devices join this
+//! machine's (those that answer now; with `AIRLOCK_GPU=off`, only theirs), and the retries of a
+//! load that failed there (half the layers, then the CPU; without the CPU's AMX kernels after they
+//! crashed). It must never fall back silently — every change of plan goes into the runner's
+//! placement reason — and never touches the model table.
 
 use std::sync::atomic::Ordering;
 
@@ -48,8 +48,9 @@ impl Supervisor {
         }
     }
 
-    /// All layers when the model fits in free VRAM, the most that fit otherwise, none without a
-    /// usable GPU; `AIRLOCK_GPU=off` and a request's `num_gpu` override the estimate.
+    /// All layers when the model fits in free VRAM (this machine's and the answering RPC
+    /// workers'), the most that fit otherwise, none without a usable GPU; `AIRLOCK_GPU=off` and a
+    /// request's `num_gpu` override the estimate.
     fn plan_gpu(&self, spec: &LoadSpec) -> GpuPlan {
         let hide_local_gpus = hardware::gpu_disabled();
         let plan = |layers: u32, why: String, workers: &[hardware::RpcWorker]| {

@@ -94,7 +94,7 @@ pub struct LoadedModel {
     exited: Mutex<Option<String>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// The RPC workers whose devices it uses.
-    pub rpc_workers: Vec<String>,
+    rpc_workers: Vec<String>,
     /// The supervisor's count of runners that exited on their own.
     crashes: Arc<AtomicU64>,
     alive: Alive,
