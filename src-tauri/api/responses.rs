@@ -138,7 +138,7 @@ pub async fn responses(
                 finish(&mut done, std::mem::take(&mut events.items), &stats);
                 if store {
                     turns.push(assistant_turn(&events.thinking, &events.text, &events.calls));
-                    kept.keep(&events.response["id"].as_str().unwrap_or_default().to_string(), owner.clone(), std::mem::take(&mut turns));
+                    kept.keep(events.response["id"].as_str().unwrap_or_default(), owner.clone(), std::mem::take(&mut turns));
                 }
                 let kind = if done["status"] == "completed" { "response.completed" } else { "response.incomplete" };
                 out += &events.send(kind, json!({ "response": done }));
