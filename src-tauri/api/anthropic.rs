@@ -7,18 +7,17 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::AnthropicJson;
 use super::images;
 use super::reply::{self, ReplyEvent};
-use super::stream::{self, ApiError};
+use super::stream::{self, AnthropicError, ApiError};
 use crate::core::Core;
 use crate::engine::chat::RequestSettings;
 use crate::engine::protocol::GenerationStats;
@@ -52,49 +51,6 @@ pub struct MessagesRequest {
 pub struct Message {
     role: String,
     content: Value,
-}
-
-/// Anthropic's error object: `{"type": "error", "error": {"type": …, "message": …}}`.
-pub struct AnthropicError(ApiError);
-
-impl From<ApiError> for AnthropicError {
-    fn from(e: ApiError) -> Self {
-        AnthropicError(e)
-    }
-}
-
-impl IntoResponse for AnthropicError {
-    fn into_response(self) -> Response {
-        let ApiError(status, message) = self.0;
-        super::audit::note_error(&message);
-        (status, Json(json!({ "type": "error", "error": { "type": error_type(status), "message": stream::scrub(&message) } }))).into_response()
-    }
-}
-
-fn error_type(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::UNAUTHORIZED => "authentication_error",
-        StatusCode::FORBIDDEN => "permission_error",
-        StatusCode::NOT_FOUND => "not_found_error",
-        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => "overloaded_error",
-        s if s.is_client_error() => "invalid_request_error",
-        _ => "api_error",
-    }
-}
-
-/// A JSON body whose errors come in Anthropic's shape.
-pub struct AnthropicJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for AnthropicJson<T> {
-    type Rejection = AnthropicError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state).await.map(|Json(v)| AnthropicJson(v)).map_err(|r: JsonRejection| {
-            let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { r.status() } else { StatusCode::BAD_REQUEST };
-            ApiError(status, format!("invalid request body: {}", r.body_text())).into()
-        })
-    }
 }
 
 type CoreState = State<Arc<Core>>;

@@ -1,6 +1,6 @@
 //! JSON request bodies whose errors come in each API's own shape: a malformed or mistyped body
-//! gets 400 with Ollama's `{"error": "…"}` on `/api/*` and OpenAI's error object on `/v1/*`
-//! (clients parse those), never axum's plain-text rejection.
+//! gets 400 with Ollama's `{"error": "…"}` on `/api/*`, OpenAI's error object on `/v1/*` and
+//! Anthropic's on `/v1/messages` (clients parse those), never axum's plain-text rejection.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -8,13 +8,16 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use super::stream::{ApiError, OpenAiError};
+use super::stream::{AnthropicError, ApiError, OpenAiError};
 
 /// A JSON body for Ollama's routes.
 pub struct OllamaJson<T>(pub T);
 
 /// A JSON body for OpenAI's routes.
 pub struct OpenAiJson<T>(pub T);
+
+/// A JSON body for Anthropic's routes.
+pub struct AnthropicJson<T>(pub T);
 
 fn rejected(r: JsonRejection) -> ApiError {
     // Too large stays 413; every other problem with the body is the client's request.
@@ -35,5 +38,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for OpenAiJson<T
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Json::<T>::from_request(req, state).await.map(|Json(v)| OpenAiJson(v)).map_err(|r| rejected(r).into())
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for AnthropicJson<T> {
+    type Rejection = AnthropicError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state).await.map(|Json(v)| AnthropicJson(v)).map_err(|r| rejected(r).into())
     }
 }

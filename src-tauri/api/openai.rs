@@ -208,8 +208,18 @@ pub async fn chat(State(core): CoreState, OpenAiJson(req): OpenAiJson<ChatReques
 /// `tools`, `tool_choice` (`"auto"`, `"none"`, `"required"`, `{"type": "function", "function": {"name"}}`)
 /// and `parallel_tool_calls`.
 fn tool_request(req: &ChatRequest) -> Result<ToolRequest, ApiError> {
-    let bad = || ApiError::bad_request("tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}");
-    let choice = match &req.tool_choice {
+    let choice = tool_choice(req.tool_choice.as_ref(), "/function/name", "{\"type\": \"function\", \"function\": {\"name\": …}}")?;
+    let tools = ToolRequest { tools: req.tools.clone().unwrap_or_default(), choice, parallel: req.parallel_tool_calls.unwrap_or(true) };
+    tools.validate().map_err(ApiError::bad_request)?;
+    Ok(tools)
+}
+
+/// OpenAI's `tool_choice`: `"auto"`, `"none"`, `"required"`, or an object naming the function at
+/// `name_at` (a JSON pointer: chat completions and the Responses API nest it differently, as
+/// `shape` shows in the error).
+pub(super) fn tool_choice(choice: Option<&Value>, name_at: &str, shape: &str) -> Result<ToolChoice, ApiError> {
+    let bad = || ApiError::bad_request(format!("tool_choice must be \"auto\", \"none\", \"required\" or {shape}"));
+    Ok(match choice {
         None | Some(Value::Null) => ToolChoice::Auto,
         Some(Value::String(s)) => match s.as_str() {
             "auto" => ToolChoice::Auto,
@@ -217,11 +227,8 @@ fn tool_request(req: &ChatRequest) -> Result<ToolRequest, ApiError> {
             "required" => ToolChoice::Required,
             _ => return Err(bad()),
         },
-        Some(v) => ToolChoice::Function(v.pointer("/function/name").and_then(Value::as_str).ok_or_else(bad)?.to_string()),
-    };
-    let tools = ToolRequest { tools: req.tools.clone().unwrap_or_default(), choice, parallel: req.parallel_tool_calls.unwrap_or(true) };
-    tools.validate().map_err(ApiError::bad_request)?;
-    Ok(tools)
+        Some(v) => ToolChoice::Function(v.pointer(name_at).and_then(Value::as_str).ok_or_else(bad)?.to_string()),
+    })
 }
 
 /// OpenAI messages as the engine's: tool calls with their JSON-string arguments parsed, tool

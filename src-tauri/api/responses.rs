@@ -24,7 +24,7 @@ use crate::core::Core;
 use crate::engine::chat::{RequestSettings, JSON_GRAMMAR};
 use crate::engine::protocol::GenerationStats;
 use crate::engine::template::ChatMessage;
-use crate::engine::tools::{ReplyPart, Think, ToolCall, ToolCallFunction, ToolChoice, ToolRequest};
+use crate::engine::tools::{ReplyPart, Think, ToolCall, ToolCallFunction, ToolRequest};
 
 /// Responses kept for `previous_response_id`: the newest this many, each for [`KEPT_FOR`].
 const KEPT: usize = 256;
@@ -201,8 +201,8 @@ fn finish(response: &mut Value, output: Vec<Value>, stats: &GenerationStats) {
     });
 }
 
-fn reasoning_item(thinking: &str) -> Value {
-    json!({ "type": "reasoning", "id": format!("rs_{}", random_hex()), "summary": [{ "type": "summary_text", "text": thinking }] })
+fn reasoning_item(id: &str, thinking: &str) -> Value {
+    json!({ "type": "reasoning", "id": id, "summary": [{ "type": "summary_text", "text": thinking }] })
 }
 
 fn message_item(id: &str, text: &str, status: &str) -> Value {
@@ -221,7 +221,7 @@ fn call_item(call: &ToolCall) -> Value {
 fn output_items(thinking: &str, text: &str, calls: &[ToolCall]) -> Vec<Value> {
     let mut out = Vec::new();
     if !thinking.is_empty() {
-        out.push(reasoning_item(thinking));
+        out.push(reasoning_item(&format!("rs_{}", random_hex()), thinking));
     }
     if !text.is_empty() || calls.is_empty() {
         out.push(message_item(&format!("msg_{}", random_hex()), text, "completed"));
@@ -307,8 +307,7 @@ impl Events {
             self.open = Some((index, id.clone(), kind));
             (index, id)
         } else {
-            let item = reasoning_item("");
-            let id = item["id"].as_str().unwrap_or_default().to_string();
+            let id = format!("rs_{}", random_hex());
             *out += &self.send("response.output_item.added", json!({ "output_index": index, "item": { "type": "reasoning", "id": id, "summary": [] } }));
             *out += &self.send("response.reasoning_summary_part.added", json!({ "item_id": id, "output_index": index, "summary_index": 0, "part": { "type": "summary_text", "text": "" } }));
             self.thinking.clear();
@@ -332,7 +331,7 @@ impl Events {
             let thinking = self.thinking.clone();
             out += &self.send("response.reasoning_summary_text.done", json!({ "item_id": id, "output_index": index, "summary_index": 0, "text": thinking }));
             out += &self.send("response.reasoning_summary_part.done", json!({ "item_id": id, "output_index": index, "summary_index": 0, "part": { "type": "summary_text", "text": thinking } }));
-            let item = json!({ "type": "reasoning", "id": id, "summary": [{ "type": "summary_text", "text": thinking }] });
+            let item = reasoning_item(&id, &thinking);
             out += &self.send("response.output_item.done", json!({ "output_index": index, "item": item }));
             self.items.push(item);
         }
@@ -415,17 +414,7 @@ fn settings(req: &ResponsesRequest) -> Result<RequestSettings, ApiError> {
             other => return Err(ApiError::bad_request(format!("tools[{i}]: only function tools run here, not {other:?} (this server reaches no network)"))),
         }
     }
-    let bad = || ApiError::bad_request("tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"name\": …}");
-    let choice = match &req.tool_choice {
-        None | Some(Value::Null) => ToolChoice::Auto,
-        Some(Value::String(c)) => match c.as_str() {
-            "auto" => ToolChoice::Auto,
-            "none" => ToolChoice::None,
-            "required" => ToolChoice::Required,
-            _ => return Err(bad()),
-        },
-        Some(v) => ToolChoice::Function(v.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string()),
-    };
+    let choice = super::openai::tool_choice(req.tool_choice.as_ref(), "/name", "{\"type\": \"function\", \"name\": …}")?;
     s.tools = ToolRequest { tools, choice, parallel: req.parallel_tool_calls.unwrap_or(true) };
     s.tools.validate().map_err(ApiError::bad_request)?;
     let format = req.text.as_ref().and_then(|t| t.get("format"));

@@ -52,6 +52,35 @@ impl IntoResponse for OpenAiError {
     }
 }
 
+/// Anthropic's error object: `{"type": "error", "error": {"type": …, "message": …}}`.
+pub struct AnthropicError(ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let ApiError(status, message) = self.0;
+        super::audit::note_error(&message);
+        (status, Json(json!({ "type": "error", "error": { "type": error_type(status), "message": scrub(&message) } }))).into_response()
+    }
+}
+
+fn error_type(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::NOT_FOUND => "not_found_error",
+        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => "overloaded_error",
+        s if s.is_client_error() => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
 /// Folders whose paths never leave the server (the store, the home folder).
 static PRIVATE_PATHS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
