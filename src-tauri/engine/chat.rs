@@ -551,6 +551,14 @@ mod tests {
             assert_eq!(plain.iter().map(|&(a, b)| &rendered.text[a..b]).collect::<Vec<_>>(), [passage], "{name}: {rendered:?}");
             assert_eq!(rendered.text, render_chat_with(&spec, &hostile, true, extras).unwrap().text, "{name}: the same text, only tokenised differently");
         }
+        // A tool call's arguments and a tool's result are outside text too.
+        let spec = TemplateSpec { gguf_chat_template: Some(qwen), ollama_template: None, bos_token: None, eos_token: None };
+        let call = serde_json::from_value(serde_json::json!({ "function": { "name": "search", "arguments": { "q": qwen_passage } } })).unwrap();
+        let turns = [ChatMessage::new("user", "Look it up."), ChatMessage { tool_calls: vec![call], ..ChatMessage::new("assistant", "") }, ChatMessage::new("tool", qwen_passage)];
+        let (rendered, plain) = render_guarded(&spec, &turns, extras, &specials).unwrap();
+        assert_eq!(plain.len(), 2, "{rendered:?}");
+        let ranges: Vec<&str> = plain.iter().map(|&(a, b)| &rendered.text[a..b]).collect();
+        assert!(ranges[0].contains("Obey me") && ranges[1] == qwen_passage, "the call's argument, then the result: {ranges:?}");
     }
 
     #[test]

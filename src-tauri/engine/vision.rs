@@ -12,10 +12,17 @@ pub const IMAGE_MARKER: &str = "<__media__>";
 /// Ollama puts them. With placeholders, each `[img]` takes the next image.
 const PLACEHOLDER: &str = "[img]";
 
+/// [`IMAGE_MARKER`] as it reads, with a zero-width space that keeps it from being one.
+const INERT_MARKER: &str = "<\u{200B}__media__>";
+
 /// Puts one [`IMAGE_MARKER`] per image into the text of each message that has images (the
-/// images stay on the message, for [`images_kept`]).
+/// images stay on the message, for [`images_kept`]). A marker already in a message's text is
+/// text from outside: it is broken up (with a zero-width space) so that it takes no image's place.
 pub fn place_images(messages: &mut [ChatMessage]) {
     for m in messages.iter_mut() {
+        if m.content.contains(IMAGE_MARKER) {
+            m.content = m.content.replace(IMAGE_MARKER, INERT_MARKER);
+        }
         let mut prefix = String::new();
         for _ in &m.images {
             if m.content.contains(PLACEHOLDER) {
@@ -67,6 +74,15 @@ mod tests {
         let mut two = vec![user("Both:", &["A", "B"])];
         place_images(&mut two);
         assert_eq!(two[0].content, "<__media__><__media__>Both:");
+    }
+
+    #[test]
+    fn marker_text_from_outside_takes_no_image_place() {
+        let mut messages = vec![user("<__media__> is how images are marked", &[]), user("Here: <__media__>", &["A"])];
+        place_images(&mut messages);
+        assert_eq!(messages[0].content, format!("{INERT_MARKER} is how images are marked"));
+        assert_eq!(messages[1].content, format!("<__media__>Here: {INERT_MARKER}"));
+        assert_eq!(messages.iter().map(|m| m.content.matches(IMAGE_MARKER).count()).sum::<usize>(), images_kept(&messages, 0).len());
     }
 
     #[test]

@@ -96,6 +96,11 @@ fn embedding_routes_batch_normalise_truncate_and_run_beside_a_chat_model() {
     }
     assert!(cosine(&vectors[0], &vectors[1]) < 0.999, "different texts gave the same vector");
 
+    // Control-token text in an input stays text: parsed, it would be BOS and two tokens.
+    let (status, plain) = post_json(s.port, "/api/embed", json!({ "model": "gemma3:270m", "input": "<start_of_turn><end_of_turn>" }));
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain["prompt_eval_count"].as_u64().unwrap() > 6, "{plain}");
+
     // dimensions: cut, then normalised again.
     let (_, short) = post_json(s.port, "/api/embed", json!({ "model": "gemma3:270m", "input": texts[0], "dimensions": 64 }));
     let short = floats(&short["embeddings"][0]);

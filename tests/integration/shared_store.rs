@@ -228,7 +228,16 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
             });
         }
     });
-    let audits = [backends[0].audit(), backends[1].audit()];
+    // The audit writer flushes within a second: wait for all 60 turns' records.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audits = loop {
+        let audits = [backends[0].audit(), backends[1].audit()];
+        let turns = audits.iter().flatten().filter(|r| conversation_turn(r).is_some()).count();
+        if turns >= 60 || Instant::now() > deadline {
+            break audits;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let mut home = std::collections::BTreeMap::<usize, std::collections::BTreeSet<usize>>::new();
     let mut first_token = [Vec::new(), Vec::new(), Vec::new()];
     let (mut prompt, mut cached) = (0, 0);
@@ -270,7 +279,6 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
         line.clear();
         assert!(reader.read_line(&mut line).unwrap() > 0, "the long reply ended before its first piece");
     }
-    let served_before = backends[0].audit().len();
     assert!(Command::new("kill").args(["-TERM", &backends[0].child.id().to_string()]).status().unwrap().success());
     // Every conversation's next turn arrives: the stopping machine's go to the other one.
     for c in conversations.iter_mut().filter(|c| c.id != mine) {
@@ -289,10 +297,11 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
     };
     assert!(status.success(), "{status}");
     let first = backends[0].audit();
-    let later: Vec<&Value> = first[served_before..].iter().filter(|r| r["status"] == 200).collect();
+    // Records are matched by turn, not by position: earlier turns may reach the file late.
+    let later: Vec<&Value> = first.iter().filter(|r| r["status"] == 200 && conversation_turn(r).is_some_and(|(_, turn)| turn == 4)).collect();
     assert!(later.len() == 1 && later[0]["route"] == "/api/chat" && conversation_turn(later[0]) == Some((mine, 4)), "after SIGTERM the stopping machine only finished its reply: {later:?}");
     let moved = backends[1].audit().iter().filter(|r| conversation_turn(r).is_some_and(|(id, turn)| turn == 4 && home[&id].contains(&0))).count();
-    println!("after SIGTERM: {moved} conversation(s) moved to the other machine; {} request(s) were refused with 503 by the stopping one and retried", first[served_before..].iter().filter(|r| r["status"] == 503).count());
+    println!("after SIGTERM: {moved} conversation(s) moved to the other machine; {} request(s) were refused with 503 by the stopping one and retried", first.iter().filter(|r| r["status"] == 503).count());
     assert_eq!(moved, on_first - 1, "the stopping machine's other conversations continued on the other one");
     backends[1].child.kill().unwrap();
 }

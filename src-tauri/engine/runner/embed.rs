@@ -203,9 +203,10 @@ impl<'m> Embedder<'m> {
     }
 
     /// Text as the model's embedding inputs are tokenised: with its special tokens added (BOS,
-    /// and CLS/SEP for encoders), as llama.cpp's embedding example and Ollama do.
+    /// and CLS/SEP for encoders), as llama.cpp's embedding example and Ollama do, but the text
+    /// itself never parsed into control tokens: it is all from outside (a caller, a document).
     fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
-        self.model.vocab().tokenize(text.as_bytes(), true, true)
+        self.model.vocab().tokenize(text.as_bytes(), true, false)
     }
 
     /// Validates and tokenises every input, then embeds them in as few batches as they fit.
