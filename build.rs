@@ -66,6 +66,15 @@ const APP_COMMANDS: &[&str] = &[
     "import_conversation",
     "subscribe_drag",
     "read_image",
+    "mcp_servers",
+    "save_mcp_server",
+    "remove_mcp_server",
+    "import_mcp_servers",
+    "set_tool_always_allow",
+    "mcp_tools",
+    "mcp_call",
+    "mcp_cancel",
+    "mcp_release",
 ];
 
 fn main() {

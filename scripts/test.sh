@@ -17,9 +17,18 @@ scripts/deps.sh
 AIRLOCK_TEST_MODEL="$(tests/fixtures/fetch-test-model.sh)"
 # An instruct model with a tool-calling template, for the clients' tool tests.
 AIRLOCK_INSTRUCT_MODEL="$(tests/fixtures/fetch-test-model.sh instruct)"
-export AIRLOCK_TEST_MODEL AIRLOCK_INSTRUCT_MODEL
+# Its larger sibling, which also answers from a tool's result (the MCP tests).
+AIRLOCK_TOOL_MODEL="$(tests/fixtures/fetch-test-model.sh instruct-1.5b)"
+export AIRLOCK_TEST_MODEL AIRLOCK_INSTRUCT_MODEL AIRLOCK_TOOL_MODEL
 
 scripts/ui.sh --test
+
+# A virtualenv outside the clone: the official Python clients (tests/compat) and the real MCP
+# servers the integration tests run (`mcp-server-time`, and one on the `mcp` SDK).
+venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
+[ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai anthropic pytest jinja2 langchain-ollama openai-agents prometheus-client "mcp>=2,<3" mcp-server-time
+export AIRLOCK_TEST_PYTHON="$venv/bin/python"
 
 source scripts/build-env.sh
 clear_dangling
@@ -27,10 +36,7 @@ clear_dangling
 cargo test "${cargo_flags[@]}" --no-run
 cargo test "${cargo_flags[@]}" --lib --test integration
 
-# The official Python clients against a real `airlock serve` (a virtualenv outside the clone).
-venv="${AIRLOCK_TEST_VENV:-$HOME/.cache/airlock-test/venv}"
-[ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check ollama openai anthropic pytest jinja2 langchain-ollama openai-agents prometheus-client
+# The official Python clients against a real `airlock serve` (run below).
 # `cargo test` built the binaries (the integration tests run them).
 export AIRLOCK_BIN="$(cd "$target" && pwd)/release/airlock"
 "$venv/bin/pytest" -q tests/compat

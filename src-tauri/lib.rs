@@ -33,6 +33,7 @@ pub mod engine;
 pub mod gguf;
 pub mod hardware;
 pub mod kit;
+pub mod mcp;
 pub mod modelfile;
 pub mod progress;
 pub mod registry;

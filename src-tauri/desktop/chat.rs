@@ -22,7 +22,7 @@ use crate::engine::limits::{self, ParamLimit};
 use crate::engine::protocol::{GenerationStats, SamplingOptions};
 use crate::engine::supervisor::StreamEvent;
 use crate::engine::template::ChatMessage;
-use crate::engine::tools::Think;
+use crate::engine::tools::{Think, ToolCall, ToolRequest};
 
 type AppStateRef<'a> = State<'a, AppState>;
 
@@ -74,7 +74,8 @@ pub(super) enum ChatEvent {
         thinking: String,
         tokens: u32,
     },
-    Done { stats: ChatStats },
+    /// The end of the reply, with the tools it called (their text is never sent as pieces).
+    Done { stats: ChatStats, tool_calls: Vec<ToolCall> },
     Error { message: String },
 }
 
@@ -126,16 +127,22 @@ fn check_request_id(id: &str) -> CommandResult<()> {
 /// Starts a reply on its own thread; every outcome (pieces, then done or error) arrives on
 /// `on_event`, so a reply that fails while the model loads still ends with an event.
 #[tauri::command]
-pub fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, messages: Vec<ChatMessage>, parameters: ChatParameters, on_event: Channel<ChatEvent>) -> CommandResult<()> {
+pub fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, messages: Vec<ChatMessage>, parameters: ChatParameters, tools: Option<Vec<serde_json::Value>>, on_event: Channel<ChatEvent>) -> CommandResult<()> {
     check_request_id(&request_id)?;
     check_name(&model)?;
     parameters.check()?;
     if messages.is_empty() || messages.len() > 100_000 {
         return Err(CommandError::invalid("a chat needs at least one message"));
     }
-    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool")) {
         return Err(CommandError::invalid(format!("unknown message role {:?}", m.role)));
     }
+    // The MCP tools of the conversation (desktop `tools`), offered to the model as functions.
+    let tools = ToolRequest { tools: tools.unwrap_or_default(), ..Default::default() };
+    if tools.tools.len() > 512 {
+        return Err(CommandError::invalid("512 tools at most"));
+    }
+    tools.validate().map_err(CommandError::invalid)?;
     if messages.iter().map(|m| m.content.len()).sum::<usize>() > 32 << 20 {
         return Err(CommandError::invalid("the conversation is larger than 32 MiB; start a new one"));
     }
@@ -154,7 +161,7 @@ pub fn start_chat(state: AppStateRef<'_>, request_id: String, model: String, mes
         let forget = || {
             replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&request_id);
         };
-        run_reply(&send, |send| stream_reply(&core, &model, &messages, &parameters, &stop, send), forget);
+        run_reply(&send, |send| stream_reply(&core, &model, &messages, &parameters, tools, &stop, send), forget);
     });
     Ok(())
 }
@@ -199,12 +206,12 @@ fn run_reply(send: &dyn Fn(ChatEvent) -> bool, reply: impl FnOnce(&dyn Fn(ChatEv
 /// decode speed of a chat streamed into the window from ≈25 to ≈33–41 tokens/s.
 const PIECE_BATCH: Duration = Duration::from_millis(40);
 
-fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, stop: &AtomicBool, send: &dyn Fn(ChatEvent) -> bool) -> Result<(), String> {
+fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatParameters, tools: ToolRequest, stop: &AtomicBool, send: &dyn Fn(ChatEvent) -> bool) -> Result<(), String> {
     let prepared = core.prepare(model).map_err(|e| e.to_string())?;
     let seed = p.seed.filter(|s| *s >= 0).map(|s| s as u32);
     let options = SamplingOptions { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, num_predict: p.num_predict, min_p: p.min_p, repeat_penalty: p.repeat_penalty, seed, ..Default::default() };
     let think = p.think.map(|on| if on { Think::On } else { Think::Off });
-    let req = RequestSettings { options, num_ctx: p.num_ctx, think, ..Default::default() };
+    let req = RequestSettings { options, num_ctx: p.num_ctx, think, tools, ..Default::default() };
     let mut stream = core.engine().chat(&prepared, messages, req).map_err(|e| e.to_string())?;
     let mut cancelled = false;
     // Text not sent yet (answer and thinking, split by the model's reply parser), and when its
@@ -232,7 +239,9 @@ fn stream_reply(core: &Core, model: &str, messages: &[ChatMessage], p: &ChatPara
                 if batch.pending() {
                     send_batch(&mut batch);
                 }
-                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream) });
+                // Each call gets an ID: its result goes back to the model under it.
+                let tool_calls = batch.take_calls().into_iter().map(|c| ToolCall { id: c.id.or_else(|| Some(crate::engine::tools::new_call_id())), ..c }).collect();
+                send(ChatEvent::Done { stats: ChatStats::new(&stats, stream.load_duration, &stream), tool_calls });
                 return Ok(());
             }
             Some(StreamEvent::Error(e)) => {
@@ -341,7 +350,7 @@ mod tests {
     #[test]
     fn every_reply_ends_with_exactly_one_terminal_event() {
         let (events, cleaned) = events_of(|send| {
-            send(ChatEvent::Done { stats: stats() });
+            send(ChatEvent::Done { stats: stats(), tool_calls: Vec::new() });
             Ok(())
         });
         assert!(cleaned && matches!(terminal(&events)[..], [ChatEvent::Done { .. }]), "{events:?}");
@@ -349,7 +358,7 @@ mod tests {
         assert!(matches!(terminal(&events)[..], [ChatEvent::Error { message }] if message == "the model process exited"), "{events:?}");
         // Done, then a panic or an error: still only the Done.
         let (events, cleaned) = events_of(|send| {
-            send(ChatEvent::Done { stats: stats() });
+            send(ChatEvent::Done { stats: stats(), tool_calls: Vec::new() });
             panic!("after done")
         });
         assert!(cleaned && matches!(terminal(&events)[..], [ChatEvent::Done { .. }]), "{events:?}");
@@ -359,7 +368,7 @@ mod tests {
         let (events, _) = events_of(|send| {
             send(ChatEvent::Error { message: "first".into() });
             send(ChatEvent::Piece { text: "late".into(), thinking: String::new(), tokens: 1 });
-            send(ChatEvent::Done { stats: stats() });
+            send(ChatEvent::Done { stats: stats(), tool_calls: Vec::new() });
             Ok(())
         });
         assert_eq!(events.len(), 1, "{events:?}");

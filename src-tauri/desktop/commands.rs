@@ -55,5 +55,14 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::conversation_file::import_conversation,
         super::dropped::subscribe_drag,
         super::images::read_image,
+        super::tools::mcp_servers,
+        super::tools::save_mcp_server,
+        super::tools::remove_mcp_server,
+        super::tools::import_mcp_servers,
+        super::tools::set_tool_always_allow,
+        super::tools::mcp_tools,
+        super::tools::mcp_call,
+        super::tools::mcp_cancel,
+        super::tools::mcp_release,
     ]
 }

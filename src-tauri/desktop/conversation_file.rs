@@ -37,6 +37,10 @@ pub struct ExportedMessage {
     pub thinking: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The MCP tool calls of a reply, step by step, as the window saved them (each step: the
+    /// text before its calls, and the calls with their arguments, results and durations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_steps: Vec<Value>,
 }
 
 /// The JSON export.
@@ -62,6 +66,47 @@ fn text(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
+fn steps_of(m: &Value) -> Vec<Value> {
+    m.get("tool_steps").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// A reply's tool calls in Markdown: the step's text, then per call its tool, server, status
+/// and duration, arguments and result.
+fn steps_markdown(steps: &[Value]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        let before = text(step, "content");
+        if !before.trim().is_empty() {
+            out.push_str(&format!("{}
+
+", before.trim_end()));
+        }
+        for call in step.get("calls").and_then(Value::as_array).into_iter().flatten() {
+            let ms = call.get("duration_ms").and_then(Value::as_u64).map(|ms| format!(", {ms} ms")).unwrap_or_default();
+            let args = serde_json::to_string_pretty(call.get("arguments").unwrap_or(&Value::Null)).unwrap_or_default();
+            out.push_str(&format!("**Tool call:** `{}` on `{}` ({}{ms})
+
+```json
+{args}
+```
+
+", text(call, "tool"), text(call, "server"), text(call, "status")));
+            let result = text(call, "result");
+            if !result.is_empty() {
+                let fence = if result.contains("```") { "~~~~" } else { "```" };
+                out.push_str(&format!("Result:
+
+{fence}
+{}
+{fence}
+
+", result.trim_end()));
+            }
+        }
+    }
+    out
+}
+
 /// The export of a stored conversation (as the window holds it).
 pub fn to_export(conversation: &Value) -> CommandResult<ExportedConversation> {
     let messages = conversation.get("messages").and_then(Value::as_array).ok_or_else(|| CommandError::invalid("the conversation has no messages list"))?;
@@ -69,12 +114,13 @@ pub fn to_export(conversation: &Value) -> CommandResult<ExportedConversation> {
         .iter()
         .filter(|m| matches!(m.get("role").and_then(Value::as_str), Some("user" | "assistant" | "system")))
         // A reply that failed or was cut before any text says nothing.
-        .filter(|m| !(text(m, "role") == "assistant" && text(m, "content").is_empty() && text(m, "thinking").is_empty()))
+        .filter(|m| !(text(m, "role") == "assistant" && text(m, "content").is_empty() && text(m, "thinking").is_empty() && steps_of(m).is_empty()))
         .map(|m| ExportedMessage {
             role: text(m, "role"),
             content: text(m, "content"),
             thinking: Some(text(m, "thinking")).filter(|t| !t.is_empty()),
             created: m.get("created").and_then(Value::as_str).map(str::to_string),
+            tool_steps: steps_of(m),
         })
         .collect();
     let parameters = conversation.get("parameters").and_then(Value::as_object).map(|p| p.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
@@ -117,6 +163,7 @@ pub fn to_markdown(e: &ExportedConversation) -> String {
         if let Some(t) = &m.thinking {
             out.push_str(&format!("<details><summary>Thinking</summary>\n\n{}\n\n</details>\n\n", t.trim_end()));
         }
+        out.push_str(&steps_markdown(&m.tool_steps));
         out.push_str(m.content.trim_end());
         out.push_str("\n\n");
     }
@@ -166,6 +213,9 @@ pub fn parse_import(bytes: &[u8], id: &str, now: &str) -> Result<Value, String> 
         let mut out = json!({ "id": format!("m-{}-{i}", short_id()), "role": m.role, "content": m.content, "created": m.created.clone().unwrap_or_else(|| now.to_string()) });
         if let Some(t) = m.thinking.as_ref().filter(|t| !t.is_empty()) {
             out["thinking"] = json!(t);
+        }
+        if m.role == "assistant" && !m.tool_steps.is_empty() {
+            out["tool_steps"] = json!(m.tool_steps);
         }
         messages.push(out);
     }
@@ -251,6 +301,20 @@ mod tests {
                 {"id": "m-4", "role": "assistant", "content": "", "error": "the model process exited", "created": "2026-12-01T10:01:01Z"}
             ]
         })
+    }
+
+    #[test]
+    fn tool_calls_are_in_both_exports_and_come_back() {
+        let mut c = stored();
+        c["messages"][1]["tool_steps"] = json!([{ "content": "Let me look.", "calls": [{ "id": "call_1", "server": "files", "tool": "read_file", "function_name": "read_file",
+            "arguments": { "name": "sky.txt" }, "status": "done", "result": "Blue light scatters most.", "is_error": false, "duration_ms": 12 }] }]);
+        let md = to_markdown(&to_export(&c).unwrap());
+        assert!(md.contains("Let me look.\n\n**Tool call:** `read_file` on `files` (done, 12 ms)\n\n```json\n{\n  \"name\": \"sky.txt\"\n}\n```\n\nResult:\n\n```\nBlue light scatters most.\n```"), "{md}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.json");
+        export(&c, ExportFormat::Json, &path).unwrap();
+        let back = import(&path, "c-new", "2026-12-02T00:00:00Z").unwrap();
+        assert_eq!(back["messages"][1]["tool_steps"], c["messages"][1]["tool_steps"]);
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! chose, and what widens access asks a native confirmation (docs/desktop-security.md).
 //!
 //! Uses every module below it (`core`, `engine`, `store`, `bundle`, `kit`, `modelfile`,
-//! `registry`, `documents`, `hardware`, `api` for the app's server, `durable`, `progress`,
+//! `registry`, `documents`, `mcp`, `hardware`, `api` for the app's server, `durable`, `progress`,
 //! `units`); never `cli`, and nothing in the library uses it. Files: [`commands`] registers every
-//! command; each page's commands live in the file of their concern (`models`, `chat`,
+//! command; each page's commands live in the file of their concern (`models`, `chat`, `tools`,
 //! `transfer`, `settings_page`, `conversations`, `documents`, `registry_pull`, …).
 
 mod access;
@@ -31,6 +31,7 @@ mod reply_stream;
 mod server;
 mod settings;
 mod settings_page;
+mod tools;
 mod transfer;
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct AppState {
     settings: settings::Settings,
     /// The documents index (attachments, libraries) and its indexing jobs.
     documents: Arc<documents::DocumentsState>,
+    /// The MCP servers running for the open conversation.
+    mcp: Arc<crate::mcp::McpHub>,
 }
 
 /// `airlock-desktop`: the window (the binary's `main` sends the engine's and the hardware
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
                 conversations: conversations::Conversations::new(data_dir.join("conversations")),
                 settings,
                 documents: documents::DocumentsState::new(data_dir.join("documents.sqlite")),
+                mcp: Arc::default(),
             };
             let api = state.settings.api();
             if api.enabled {
@@ -144,6 +148,7 @@ pub fn main() -> ExitCode {
         if let tauri::RunEvent::Exit = event {
             let state = handle.state::<AppState>();
             state.server.stop();
+            tauri::async_runtime::block_on(state.mcp.release(&[]));
             state.core.shutdown();
         }
     });

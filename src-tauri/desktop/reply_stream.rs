@@ -2,7 +2,7 @@
 //! parser, so reasoning (`<think>…</think>` and the like, docs/tools-and-thinking.md) arrives as
 //! thinking, apart from the answer, and is never shown or saved as answer text.
 
-use crate::engine::tools::{ReplyParser, ReplyPart};
+use crate::engine::tools::{ReplyParser, ReplyPart, ToolCall};
 
 /// Text parsed but not sent yet.
 pub struct ReplyBatch {
@@ -10,11 +10,13 @@ pub struct ReplyBatch {
     text: String,
     thinking: String,
     tokens: u32,
+    /// Tool calls parsed so far: sent with the reply's end, never as text.
+    calls: Vec<ToolCall>,
 }
 
 impl ReplyBatch {
     pub fn new(parser: ReplyParser) -> Self {
-        ReplyBatch { parser, text: String::new(), thinking: String::new(), tokens: 0 }
+        ReplyBatch { parser, text: String::new(), thinking: String::new(), tokens: 0, calls: Vec::new() }
     }
 
     /// One generated token's text.
@@ -35,8 +37,7 @@ impl ReplyBatch {
             match part {
                 ReplyPart::Content(t) => self.text.push_str(&t),
                 ReplyPart::Thinking(t) => self.thinking.push_str(&t),
-                // The window sends no tools, so no call is parsed; were one, it is shown as text.
-                ReplyPart::ToolCall(call) => self.text.push_str(&serde_json::to_string(&call).unwrap_or_default()),
+                ReplyPart::ToolCall(call) => self.calls.push(call),
             }
         }
     }
@@ -45,6 +46,11 @@ impl ReplyBatch {
     /// token rate stays right even while a tag is undecided).
     pub fn pending(&self) -> bool {
         self.tokens > 0 || !self.text.is_empty() || !self.thinking.is_empty()
+    }
+
+    /// The tool calls of the reply (at its end).
+    pub fn take_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
     }
 
     /// Answer text, thinking text and the number of tokens since the last call.

@@ -86,6 +86,14 @@ impl Settings {
         self.set("theme", theme)
     }
 
+    /// The MCP servers of Settings → Tools (unreadable entries are dropped, never half-used).
+    pub fn mcp_servers(&self) -> Vec<crate::mcp::McpServer> {
+        self.get::<Vec<crate::mcp::McpServer>>("mcp_servers").unwrap_or_default().into_iter().filter(|s| s.validate().is_ok()).collect()
+    }
+    pub fn set_mcp_servers(&self, servers: &[crate::mcp::McpServer]) -> CommandResult<()> {
+        self.set("mcp_servers", servers)
+    }
+
     /// Free-form UI state (last page, last model); capped so a bug cannot bloat the file.
     pub fn ui(&self) -> Map<String, Value> {
         self.get("ui").unwrap_or_default()

@@ -9,6 +9,7 @@ mod runner;
 mod engine;
 mod engine_sharing;
 mod load;
+mod mcp;
 mod api;
 mod access;
 mod serve_stop;

@@ -294,7 +294,7 @@ impl CallScanner {
                 let calls = match whole_reply_json(&self.buf, at_end) {
                     WholeReply::Pending => return false,
                     WholeReply::Not => None,
-                    WholeReply::Json(json) => serde_json::from_str::<Value>(json).ok().and_then(|v| extract_calls(&v)).filter(|calls| !calls.is_empty() && calls.iter().all(|c| self.declared_and_valid(c))),
+                    WholeReply::Json(json) => doubled_braces_json(json).and_then(|v| extract_calls(&v)).filter(|calls| !calls.is_empty() && calls.iter().all(|c| self.declared_and_valid(c))),
                 };
                 match calls {
                     Some(calls) => {
@@ -506,6 +506,15 @@ fn whole_reply_json(text: &str, at_end: bool) -> WholeReply<'_> {
         (true, false) => WholeReply::Pending,
         (true, true) => WholeReply::Json(&body[..end]),
     }
+}
+
+/// `json` parsed; a call wrapped in doubled braces (`{{"name": …}}`, as small models copy a
+/// template's `{{`) is read as the call it means.
+fn doubled_braces_json(json: &str) -> Option<Value> {
+    serde_json::from_str(json).ok().or_else(|| {
+        let inner = json.strip_prefix('{')?.strip_suffix('}')?;
+        inner.trim_start().starts_with('{').then(|| serde_json::from_str(inner).ok())?
+    })
 }
 
 enum JsonEnd {

@@ -133,6 +133,8 @@ fn a_reply_that_is_only_an_untagged_valid_call_is_a_call() {
     let paris = call(0, "get_weather", json!({"city": "Paris"}));
     assert_eq!(assert_stream_invariant(&p, QWEN_UNTAGGED), vec![paris.clone()]);
     assert_eq!(assert_stream_invariant(&p, &format!("\n```json\n{QWEN_UNTAGGED}\n```\n")), vec![paris.clone()]);
+    // Qwen2.5-Coder 1.5B, given a tool's result, repeats its call in doubled braces.
+    assert_eq!(assert_stream_invariant(&p, &format!("{{{QWEN_UNTAGGED}}}")), vec![paris.clone()]);
     let two = format!("[{QWEN_UNTAGGED}, {{\"name\": \"get_time\", \"arguments\": {{}}}}]");
     assert_eq!(assert_stream_invariant(&p, &two), vec![paris, call(1, "get_time", json!({}))]);
 }
@@ -150,6 +152,7 @@ fn untagged_json_that_is_not_exactly_a_valid_call_stays_text() {
         "```python\nprint(1)\n```",
         "{\"city\": \"Paris\"}",
         "{\"name\": \"get_weather\", \"argu",
+        "{{\"city\": \"Paris\"}}",
     ] {
         assert_eq!(assert_stream_invariant(&p, text), vec![content(text)], "{text}");
     }

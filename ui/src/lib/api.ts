@@ -300,11 +300,28 @@ export const hardware = () => invoke<HardwareReport>('hardware');
 
 // ---- Chat -----------------------------------------------------------------------------------
 
+/** A tool the model asked to call (`done` event), or one sent back on an assistant message. */
+export interface ToolCall {
+  id?: string;
+  function: { name: string; arguments: Record<string, unknown> };
+}
+
+/** A tool offered to the model (`startChat`'s `tools`). */
+export interface ToolDef {
+  type: 'function';
+  function: { name: string; description: string; parameters: unknown };
+}
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
   /** Base64 images the message shows the model (models with a vision projector only). */
   images?: string[];
+  /** On an assistant message: the tools it called (its `content` may then be ""). */
+  tool_calls?: ToolCall[];
+  /** On a `tool` message: the function name the model called, and the call's ID. */
+  tool_name?: string;
+  tool_call_id?: string;
 }
 
 /** A dropped image file, read for attaching (granted for that only). */
@@ -331,6 +348,8 @@ export interface ChatParameters {
   seed?: number | null;
   /** Think before answering (models whose template supports it); null = the model's default. */
   think?: boolean | null;
+  /** Rounds of tool calls one reply may make (1–50); absent or null = 8. Used by the UI only. */
+  max_tool_steps?: number | null;
 }
 
 export interface ChatStats {
@@ -355,13 +374,16 @@ export interface ChatStats {
 export type ChatEvent =
   /** The text of `tokens` tokens (the Rust side batches them, ~25 messages/s at most). */
   | { kind: 'piece'; text: string; tokens?: number; /** Reasoning, apart from the answer (docs/tools-and-thinking.md). */ thinking?: string }
-  | { kind: 'done'; stats: ChatStats }
+  /** `tool_calls`: the tools the reply called ([] when none; absent from older backends). Their
+   * text never arrives as `piece` text. */
+  | { kind: 'done'; stats: ChatStats; tool_calls?: ToolCall[] }
   | { kind: 'error'; message: string };
 
 /**
  * Starts a reply to `messages` (the system prompt, if any, first). Resolves once the reply has
  * started streaming; events arrive on the channel, always ending with one "done" or "error".
- * `requestId` is chosen by the UI and names the reply for `stopChat`.
+ * `requestId` is chosen by the UI and names the reply for `stopChat`. `tools`: what the model
+ * may call (none: an empty list).
  */
 export function startChat(
   requestId: string,
@@ -369,10 +391,11 @@ export function startChat(
   messages: ChatMessage[],
   parameters: ChatParameters,
   onEvent: (e: ChatEvent) => void,
+  tools: ToolDef[] = [],
 ) {
   const channel = new Channel<ChatEvent>();
   channel.onmessage = onEvent;
-  return invoke<void>('start_chat', { requestId, model, messages, parameters, onEvent: channel });
+  return invoke<void>('start_chat', { requestId, model, messages, parameters, tools, onEvent: channel });
 }
 export const stopChat = (requestId: string) => invoke<void>('stop_chat', { requestId });
 
@@ -390,7 +413,7 @@ export interface StoredMessage extends ChatMessage {
   /** True while the reply was streaming when last saved (shown as interrupted after a restart). */
   streaming?: boolean;
   /** Earlier (or later) versions of this reply that Regenerate kept; see lib/versions.ts. */
-  previous_versions?: { content: string; stats?: ChatStats | null; created: string; thinking?: string }[];
+  previous_versions?: { content: string; stats?: ChatStats | null; created: string; thinking?: string; tool_steps?: ToolStep[]; tool_notes?: string[] }[];
   /** Where the shown version stands among all of them (0-based). */
   version_index?: number;
   /** On an edited user message: the conversation's earlier tails from here on (edit-and-resend). */
@@ -399,6 +422,34 @@ export interface StoredMessage extends ChatMessage {
   branch_index?: number;
   /** The document passages this reply was given (lib/documents.ts). */
   sources?: Source[];
+  /** On a reply that used tools: each round of calls, in order (its `content` is the final answer). */
+  tool_steps?: ToolStep[];
+  /** Notes about the tools of this reply (a server that did not start, the step limit). UI only. */
+  tool_notes?: string[];
+}
+
+/** One round of tool calls in a reply: the text the model wrote before calling, and the calls. */
+export interface ToolStep {
+  content: string;
+  thinking?: string;
+  calls: ToolCallRecord[];
+}
+
+export type ToolCallStatus = 'awaiting_approval' | 'running' | 'done' | 'denied' | 'error' | 'cancelled';
+
+export interface ToolCallRecord {
+  id: string;
+  server: string;
+  /** The tool's name on its server. */
+  tool: string;
+  /** The name the model called it by. */
+  function_name: string;
+  arguments: Record<string, unknown>;
+  status: ToolCallStatus;
+  /** What the call gave back (or what went wrong), sent to the model as the `tool` message. */
+  result?: string;
+  is_error?: boolean;
+  duration_ms?: number;
 }
 
 export interface Conversation {
@@ -412,6 +463,10 @@ export interface Conversation {
   draft: string;
   created: string;
   updated: string;
+  /** MCP servers whose tools this conversation offers the model (none when absent). */
+  tool_servers?: string[];
+  /** `server/tool` calls allowed without asking in this conversation. */
+  allowed_tools?: string[];
 }
 
 export const listConversations = () => invoke<Conversation[]>('list_conversations');
@@ -530,3 +585,60 @@ export function onDrag(handler: (d: Dragging) => void) {
   channel.onmessage = handler;
   return invoke<void>('subscribe_drag', { onDrag: channel });
 }
+
+// ---- MCP tools (src-tauri/mcp) ----------------------------------------------------------------
+
+/** A configured MCP server: a local command (stdio) or a URL (Streamable HTTP), exactly one. */
+export interface McpServer {
+  name: string;
+  command: string | null;
+  args: string[];
+  env: Record<string, string>;
+  url: string | null;
+  /** Tools (by their name on the server) it may run without asking. */
+  always_allow: string[];
+}
+
+export interface McpTool {
+  server: string;
+  /** The tool's name on its server. */
+  name: string;
+  /** What the model sees: the name, or `server__name` when two servers offer the same one. */
+  function_name: string;
+  description: string;
+  /** JSON schema of its arguments. */
+  parameters: unknown;
+}
+
+export interface McpToolList {
+  tools: McpTool[];
+  /** Servers that could not start or list their tools; the others still work. */
+  problems: { server: string; message: string }[];
+}
+
+/** A call's outcome; a tool's own failure (crash, timeout, cancel) is `is_error`, never a rejection. */
+export interface McpCallResult {
+  text: string;
+  is_error: boolean;
+  duration_ms: number;
+}
+
+export const mcpServers = () => invoke<McpServer[]>('mcp_servers');
+/** Adds (`previous` null) or replaces the server named `previous`. A new or changed command or URL
+ * is confirmed in a native dialog first: Cancel rejects with code "cancelled"; bad input with
+ * "invalid_argument". Resolves with every server. */
+export const saveMcpServer = (previous: string | null, server: McpServer) => invoke<McpServer[]>('save_mcp_server', { previous, server });
+/** Removes the server (stopping it if it runs). */
+export const removeMcpServer = (name: string) => invoke<McpServer[]>('remove_mcp_server', { name });
+/** The `{"mcpServers": {…}}` JSON of Claude Desktop, Cursor, LM Studio or Jan; one native confirmation. */
+export const importMcpServers = (json: string) => invoke<McpServer[]>('import_mcp_servers', { json });
+export const setToolAlwaysAllow = (server: string, tool: string, allow: boolean) => invoke<McpServer[]>('set_tool_always_allow', { server, tool, allow });
+/** Starts the named servers that are not running and lists their tools. */
+export const mcpTools = (servers: string[]) => invoke<McpToolList>('mcp_tools', { servers });
+/** Calls a tool; `requestId` (chosen by the UI) names the call for `mcpCancel`. */
+export const mcpCall = (requestId: string, server: string, tool: string, args: Record<string, unknown>) =>
+  invoke<McpCallResult>('mcp_call', { requestId, server, tool, arguments: args });
+/** Ends the pending call at once (it resolves with `is_error` "cancelled: …"); the server keeps running. */
+export const mcpCancel = (requestId: string) => invoke<void>('mcp_cancel', { requestId });
+/** Stops the running servers not in `keep`. */
+export const mcpRelease = (keep: string[]) => invoke<void>('mcp_release', { keep });

@@ -2,6 +2,7 @@
 import { allBranches, versionsToKeep } from './versions';
 import type { ChatMessage, ChatParameters, Conversation, StoredMessage } from './api';
 import { newId, nowIso } from './format';
+import { endInterruptedCalls, toolStepMessages } from './tools';
 
 export const TITLE_MAX = 40;
 export const INTERRUPTED = 'Interrupted: Airlock closed while this reply was being written.';
@@ -51,14 +52,16 @@ export function assistantPlaceholder(now = nowIso()): StoredMessage {
 /**
  * What the model is sent: the system prompt (if any) first, then the conversation up to (not
  * including) `upTo` when given. Empty assistant messages (failed or interrupted before any text)
- * are left out.
+ * are left out. A reply that used tools goes as its steps (the text and calls of each, then one
+ * `tool` message per result) followed by its final answer, if any.
  */
 export function buildChatMessages(systemPrompt: string, messages: readonly StoredMessage[], upTo?: string): ChatMessage[] {
   const out: ChatMessage[] = [];
   if (systemPrompt.trim()) out.push({ role: 'system', content: systemPrompt });
   for (const m of messages) {
     if (upTo !== undefined && m.id === upTo) break;
-    if (m.role === 'system') continue;
+    if (m.role === 'system' || m.role === 'tool') continue;
+    if (m.role === 'assistant' && m.tool_steps?.length) out.push(...toolStepMessages(m.tool_steps));
     if (m.role === 'assistant' && !m.content) continue;
     out.push(m.images?.length ? { role: m.role, content: m.content, images: m.images } : { role: m.role, content: m.content });
   }
@@ -127,7 +130,11 @@ export function restoreInterrupted(c: Conversation): Conversation {
   if (!c.messages.some((m) => m.streaming)) return c;
   return {
     ...c,
-    messages: c.messages.map((m) => (m.streaming ? { ...m, streaming: false, error: m.error || INTERRUPTED } : m)),
+    messages: c.messages.map((m) =>
+      m.streaming
+        ? { ...m, streaming: false, error: m.error || INTERRUPTED, ...(m.tool_steps ? { tool_steps: endInterruptedCalls(m.tool_steps) } : {}) }
+        : m,
+    ),
   };
 }
 
@@ -143,6 +150,8 @@ export function normalizeConversation(c: Partial<Conversation> & { id: string })
     draft: c.draft ?? '',
     created: c.created ?? nowIso(),
     updated: c.updated ?? c.created ?? nowIso(),
+    ...(Array.isArray(c.tool_servers) ? { tool_servers: c.tool_servers } : {}),
+    ...(Array.isArray(c.allowed_tools) ? { allowed_tools: c.allowed_tools } : {}),
   };
 }
 

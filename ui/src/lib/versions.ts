@@ -1,7 +1,7 @@
 // Earlier versions of a reply: Regenerate keeps what it replaces, and ‹ 2/3 › switches between them.
 // The version shown is the message's own content (what the next turn sends); the others wait in
 // `previous_versions`, in order, with the shown one at `version_index` among them all.
-import type { ChatStats, StoredMessage } from './api';
+import type { ChatStats, StoredMessage, ToolStep } from './api';
 
 export interface ReplyVersion {
   content: string;
@@ -9,11 +9,21 @@ export interface ReplyVersion {
   created: string;
   /** The model's reasoning before this version, if it thought. */
   thinking?: string;
+  /** The tools this version called, if any. */
+  tool_steps?: ToolStep[];
+  tool_notes?: string[];
 }
 
 /** Every version of the reply in order (one when it was never regenerated). */
 export function allVersions(m: StoredMessage): ReplyVersion[] {
-  const current: ReplyVersion = { content: m.content, stats: m.stats ?? null, created: m.created, ...(m.thinking ? { thinking: m.thinking } : {}) };
+  const current: ReplyVersion = {
+    content: m.content,
+    stats: m.stats ?? null,
+    created: m.created,
+    ...(m.thinking ? { thinking: m.thinking } : {}),
+    ...(m.tool_steps?.length ? { tool_steps: m.tool_steps } : {}),
+    ...(m.tool_notes?.length ? { tool_notes: m.tool_notes } : {}),
+  };
   const before = m.previous_versions ?? [];
   const at = Math.min(Math.max(m.version_index ?? before.length, 0), before.length);
   return [...before.slice(0, at), current, ...before.slice(at)];
@@ -22,7 +32,7 @@ export function allVersions(m: StoredMessage): ReplyVersion[] {
 /** The versions a regenerated reply carries: all of the old one's, unless it was failed or empty. */
 export function versionsToKeep(old: StoredMessage): ReplyVersion[] {
   const all = allVersions(old);
-  const keptCurrent = old.content.trim() !== '' && !old.error;
+  const keptCurrent = (old.content.trim() !== '' || !!old.tool_steps?.length) && !old.error;
   return keptCurrent ? all : all.filter((_, i) => i !== (old.version_index ?? all.length - 1));
 }
 
@@ -31,8 +41,19 @@ export function showVersion(m: StoredMessage, j: number): StoredMessage {
   const all = allVersions(m);
   if (j < 0 || j >= all.length) return m;
   const v = all[j];
-  const { thinking: _t, ...rest } = m;
-  return { ...rest, content: v.content, stats: v.stats ?? null, created: v.created, ...(v.thinking ? { thinking: v.thinking } : {}), error: null, previous_versions: all.filter((_, i) => i !== j), version_index: j };
+  const { thinking: _t, tool_steps: _s, tool_notes: _n, ...rest } = m;
+  return {
+    ...rest,
+    content: v.content,
+    stats: v.stats ?? null,
+    created: v.created,
+    ...(v.thinking ? { thinking: v.thinking } : {}),
+    ...(v.tool_steps?.length ? { tool_steps: v.tool_steps } : {}),
+    ...(v.tool_notes?.length ? { tool_notes: v.tool_notes } : {}),
+    error: null,
+    previous_versions: all.filter((_, i) => i !== j),
+    version_index: j,
+  };
 }
 
 // Edit-and-resend keeps the old branch the same way: the edited user message holds the earlier

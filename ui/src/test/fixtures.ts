@@ -52,6 +52,8 @@ export function installDefaults(opts: { conversations?: Conversation[]; models?:
   handlers.loaded_models = () => [];
   handlers.subscribe_drag = () => undefined;
   handlers.model_capabilities = () => ['completion'];
+  handlers.mcp_servers = () => [];
+  handlers.mcp_release = () => undefined;
   handlers.hardware = () => {
     throw { code: 'io', message: 'no hardware in tests' };
   };
