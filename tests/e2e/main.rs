@@ -693,6 +693,7 @@ async fn import_hardware_chat_and_restart() {
     let _ = tokio::time::timeout(Duration::from_secs(10), c.close()).await;
 
     // ---- Restart: the conversation and the draft are still there.
+    tools_steps::import_tool_model(&sb.store);
     let (c, restart_ms) = driver.launch().await;
     click(&c, "[data-testid='nav-chat']").await;
     wait_for(&c, "[data-testid='conversation']").await;
@@ -706,6 +707,7 @@ async fn import_hardware_chat_and_restart() {
     assert!(restored.len() >= 2, "the replies are restored too");
     let typed = wait_for(&c, "[data-testid='chat-input']").await.prop("value").await.unwrap().unwrap_or_default();
     assert_eq!(typed, draft, "the draft survived the kill");
+    tools_steps::a_tool_call_approved_in_the_window(&c, &sb.home).await;
     c.close().await.unwrap();
     drop(driver);
 
@@ -754,4 +756,5 @@ async fn import_hardware_chat_and_restart() {
 mod registry_pull;
 mod docs_steps;
 mod polish_steps;
+mod tools_steps;
 mod vision_steps;
