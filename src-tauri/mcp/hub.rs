@@ -215,7 +215,7 @@ async fn start(config: McpServer) -> Result<Running, (String, String)> {
         cmd.args(&config.args).kill_on_drop(true);
         // The server is the user's program, but Airlock's own settings and secrets stay here.
         for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|k| k.starts_with("AIRLOCK_") || k == "DOCKER_CONFIG") {
+            if key.to_str().is_some_and(|k| k.split_once('_').is_some_and(|(head, _)| head == "AIRLOCK") || k == "DOCKER_CONFIG") {
                 cmd.env_remove(key);
             }
         }
