@@ -117,7 +117,7 @@ impl ChatStats {
     }
 }
 
-fn check_request_id(id: &str) -> CommandResult<()> {
+pub(super) fn check_request_id(id: &str) -> CommandResult<()> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(CommandError::invalid(format!("invalid request id {id:?}")));
     }

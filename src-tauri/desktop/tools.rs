@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use tauri::{AppHandle, State};
 
+use super::chat::check_request_id;
 use super::confirm::{confirmer, Confirmation, Confirmer};
 use super::error::{CommandError, CommandResult};
 use super::grants::not_confirmed;
@@ -116,13 +117,6 @@ pub fn mcp_cancel(state: AppStateRef<'_>, request_id: String) -> CommandResult<(
 #[tauri::command]
 pub async fn mcp_release(state: AppStateRef<'_>, keep: Vec<String>) -> CommandResult<()> {
     state.mcp.release(&keep).await;
-    Ok(())
-}
-
-fn check_request_id(id: &str) -> CommandResult<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(CommandError::invalid(format!("invalid request id {id:?}")));
-    }
     Ok(())
 }
 

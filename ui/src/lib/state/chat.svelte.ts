@@ -434,14 +434,7 @@ export class ChatStore {
       if (atLimit) this.note(run, limitNote(run.max));
       if (!run.defs.length) return this.finish(live, { stats });
       run.defs = [];
-      const retry = new LiveReply(run.convId, run.replyId, newId('r-'));
-      retry.model = live.model;
-      retry.onFinished = live.onFinished;
-      live.onFinished = undefined;
-      live.finish();
-      this.live = retry;
-      const steps = $state.snapshot(m.tool_steps) as ToolStep[] | undefined;
-      return this.round(retry, run.model, [...run.base, ...toolStepMessages(steps)], run.parameters, run);
+      return this.round(this.nextRound(live, run), run.model, this.roundMessages(run), run.parameters, run);
     }
     run.steps++;
     run.phase = 'calling';
@@ -451,12 +444,7 @@ export class ChatStore {
       calls: withApprovals(callRecords(toolCalls, run.tools), mcp.servers, c.allowed_tools),
     };
     // The next round's reply from now on: the tool cards show while it waits for the calls.
-    const next = new LiveReply(run.convId, run.replyId, newId('r-'));
-    next.model = live.model;
-    next.onFinished = live.onFinished;
-    live.onFinished = undefined;
-    live.finish();
-    this.live = next;
+    const next = this.nextRound(live, run);
     m.tool_steps = [...(m.tool_steps ?? []), step];
     const at = m.tool_steps.length - 1;
     void this.saveNow(run.convId);
@@ -476,9 +464,24 @@ export class ChatStore {
     if (next.finished) return;
     if (run.stopped || next.stopRequested) return this.finish(next, { stopped: true });
     run.phase = 'streaming';
+    await this.round(next, run.model, this.roundMessages(run), run.parameters, run);
+  }
+
+  /** The reply's next round streams into a new LiveReply, which takes over the save timer. */
+  private nextRound(live: LiveReply, run: ReplyRun): LiveReply {
+    const next = new LiveReply(run.convId, run.replyId, newId('r-'));
+    next.model = live.model;
+    next.onFinished = live.onFinished;
+    live.onFinished = undefined;
+    live.finish();
+    this.live = next;
+    return next;
+  }
+
+  /** What the next round sends: the conversation, then the reply's steps and their results. */
+  private roundMessages(run: ReplyRun): ChatMessage[] {
     const steps = $state.snapshot(this.reply(run)?.tool_steps) as ToolStep[] | undefined;
-    const messages = [...run.base, ...toolStepMessages(steps)];
-    await this.round(next, run.model, messages, run.parameters, run);
+    return [...run.base, ...toolStepMessages(steps)];
   }
 
   private updateCall(run: ReplyRun, step: number, id: string, patch: Partial<ToolCallRecord>): void {
