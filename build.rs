@@ -25,6 +25,8 @@ const APP_COMMANDS: &[&str] = &[
     "open_store_folder",
     "pick_path",
     "import_path",
+    "scan_import_folder",
+    "import_found",
     "cancel_transfer",
     "export_models",
     "subscribe_drops",

@@ -9,6 +9,7 @@
 //! - [`backends`]: where ggml's backend modules live, and loading them.
 //! - [`store`]: the Ollama-compatible model store (names, digests, manifests, blobs, text layers).
 //! - [`hardware`]: CPU/RAM/GPU probe and the per-model fit estimate.
+//! - [`library`]: the models in folders people already have (Hugging Face, LM Studio, Jan, GPT4All).
 //! - [`bundle`]: verified import of bundles, Ollama folders, zips and single GGUF files; export.
 //! - [`engine`]: conversations, prompts and inference (runner processes and their supervisor).
 //! - [`registry`]: push and pull through the site's own OCI registry.
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod gguf;
 pub mod hardware;
 pub mod kit;
+pub mod library;
 pub mod mcp;
 pub mod modelfile;
 pub mod progress;

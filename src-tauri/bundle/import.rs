@@ -1,10 +1,10 @@
-//! The import pipeline: plan (every manifest parsed, every blob accounted for) → copy each blob
+//! The bundle import pipeline: plan (every manifest parsed, every blob accounted for) → copy each blob
 //! once into staging while hashing it → validate → fsync → publish blobs, then manifests.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -13,12 +13,12 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::sign::{self, SignaturePolicy, Signer, Verdict};
-use super::source::{self, FolderSource, Source, SourceKind, ZipSource};
+use super::source::Source;
 use super::ImportError;
 use crate::gguf;
 use crate::progress::{Progress, ProgressSink};
 use crate::store::fault::FaultPlan;
-use crate::store::manifest::{self, is_gguf_layer, Layer, Manifest};
+use crate::store::manifest::{is_gguf_layer, Layer, Manifest};
 use crate::store::{Digest, ModelName, Staging, Store, StoreError};
 
 const CHUNK: usize = 1 << 20;
@@ -56,6 +56,8 @@ pub struct ImportReport {
     pub blobs_linked: usize,
     pub blobs_already_present: usize,
     pub bytes_copied: u64,
+    /// Bytes cloned copy-on-write (`link`) rather than copied.
+    pub bytes_linked: u64,
     /// Who signed the bundle, when it carries a valid signature by a trusted key.
     pub signer: Option<Signer>,
     /// Things the user should know that did not stop the import (e.g. an unsigned bundle under
@@ -63,33 +65,16 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
 }
 
-/// Imports every model found at `path` into `store`. On any error the store is unchanged.
-pub fn import(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
-    let kind = source::detect(path)?;
-    if opts.projector.is_some() && !matches!(kind, SourceKind::Gguf) {
-        return Err(ImportError::source(path, "a projector goes with a single .gguf model file; bundles and models folders carry their projector layers themselves".to_string()));
-    }
-    match kind {
-        SourceKind::Folder => import_from(store, &mut FolderSource::open(path)?, opts, progress),
-        SourceKind::Zip => import_from(store, &mut ZipSource::open(path)?, opts, progress),
-        SourceKind::Volumes(first) => import_from(store, &mut ZipSource::open_volumes(&first)?, opts, progress),
-        SourceKind::Gguf if opts.signature == SignaturePolicy::Require => {
-            Err(ImportError::Signature(format!("{}: a single GGUF file carries no signature, and signatures are required; import a signed bundle instead", path.display())))
-        }
-        SourceKind::Gguf => import_gguf(store, path, opts, progress),
-    }
-}
-
-struct Copier<'a> {
-    opts: &'a ImportOptions,
-    progress: &'a dyn ProgressSink,
-    done: u64,
-    total: u64,
-    report: ImportReport,
+pub(super) struct Copier<'a> {
+    pub(super) opts: &'a ImportOptions,
+    pub(super) progress: &'a dyn ProgressSink,
+    pub(super) done: u64,
+    pub(super) total: u64,
+    pub(super) report: ImportReport,
 }
 
 impl Copier<'_> {
-    fn cancelled(&self) -> bool {
+    pub(super) fn cancelled(&self) -> bool {
         self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
@@ -99,7 +84,7 @@ impl Copier<'_> {
 
     /// Stages one blob: clone (reflink) or copy, hashing every byte, then checks the digest and
     /// size (when known), validates GGUF layers and fsyncs. Returns the digest and size found.
-    fn stage<'r>(
+    pub(super) fn stage<'r>(
         &mut self,
         staging: &mut Staging,
         read: impl FnOnce() -> Result<Box<dyn Read + 'r>, ImportError>,
@@ -145,6 +130,7 @@ impl Copier<'_> {
         }
         if linked {
             self.report.blobs_linked += 1;
+            self.report.bytes_linked += len;
         } else {
             self.report.blobs_copied += 1;
             self.report.bytes_copied += len;
@@ -224,7 +210,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
-fn import_from(store: &Store, src: &mut dyn Source, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
+pub(super) fn import_from(store: &Store, src: &mut dyn Source, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
     let mut models = src.models()?;
     if models.is_empty() {
         return Err(ImportError::Source { path: "bundle".into(), problem: "contains no models (manifests/ is empty)".into() });
@@ -363,95 +349,5 @@ fn check_signature(src: &mut dyn Source, opts: &ImportOptions) -> Result<(Option
         SignaturePolicy::Off => Ok((None, Vec::new())),
         SignaturePolicy::Warn => Ok((None, vec![format!("{problem}; importing anyway (signature policy: warn)")])),
         SignaturePolicy::Require => Err(ImportError::Signature(format!("{problem}, and signatures are required; nothing was imported"))),
-    }
-}
-
-/// The config blob `ollama create` writes for a GGUF model.
-#[derive(Serialize)]
-struct ModelConfig<'a> {
-    model_format: &'a str,
-    model_family: &'a str,
-    model_families: [&'a str; 1],
-    model_type: String,
-    file_type: String,
-    architecture: &'a str,
-    os: &'a str,
-    rootfs: RootFs,
-}
-
-#[derive(Serialize)]
-struct RootFs {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    diff_ids: Vec<Digest>,
-}
-
-/// A single `.gguf`: validated, copied and hashed in one pass, then given a config blob and a
-/// manifest as `ollama create` would.
-fn import_gguf(store: &Store, path: &Path, opts: &ImportOptions, progress: &dyn ProgressSink) -> Result<ImportReport, ImportError> {
-    let origin = path.display().to_string();
-    let info = gguf::read_file(path).map_err(|source| ImportError::Gguf { file: origin.clone(), source })?;
-    let name = match &opts.name {
-        Some(n) => ModelName::parse(n).map_err(|e| ImportError::source("--name", e.to_string()))?,
-        None => {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            ModelName::from_file_stem(&stem).map_err(|e| ImportError::source(path, format!("{e}; choose a name with --name")))?
-        }
-    };
-    if let Some(projector) = &opts.projector {
-        check_projector(projector)?;
-    }
-    let total = [Some(path), opts.projector.as_deref()].into_iter().flatten().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    let mut copier = Copier { opts, progress, done: 0, total, report: ImportReport::default() };
-    let mut staging = store.begin_staging()?;
-    let open = || -> Result<Box<dyn Read>, ImportError> {
-        Ok(Box::new(File::open(path).map_err(|e| ImportError::source(path, format!("cannot read: {e}")))?))
-    };
-    let (digest, size) = copier.stage(&mut staging, open, Some(path.to_path_buf()), None, manifest::MEDIA_MODEL, &origin)?;
-    let projector = match &opts.projector {
-        None => None,
-        Some(p) => {
-            let open = || -> Result<Box<dyn Read>, ImportError> { Ok(Box::new(File::open(p).map_err(|e| ImportError::source(p, format!("cannot read: {e}")))?)) };
-            let (digest, size) = copier.stage(&mut staging, open, Some(p.clone()), None, manifest::MEDIA_PROJECTOR, &p.display().to_string())?;
-            Some(Layer { media_type: manifest::MEDIA_PROJECTOR.into(), digest, size })
-        }
-    };
-
-    let family = info.architecture().unwrap_or("unknown");
-    let config_bytes = serde_json::to_vec(&ModelConfig {
-        model_format: "gguf",
-        model_family: family,
-        model_families: [family],
-        model_type: gguf::format_parameter_count(info.parameter_count()),
-        file_type: info.quantization(),
-        architecture: std::env::consts::ARCH,
-        os: std::env::consts::OS,
-        rootfs: RootFs { kind: "layers", diff_ids: [Some(digest), projector.as_ref().map(|l| l.digest)].into_iter().flatten().collect() },
-    })
-    .expect("config serialises");
-    let config = Layer { media_type: manifest::CONFIG_MEDIA_TYPE.into(), digest: Digest::of_bytes(&config_bytes), size: config_bytes.len() as u64 };
-    let read_config = || -> Result<Box<dyn Read + '_>, ImportError> { Ok(Box::new(config_bytes.as_slice())) };
-    copier.stage(&mut staging, read_config, None, Some(&config), manifest::CONFIG_MEDIA_TYPE, "config")?;
-
-    let mut manifest = Manifest::for_gguf(config, Layer { media_type: manifest::MEDIA_MODEL.into(), digest, size });
-    manifest.layers.extend(projector);
-    let bytes = manifest.to_bytes();
-    staging.publish(&[(name.clone(), bytes.clone())], &opts.fault)?;
-    let mut report = copier.report;
-    report.models = vec![ImportedModel { name: name.display_shortest(), id: Digest::of_bytes(&bytes).hex()[..12].to_string(), size: manifest.total_size() }];
-    Ok(report)
-}
-
-/// A projector file is a GGUF whose architecture is `clip` (what llama.cpp's `mmproj` files are);
-/// anything else is refused before a byte is copied.
-fn check_projector(path: &Path) -> Result<(), ImportError> {
-    let origin = path.display().to_string();
-    let info = gguf::read_file(path).map_err(|source| ImportError::Gguf { file: origin.clone(), source })?;
-    match info.architecture() {
-        Some("clip") => Ok(()),
-        other => Err(ImportError::source(path, format!(
-            "is not a vision projector (an mmproj GGUF has architecture \"clip\", this one {}); pass the model's mmproj file to --projector",
-            other.map_or("has none".to_string(), |a| format!("\"{a}\""))
-        ))),
     }
 }

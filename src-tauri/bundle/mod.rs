@@ -1,5 +1,5 @@
-//! Bundles: verified import of Ollama `models/` folders, Airlock bundle folders, zips of either
-//! and single GGUF files; export to bundle folders, zips and split volumes, signatures and
+//! Bundles: verified import of Ollama `models/` folders, Airlock bundle folders, zips of either,
+//! transfer kits, GGUF files (split ones merged) and the folders [`crate::library`] reads; export to bundle folders, zips and split volumes, signatures and
 //! inventories for delta bundles.
 //!
 //! Everything read from a bundle is hostile until proven otherwise: names and digests are
@@ -7,9 +7,11 @@
 //! validated before llama.cpp can see them, and nothing becomes visible in the store until every
 //! blob of a model is in place (see [`crate::store::Staging`]).
 //!
-//! Uses: `store`, `gguf`, `durable`, `progress`, `units`.
+//! Uses: `store`, `gguf`, `library`, `durable`, `progress`, `units`.
 
 pub mod export;
+mod from_path;
+mod gguf_import;
 pub mod import;
 pub mod index;
 pub mod inventory;
@@ -20,7 +22,12 @@ pub mod volumes;
 use std::path::Path;
 
 pub use export::{export, ExportError, ExportOptions, ExportReport};
-pub use import::{import, ImportOptions, ImportReport, ImportedModel};
+pub use gguf_import::{import_picked, scan_folder};
+pub use from_path::{dry_run, import, is_bundle};
+pub use import::{ImportOptions, ImportReport, ImportedModel};
+
+/// The bundle's file name in a transfer kit's `models/` folder (`models.zip`, or its volumes).
+pub const KIT_BUNDLE: &str = "models.zip";
 pub use sign::{SignaturePolicy, Signer};
 
 use crate::gguf::GgufError;

@@ -90,6 +90,25 @@ pub fn detect(path: &Path) -> Result<SourceKind, ImportError> {
     }
 }
 
+/// Whether a folder is an Ollama models folder or an Airlock bundle folder (or holds one in
+/// `models/`, like a copied `~/.ollama`), rather than a folder of GGUF files.
+pub fn holds_bundle(dir: &Path) -> bool {
+    dir.join("manifests").exists() || dir.join(INDEX_FILE).exists() || dir.join("models").join("manifests").is_dir()
+}
+
+/// The bundle a transfer kit carries, when `dir` is a kit folder or its `models/` folder:
+/// `models.zip`, or the first of its volumes.
+pub fn bundle_in_kit(dir: &Path) -> Option<PathBuf> {
+    if !dir.is_dir() || holds_bundle(dir) {
+        return None;
+    }
+    [dir.join("models"), dir.to_path_buf()].into_iter().find_map(|models| {
+        let zip = models.join(crate::bundle::KIT_BUNDLE);
+        let first = volumes::volume_path(&zip, 1);
+        [zip, first].into_iter().find(|p| p.is_file())
+    })
+}
+
 fn read_index(bytes: &[u8], origin: &Path) -> Result<BundleIndex, ImportError> {
     BundleIndex::parse(bytes).map_err(|e| ImportError::source(origin, e))
 }

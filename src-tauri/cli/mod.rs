@@ -11,6 +11,7 @@ mod client;
 mod embed_cmd;
 mod format;
 mod hardware_cmd;
+mod import_cmd;
 mod kit_cmd;
 mod modelfile_cmds;
 mod progress;
@@ -21,13 +22,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::bundle::{self, ImportOptions};
 use crate::core::{Core, ModelDetails};
 use format::{human_bytes, human_since, table};
-use progress::CliProgress;
 
 #[derive(Parser)]
 #[command(name = "airlock", version, about = "Run local LLMs on machines with no network", long_about = None)]
@@ -111,7 +111,8 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
         rpc: Option<Vec<String>>,
     },
-    /// Import models from an Ollama models/ folder, a bundle folder, a .zip of either, or a .gguf
+    /// Import models: a bundle (folder, .zip, .zip.001), a kit, an Ollama models/ folder, a .gguf
+    /// (split parts are found and merged), or a folder of GGUF files (Hugging Face, LM Studio, Jan, GPT4All)
     Import {
         path: PathBuf,
         /// Import under this name (a source with one model only), e.g. mymodel:q4
@@ -129,6 +130,9 @@ enum Command {
         /// The model's vision projector (its mmproj .gguf), imported with a single .gguf model so it reads images
         #[arg(long, value_name = "MMPROJ")]
         projector: Option<PathBuf>,
+        /// List the models a folder of GGUF files or a .gguf would give (names, sizes, projectors, files left out); write nothing
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -250,9 +254,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { path, name, link, require_signature, signature, projector, json } => {
+        Command::Import { path, name, link, require_signature, signature, projector, dry_run, json } => {
             let signature = if require_signature { bundle::SignaturePolicy::Require } else { signature };
-            import(&core, path, ImportOptions { name, link, signature, projector, ..Default::default() }, json)
+            let opts = ImportOptions { name, link, signature, projector, ..Default::default() };
+            if dry_run {
+                import_cmd::dry_run(&core, &path, &opts, json)
+            } else {
+                import_cmd::import(&core, &path, &opts, json)
+            }
         }
         Command::Bundle(cmd) => bundle_cmds::run(&core, cmd),
         Command::Registry(cmd) => registry_cmds::run(&core, cmd),
@@ -383,30 +392,3 @@ fn verify(core: &Core, model: Option<&str>, json: bool) -> Result<ExitCode> {
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn import(core: &Core, path: PathBuf, opts: ImportOptions, json: bool) -> Result<ExitCode> {
-    let progress = CliProgress::new();
-    let result = bundle::import(&core.store, &path, &opts, &progress);
-    progress.finish();
-    let report = result.with_context(|| format!("cannot import {}", path.display()))?;
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for m in &report.models {
-        println!("imported {} (id {}, {})", m.name, m.id, human_bytes(m.size));
-    }
-    if let Some(s) = &report.signer {
-        println!("signed by trusted key {} ({})", s.key_id, s.trusted_comment);
-    }
-    let linked = if report.blobs_linked > 0 { format!(", {} cloned (copy-on-write)", report.blobs_linked) } else { String::new() };
-    eprintln!(
-        "{} blob(s) copied and verified ({}){linked}, {} already present",
-        report.blobs_copied,
-        human_bytes(report.bytes_copied),
-        report.blobs_already_present
-    );
-    Ok(ExitCode::SUCCESS)
-}

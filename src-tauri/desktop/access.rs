@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::confirm::{Confirmation, Confirmer};
 use super::error::{CommandError, CommandResult};
-use super::grants::{not_confirmed, PathArg, PathGrants, Purpose};
+use super::grants::{not_confirmed, Chosen, PathArg, PathGrants, Purpose};
 use super::settings::ApiSettings;
 use crate::bundle::export::{self, ExportOptions, ExportReport};
 use crate::bundle::sign::{self, SigningKey};
@@ -22,6 +22,7 @@ use crate::bundle::volumes::{parse_volume_size, FAT32_MAX};
 use crate::bundle::{self, ImportOptions, ImportReport, SignaturePolicy};
 use crate::core::Core;
 use crate::kit::{self, KitOptions};
+use crate::library::{Found, Skipped, LOOKED_FOR};
 use crate::progress::ProgressSink;
 use crate::registry::Registry;
 
@@ -81,6 +82,68 @@ pub async fn import<C: Confirmer>(a: &Access<'_, C>, source: PathArg, name: Opti
     let core = a.core.clone();
     let opts = ImportOptions { name: name.filter(|n| !n.trim().is_empty()), cancel: Some(cancel), signature, ..Default::default() };
     blocking(move || Ok(bundle::import(&core.store, &path, &opts, &sink)?)).await
+}
+
+/// What a chosen folder holds: a bundle (imported as one), or the models found in it.
+#[derive(Debug, Serialize)]
+pub struct FolderScan {
+    /// The folder, as a handle to pass to [`import_found`].
+    pub source: Chosen,
+    pub bundle: bool,
+    pub models: Vec<Found>,
+    pub skipped: Vec<Skipped>,
+    pub skipped_more: usize,
+    pub looked_for: &'static str,
+}
+
+/// Reads a chosen folder: a bundle, a kit or an Ollama models folder is reported as such (then
+/// [`import`] takes it); any other folder is listed model by model for the person to choose.
+pub async fn scan_folder<C: Confirmer>(a: &Access<'_, C>, source: PathArg) -> CommandResult<FolderScan> {
+    let path = super::grants::resolve(a.grants, a.confirm, vec![(source, Purpose::Import)], "Import from a typed path?", "Import").await?.remove(0);
+    if !path.is_dir() {
+        return Err(CommandError::new("import", format!("{} is not a folder; choose a folder, or import a file with Import file…", path.display())));
+    }
+    let chosen = a.grants.grant(path.clone(), Purpose::Import);
+    let core = a.core.clone();
+    blocking(move || {
+        if bundle::is_bundle(&path)? {
+            return Ok(FolderScan { source: chosen, bundle: true, models: Vec::new(), skipped: Vec::new(), skipped_more: 0, looked_for: LOOKED_FOR });
+        }
+        let scan = bundle::scan_folder(&core.store, &path)?;
+        Ok(FolderScan { source: chosen, bundle: false, models: scan.models, skipped: scan.skipped, skipped_more: scan.skipped_more, looked_for: LOOKED_FOR })
+    })
+    .await
+}
+
+/// One model chosen from a [`FolderScan`]: its `id` and the name to import it under.
+#[derive(Debug, Deserialize)]
+pub struct Pick {
+    pub id: String,
+    pub name: String,
+}
+
+/// Imports the chosen models of a folder, read again now (the web view's list is not trusted):
+/// all of them, or none.
+pub async fn import_found<C: Confirmer>(a: &Access<'_, C>, source: PathArg, picks: Vec<Pick>, signature: SignaturePolicy, sink: impl ProgressSink + 'static) -> CommandResult<ImportReport> {
+    if picks.is_empty() || picks.len() > 10_000 {
+        return Err(CommandError::invalid("choose at least one model to import"));
+    }
+    for p in &picks {
+        check_name(&p.name)?;
+    }
+    if signature == SignaturePolicy::Require {
+        return Err(CommandError::new("signature", "GGUF files carry no signature, and your settings require signed imports; import a signed bundle instead"));
+    }
+    let path = super::grants::resolve(a.grants, a.confirm, vec![(source, Purpose::Import)], "Import from a typed path?", "Import").await?.remove(0);
+    let (_slot, cancel) = TransferSlot::take(a.transfer)?;
+    let core = a.core.clone();
+    let opts = ImportOptions { cancel: Some(cancel), signature, ..Default::default() };
+    blocking(move || {
+        let scan = bundle::scan_folder(&core.store, &path)?;
+        let picks: Vec<(String, String)> = picks.into_iter().map(|p| (p.id, p.name.trim().to_string())).collect();
+        Ok(bundle::import_picked(&core.store, &scan, &picks, &opts, &sink)?)
+    })
+    .await
 }
 
 #[derive(Deserialize)]

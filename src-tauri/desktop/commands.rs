@@ -14,6 +14,8 @@ pub fn handler() -> impl Fn(Invoke) -> bool + Send + Sync + 'static {
         super::models::open_store_folder,
         super::transfer::pick_path,
         super::transfer::import_path,
+        super::transfer::scan_import_folder,
+        super::transfer::import_found,
         super::transfer::cancel_transfer,
         super::transfer::export_models,
         super::dropped::subscribe_drops,

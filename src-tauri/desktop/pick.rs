@@ -87,7 +87,7 @@ fn open<R: tauri::Runtime>(d: FileDialogBuilder<R>, kind: PickKind, name: String
         None => d,
     };
     match kind {
-        PickKind::BundleFolder => d.set_title("Import a bundle folder or an Ollama models folder").pick_folder(answer),
+        PickKind::BundleFolder => d.set_title("Import a folder: a bundle, a kit, an Ollama models folder, or GGUF models").pick_folder(answer),
         PickKind::BundleFile => d
             .set_title("Import a bundle (.zip, first volume .zip.001) or a .gguf model")
             .add_filter("Bundles and models", &["zip", "001", "gguf"])

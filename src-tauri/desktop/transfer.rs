@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 
-use super::access::{self, Access, ExportChoices, ExportOutcome};
+use super::access::{self, Access, ExportChoices, ExportOutcome, FolderScan, Pick};
 use super::confirm::{confirmer, NativeConfirmer};
 use super::error::CommandResult;
 use super::grants::{Chosen, PathArg, Purpose};
@@ -68,6 +68,21 @@ pub async fn import_path(app: AppHandle, state: AppStateRef<'_>, source: PathArg
     let confirm = confirmer(&app, &state);
     let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
     access::import(&access_of(&state, &confirm), source, name, state.settings.signature_policy(), sink).await
+}
+
+/// Reads a chosen folder for Import folder…: a bundle, or the list of models found in it.
+#[tauri::command]
+pub async fn scan_import_folder(app: AppHandle, state: AppStateRef<'_>, source: PathArg) -> CommandResult<FolderScan> {
+    let confirm = confirmer(&app, &state);
+    access::scan_folder(&access_of(&state, &confirm), source).await
+}
+
+/// Imports the models picked from a scanned folder, under the names given.
+#[tauri::command]
+pub async fn import_found(app: AppHandle, state: AppStateRef<'_>, source: PathArg, picks: Vec<Pick>, on_progress: Channel<Progress>) -> CommandResult<ImportReport> {
+    let confirm = confirmer(&app, &state);
+    let sink = ChannelProgress { channel: on_progress, last: Mutex::new(None) };
+    access::import_found(&access_of(&state, &confirm), source, picks, state.settings.signature_policy(), sink).await
 }
 
 #[tauri::command]

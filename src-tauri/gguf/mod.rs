@@ -3,7 +3,8 @@
 //! Owns: parsing GGUF v2/v3 (little-endian) headers, metadata and tensor tables into [`GgufInfo`];
 //! checking every count, length, type, shape, offset and size against the file and sane caps,
 //! with the same packing rules llama.cpp enforces; the ggml type and file-type tables; the
-//! Ollama-style summaries (quantization, parameter count); and [`writer::GgufBuilder`] for fixtures.
+//! Ollama-style summaries (quantization, parameter count); split models ([`split`]: checking parts
+//! and merging them into one stream); and [`writer::GgufBuilder`] for fixtures.
 //!
 //! Must never: panic or overflow on any input; allocate a buffer sized by a number from the file
 //! before checking it against the bytes actually left; read tensor data (bounds are arithmetic,
@@ -15,6 +16,7 @@
 
 mod error;
 mod reader;
+pub mod split;
 mod types;
 pub mod writer;
 

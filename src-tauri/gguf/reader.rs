@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::error::GgufError;
 use super::types::{
-    ggml_block_layout, ggml_type_name, GgufInfo, MetaArray, MetaValue, TensorInfo, ValueType,
+    ggml_block_layout, ggml_type_name, GgufInfo, KvSpan, MetaArray, MetaValue, TensorInfo,
+    ValueType,
 };
 
 /// Longest metadata key or tensor name read at all (the spec's own cap is 65535).
@@ -99,7 +100,7 @@ pub fn read<R: Read + Seek>(mut reader: R, file_len: u64) -> Result<GgufInfo> {
         &|| format!("the metadata table ({n_kv} keys)"),
     )?;
 
-    let metadata = src.metadata(n_kv)?;
+    let (metadata, kv_spans) = src.metadata(n_kv)?;
     let alignment = alignment(&metadata)?;
     let tensors = src.tensor_table(n_tensors)?;
 
@@ -117,6 +118,7 @@ pub fn read<R: Read + Seek>(mut reader: R, file_len: u64) -> Result<GgufInfo> {
         data_offset,
         alignment,
         file_len,
+        kv_spans,
     })
 }
 
@@ -357,9 +359,11 @@ impl<R: Read + Seek> Src<R> {
         })
     }
 
-    fn metadata(&mut self, n_kv: u64) -> Result<BTreeMap<String, MetaValue>> {
+    fn metadata(&mut self, n_kv: u64) -> Result<(BTreeMap<String, MetaValue>, Vec<KvSpan>)> {
         let mut metadata = BTreeMap::new();
+        let mut spans = Vec::new();
         for i in 0..n_kv {
+            let start = self.pos;
             let key = self.name(MAX_NAME_LEN, &|| format!("metadata key #{i} name"))?;
             let ctx = || format!("metadata key #{i} ('{}')", clip(&key));
             let raw = self.u32(&|| format!("{} value type", ctx()))?;
@@ -371,9 +375,14 @@ impl<R: Read + Seek> Src<R> {
             if metadata.contains_key(&key) {
                 return Err(GgufError::DuplicateKey(key));
             }
+            spans.push(KvSpan {
+                key: key.clone(),
+                start,
+                end: self.pos,
+            });
             metadata.insert(key, value);
         }
-        Ok(metadata)
+        Ok((metadata, spans))
     }
 
     fn value(&mut self, ty: ValueType, depth: u64, what: Ctx) -> Result<MetaValue> {

@@ -822,3 +822,109 @@ proptest! {
         prop_assert!(parse(&bytes).is_err() || bytes.len() >= 24);
     }
 }
+
+mod split_models {
+    use std::path::{Path, PathBuf};
+
+    use super::super::split::{self, check_parts, part_name, write_split, Merge};
+    use super::*;
+
+    /// A GGUF file on disk whose tensors hold distinct bytes (so a misplaced byte shows).
+    fn patterned(dir: &Path) -> (PathBuf, GgufInfo) {
+        let mut bytes = sample()
+            .kv_array_u32("tokenizer.ggml.token_type", &[1; 2000])
+            .tensor("extra.a", &[96], GGML_TYPE_F32)
+            .tensor("extra.b", &[40], GGML_TYPE_F32)
+            .build();
+        let info = parse(&bytes).unwrap();
+        for t in &info.tensors {
+            let start = (info.data_offset + t.offset) as usize;
+            for (i, b) in bytes[start..start + t.size_bytes as usize].iter_mut().enumerate() {
+                *b = (i % 251) as u8 ^ t.name.len() as u8;
+            }
+        }
+        let path = dir.join("whole.gguf");
+        std::fs::write(&path, &bytes).unwrap();
+        (path.clone(), read_file(&path).unwrap())
+    }
+
+    fn tensor_bytes(path: &Path, info: &GgufInfo) -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        info.tensors.iter().map(|t| {
+            let start = (info.data_offset + t.offset) as usize;
+            (t.name.clone(), bytes[start..start + t.size_bytes as usize].to_vec())
+        }).collect()
+    }
+
+    fn infos(paths: &[PathBuf]) -> Vec<(PathBuf, GgufInfo)> {
+        paths.iter().map(|p| (p.clone(), read_file(p).unwrap())).collect()
+    }
+
+    #[test]
+    fn part_names_are_read_as_llama_cpp_writes_them() {
+        assert_eq!(part_name("Qwen2.5-7B-Q4_K_M-00002-of-00003.gguf"), Some(("Qwen2.5-7B-Q4_K_M", 2, 3)));
+        assert_eq!(part_name("m-00001-of-00010.GGUF"), Some(("m", 1, 10)));
+        assert_eq!(split::part_file_name("m", 3, 12), "m-00003-of-00012.gguf");
+        for not_a_part in ["m.gguf", "m-00004-of-00003.gguf", "m-00000-of-00003.gguf", "m-1-of-3.gguf", "-00001-of-00002.gguf", "m-00001-of-00002.bin", "é"] {
+            assert_eq!(part_name(not_a_part), None, "{not_a_part}");
+        }
+    }
+
+    #[test]
+    fn a_split_merges_back_to_the_same_tensors_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, info) = patterned(dir.path());
+        let parts = write_split(&whole, &info, 3, dir.path(), "model").unwrap();
+        assert_eq!(parts.len(), 3);
+        let parts = infos(&parts);
+        assert_eq!(split::split_meta(&parts[2].1), Some(split::SplitMeta { no: 2, count: 3, tensors: info.tensors.len() as u64 }));
+        check_parts(&parts).unwrap();
+
+        let merge = Merge::plan(&parts).unwrap();
+        let mut merged = Vec::new();
+        std::io::Read::read_to_end(&mut merge.reader(), &mut merged).unwrap();
+        assert_eq!(merged.len() as u64, merge.len());
+        let merged_path = dir.path().join("merged.gguf");
+        std::fs::write(&merged_path, &merged).unwrap();
+        let back = read_file(&merged_path).unwrap();
+        assert!(back.get(split::KEY_COUNT).is_none() && back.get(split::KEY_NO).is_none());
+        assert_eq!(back.metadata, info.metadata);
+        assert!(tensor_bytes(&merged_path, &back) == tensor_bytes(&whole, &info), "the merged tensors differ");
+        // Merging the parts of a file gives that file back, byte for byte.
+        assert!(merged == std::fs::read(&whole).unwrap(), "the merged file differs from the one split");
+    }
+
+    #[test]
+    fn parts_that_do_not_belong_together_are_refused_naming_the_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, info) = patterned(dir.path());
+        let parts = infos(&write_split(&whole, &info, 3, dir.path(), "a").unwrap());
+        let other = infos(&write_split(&whole, &info, 2, dir.path(), "b").unwrap());
+
+        let missing = check_parts(&[parts[0].clone(), parts[2].clone()]).unwrap_err();
+        assert!(missing.contains("a-00001-of-00003.gguf says the model has 3 parts, but 2 were found"), "{missing}");
+        let swapped = check_parts(&[parts[0].clone(), parts[2].clone(), parts[1].clone()]).unwrap_err();
+        assert!(swapped.contains("a-00003-of-00003.gguf is named as part 2 but its metadata says part 3"), "{swapped}");
+        let foreign = check_parts(&[parts[0].clone(), other[1].clone(), parts[2].clone()]).unwrap_err();
+        assert!(foreign.contains("b-00002-of-00002.gguf says the model has 2 parts"), "{foreign}");
+        let mut duplicated = parts[1].1.clone();
+        duplicated.metadata.insert(split::KEY_NO.into(), MetaValue::U16(2));
+        let dup = check_parts(&[parts[0].clone(), parts[1].clone(), (parts[1].0.clone(), duplicated)]).unwrap_err();
+        assert!(dup.contains("a-00001-of-00003.gguf says the model has 4 tensors, but its 3 parts hold 3"), "{dup}");
+        let whole_as_part = check_parts(&[(whole.clone(), info.clone()), parts[1].clone(), parts[2].clone()]).unwrap_err();
+        assert!(whole_as_part.contains("has no split metadata"), "{whole_as_part}");
+    }
+
+    #[test]
+    fn a_part_cut_short_after_the_check_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, info) = patterned(dir.path());
+        let parts = infos(&write_split(&whole, &info, 2, dir.path(), "m").unwrap());
+        let merge = Merge::plan(&parts).unwrap();
+        let last = &parts[1].0;
+        let len = std::fs::metadata(last).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 100).unwrap();
+        let err = std::io::Read::read_to_end(&mut merge.reader(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("changed after it was checked"), "{err}");
+    }
+}

@@ -218,6 +218,18 @@ pub struct GgufInfo {
     pub data_offset: u64,
     pub alignment: u64,
     pub file_len: u64,
+    /// Where each metadata entry (key, type and value) lies in the file, in file order: a merge
+    /// of split parts copies them byte for byte (long arrays are only summarised in `metadata`).
+    #[serde(skip)]
+    pub kv_spans: Vec<KvSpan>,
+}
+
+/// A metadata entry's key and its byte range `[start, end)` in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvSpan {
+    pub key: String,
+    pub start: u64,
+    pub end: u64,
 }
 
 impl GgufInfo {

@@ -22,7 +22,7 @@ use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
 
 /// The model bundle's name inside `models/` (`models.zip`, or `models.zip.001`, … when split).
-pub const MODELS_ZIP: &str = "models.zip";
+pub const MODELS_ZIP: &str = crate::bundle::KIT_BUNDLE;
 pub const INSTALL_FILE: &str = "INSTALL.txt";
 
 #[derive(Clone, Default)]

@@ -462,7 +462,7 @@ async fn import_hardware_chat_and_restart() {
     // Import bundle…, clicked twice in a row: one dialog. The bundle folder is typed into it.
     click(&c, "[data-testid='import-bundle']").await;
     let _ = c.execute("document.querySelector(\"[data-testid='import-bundle']\").click(); return true;", vec![]).await;
-    let title = "Import a bundle folder";
+    let title = "Import a folder";
     let window = wait_for_dialog(title);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(windows_titled(title).len(), 1, "two clicks open one dialog");
@@ -492,6 +492,7 @@ async fn import_hardware_chat_and_restart() {
     println!("import progress panel seen: {saw_progress}");
     assert_navigates(&c, "hardware", "models", "after the import dialog").await;
     screenshot(&c, "models").await;
+    library_steps::import_folder(&c, &sb.home, &sb.store).await;
 
     // The store folder opens in the file manager (or says why not) without blocking the window.
     click(&c, "[data-testid='open-store']").await;
@@ -755,6 +756,7 @@ async fn import_hardware_chat_and_restart() {
 }
 mod registry_pull;
 mod docs_steps;
+mod library_steps;
 mod polish_steps;
 mod tools_steps;
 mod vision_steps;

@@ -80,12 +80,13 @@ fn reads_old_colon_blob_names() {
 }
 
 #[test]
-fn imports_a_single_gguf_under_its_file_name_or_a_given_name() {
+fn imports_a_single_gguf_under_a_name_from_its_file_or_a_given_name() {
     let (tmp, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let file = tmp.path().join("My Model-Q4.gguf");
     fs::write(&file, tiny_gguf(7)).unwrap();
     let r = import_path(dst.path(), &file, &ImportOptions::default()).unwrap();
-    assert_eq!(r.models[0].name, "my-model-q4:latest");
+    // No name in its metadata: the file's name, tagged with its file type.
+    assert_eq!(r.models[0].name, "my-model-q4:fp32");
     let opts = ImportOptions { name: Some("tiny:v1".into()), ..Default::default() };
     let r = import_path(dst.path(), &file, &opts).unwrap();
     assert_eq!(r.models[0].name, "tiny:v1");
@@ -407,7 +408,7 @@ fn the_airlock_binary_ignores_the_old_fault_injection_variable() {
 fn refuses_a_source_that_is_not_a_bundle() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     fs::write(src.path().join("notes.txt"), b"hello").unwrap();
-    assert!(refused(dst.path(), src.path()).contains("no manifests/ folder"));
+    assert!(refused(dst.path(), src.path()).contains("no models found. Looked for GGUF model files"));
     let err = refused(dst.path(), &src.path().join("notes.txt"));
     assert!(err.contains("not a bundle"), "{err}");
     let out = airlock(dst.path(), &["import", "/nonexistent/bundle"]);

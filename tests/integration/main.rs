@@ -3,6 +3,7 @@
 mod common;
 mod gguf;
 mod import;
+mod libraries;
 mod store_cli;
 mod export;
 mod runner;

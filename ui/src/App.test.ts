@@ -204,6 +204,7 @@ describe('App', () => {
       blobs_linked: 0,
       blobs_already_present: 1,
       bytes_copied: 291e6,
+      bytes_linked: 0,
       signer: { key_id: 'ABCDEF0123456789', trusted_comment: 'airlock test key' },
       warnings: ['license not included'],
     });

@@ -162,6 +162,8 @@ export interface ImportReport {
   blobs_linked: number;
   blobs_already_present: number;
   bytes_copied: number;
+  /** Bytes cloned (copy-on-write) instead of copied: they take no extra space. */
+  bytes_linked: number;
   signer: Signer | null;
   warnings: string[];
 }
@@ -172,6 +174,66 @@ export function importPath(source: PathArg, name: string | null, onProgress: (p:
   channel.onmessage = onProgress;
   return invoke<ImportReport>('import_path', { source, name, onProgress: channel });
 }
+// ---- Import from an ordinary folder (Hugging Face cache, LM Studio, Jan, GPT4All, .gguf files) ---
+
+/** A model found in a folder, as `scan_import_folder` proposes to import it. */
+export interface FoundModel {
+  /** Stable key: the first file's path relative to the folder. */
+  id: string;
+  /** Proposed name, e.g. "qwen2.5-coder:0.5b-instruct-q4_K_M". */
+  name: string;
+  /** e.g. "qwen2.5-coder:0.5b-instruct-q4_K_M is already in the store; named …-2". */
+  note: string | null;
+  /** Paths relative to the folder (the parts of a split model, in order). */
+  files: string[];
+  /** Relative path of the vision projector (mmproj) paired with it. */
+  projector: string | null;
+  /** Bytes of the files plus the projector. */
+  size: number;
+  /** "qwen2", "gemma3", … */
+  architecture: string;
+  /** "494.03M" */
+  parameters: string;
+  /** "Q4_K_M" */
+  quantization: string;
+  /** "Hugging Face cache" | "LM Studio" | "Jan" | "GPT4All" | "folder" */
+  layout: string;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface FolderScan {
+  /** The folder; pass `{ handle: source.handle }` to `importFound`. */
+  source: Chosen;
+  /** The folder is a bundle, an Ollama models folder or a transfer kit: import it with `importPath`. */
+  bundle: boolean;
+  models: FoundModel[];
+  /** Files looked at and left out, with why (at most 200). */
+  skipped: SkippedFile[];
+  /** How many more were left out beyond those listed. */
+  skipped_more: number;
+  /** What was looked for, in a sentence (shown when `models` is empty). */
+  looked_for: string;
+}
+
+/** A checked model, with its name as edited. */
+export interface FoundPick {
+  id: string;
+  name: string;
+}
+
+export const scanImportFolder = (source: PathArg) => invoke<FolderScan>('scan_import_folder', { source });
+
+/** Imports the picked models of a scanned folder; an invalid name rejects with code "invalid". */
+export function importFound(source: PathArg, picks: FoundPick[], onProgress: (p: Progress) => void) {
+  const channel = new Channel<Progress>();
+  channel.onmessage = onProgress;
+  return invoke<ImportReport>('import_found', { source, picks, onProgress: channel });
+}
+
 /** Cancels the running import or export; it then rejects with code "cancelled". */
 export const cancelTransfer = () => invoke<void>('cancel_transfer');
 

@@ -197,6 +197,39 @@ describe('first run', () => {
     transfers.dismiss('import');
   });
 
+  it('imports a bundle folder as before, and offers the models of any other folder to pick from', async () => {
+    expect(screen.getByTestId('first-run').textContent).toContain('Hugging Face cache');
+    let finish!: (r: unknown) => void;
+    const report = { models: [], blobs_copied: 0, blobs_linked: 0, blobs_already_present: 0, bytes_copied: 0, bytes_linked: 0, signer: null, warnings: [] };
+    const scan = { source: { handle: 'hf', path: '/media/usb/stuff' }, bundle: true, models: [], skipped: [], skipped_more: 0, looked_for: '' };
+    handlers.pick_path = () => ({ handle: 'hf', path: '/media/usb/stuff' });
+    handlers.scan_import_folder = () => scan;
+    handlers.import_path = () => new Promise((r) => (finish = r));
+    await fireEvent.click(screen.getByTestId('first-run-import-bundle'));
+    await vi.waitFor(() => expect(callsOf('import_path')).toHaveLength(1));
+    expect(callsOf('pick_path')[0].args).toEqual({ kind: 'bundle_folder' });
+    expect(callsOf('import_path')[0].args).toMatchObject({ source: { handle: 'hf' }, name: null });
+    expect(screen.queryByTestId('folder-import')).toBeNull();
+    finish(report);
+    await vi.waitFor(() => expect(transfers.busy).toBeNull());
+
+    const model = { id: 'a.gguf', name: 'a:latest', note: null, files: ['a.gguf'], projector: null, size: 1e9, architecture: 'qwen2', parameters: '494.03M', quantization: 'Q4_K_M', layout: 'Jan' };
+    handlers.scan_import_folder = () => ({ ...scan, bundle: false, models: [model] });
+    handlers.import_found = () => new Promise((r) => (finish = r));
+    await fireEvent.click(screen.getByTestId('first-run-import-bundle'));
+    await vi.waitFor(() => expect(screen.getByTestId('folder-import')).toBeTruthy());
+    expect((screen.getByTestId('found-name-0') as HTMLInputElement).value).toBe('a:latest');
+    await fireEvent.click(screen.getByTestId('folder-import-go'));
+    await vi.waitFor(() => expect(callsOf('import_found')).toHaveLength(1));
+    expect(callsOf('import_found')[0].args).toMatchObject({ source: { handle: 'hf' }, picks: [{ id: 'a.gguf', name: 'a:latest' }] });
+    expect(callsOf('import_path')).toHaveLength(1);
+    await vi.waitFor(() => expect(screen.getByTestId('first-run-progress').textContent).toContain('/media/usb/stuff'));
+    expect(screen.queryByTestId('folder-import')).toBeNull();
+    finish(report);
+    await vi.waitFor(() => expect(transfers.busy).toBeNull());
+    transfers.dismiss('import');
+  });
+
   it('imports a model dropped on the card without leaving the Chat page', async () => {
     let finish!: (r: unknown) => void;
     handlers.import_path = () => new Promise((r) => (finish = r));

@@ -1,6 +1,6 @@
 // Import and export: one transfer at a time, with progress, rate/ETA, cancel, and the result.
 import * as api from '../api';
-import type { ExportOptions, ExportReport, ImportReport, PathArg, Progress, PullReport } from '../api';
+import type { ExportOptions, ExportReport, FolderScan, FoundPick, ImportReport, PathArg, Progress, PullReport } from '../api';
 import { addSample, estimate, type RateEstimate, type RateSample } from '../rate';
 import { app } from './app.svelte';
 
@@ -47,6 +47,8 @@ export interface QueuedImport {
   /** The path, to show. */
   label: string;
   name: string | null;
+  /** The models picked from a scanned folder (`import_found`); absent: `import_path`. */
+  picks?: FoundPick[];
 }
 
 class Transfers {
@@ -76,12 +78,18 @@ class Transfers {
     else [this.exportResult, this.exportError, this.exportCancelled] = [null, null, false];
   }
 
-  /** Set while an import dialog is open. */
+  /** Set while an import dialog is open (and while the chosen folder is looked through). */
   picking = $state(false);
+  /** The folder being looked through for models, while it is. */
+  scanning = $state<string | null>(null);
+  /** A looked-through folder that is not a bundle: the models found, for the person to pick. */
+  folderScan = $state<FolderScan | null>(null);
 
   /**
-   * Opens the native dialog for a bundle folder or file and queues the choice; `ggufName` names
-   * a `.gguf`. Throws what the dialog reported.
+   * Opens the native dialog for a folder or a bundle file. A file (a `.zip`, or a `.gguf` named
+   * `ggufName`) is queued. A folder is looked through first: a bundle, an Ollama models folder
+   * or a transfer kit is queued; any other folder's models are offered in `folderScan`.
+   * Throws what the dialog or the scan reported.
    */
   async pickAndImport(kind: 'bundle_folder' | 'bundle_file', ggufName: string | null = null): Promise<void> {
     if (this.picking) return;
@@ -89,11 +97,38 @@ class Transfers {
     try {
       const chosen = await api.pickPath(kind);
       if (!chosen) return;
+      if (kind === 'bundle_folder') {
+        this.scanning = chosen.path;
+        let scan: FolderScan;
+        try {
+          scan = await api.scanImportFolder({ handle: chosen.handle });
+        } finally {
+          this.scanning = null;
+        }
+        if (!scan.bundle) {
+          this.folderScan = scan;
+          return;
+        }
+        this.enqueue([{ source: { handle: chosen.handle }, label: chosen.path, name: null }]);
+        return;
+      }
       const name = /\.gguf$/i.test(chosen.path) ? ggufName : null;
       this.enqueue([{ source: { handle: chosen.handle }, label: chosen.path, name }]);
     } finally {
       this.picking = false;
     }
+  }
+
+  /** Queues the import of the models picked from `folderScan` (their names as edited) and closes it. */
+  importFound(scan: FolderScan, picks: FoundPick[]): void {
+    this.folderScan = null;
+    if (!picks.length) return;
+    this.enqueue([{ source: { handle: scan.source.handle }, label: scan.source.path, name: null, picks: picks.map((p) => ({ id: p.id, name: p.name.trim() })) }]);
+  }
+
+  /** Closes the models found in a folder without importing. */
+  closeFolderScan(): void {
+    this.folderScan = null;
   }
 
   /** Queues imports; they run one after another. */
@@ -121,7 +156,10 @@ class Transfers {
     this.importCancelled = null;
     this.progress.start('importing');
     try {
-      const report = await api.importPath($state.snapshot(item.source), item.name, this.progress.push);
+      const source = $state.snapshot(item.source);
+      const report = item.picks
+        ? await api.importFound(source, $state.snapshot(item.picks), this.progress.push)
+        : await api.importPath(source, item.name, this.progress.push);
       this.importResult = report;
     } catch (e) {
       if (isCancelled(e) || api.notConfirmed(e)) {
