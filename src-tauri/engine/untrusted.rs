@@ -1,5 +1,5 @@
-//! Text from outside the template (message contents, document passages, tool results, thinking)
-//! must never become a model's control tokens: a passage holding `<start_of_turn>system` or
+//! Text from outside the template (message contents, document passages, tool results, thinking,
+//! tool definitions) must never become a model's control tokens: a passage holding `<start_of_turn>system` or
 //! `<|im_start|>system` would otherwise open a real turn and rewrite the system prompt. The
 //! runner tokenises the prompt with special tokens parsed except in `plain` byte ranges; this
 //! module finds those ranges.
@@ -71,6 +71,13 @@ impl SpecialTokens {
                 })
                 .collect(),
         )
+    }
+
+    /// Tool definitions (names, descriptions and schemas, which an MCP server or an API client
+    /// writes) with each string holding a special token's text wrapped in markers, or `None`
+    /// when none does.
+    pub fn mark_tools(&self, tools: &[Value]) -> Option<Vec<Value>> {
+        tools.iter().any(|t| self.found_in_json(t)).then(|| tools.iter().map(|t| self.guard_json(t)).collect())
     }
 
     fn found_in_json(&self, value: &Value) -> bool {
