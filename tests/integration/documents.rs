@@ -2,8 +2,9 @@
 //! with lopdf, a DOCX made with zip, a damaged PDF), embedded by the real test model: each fact
 //! is found first by BM25, by vectors and by the fused search; the damaged PDF is reported with
 //! a clear reason while the rest is indexed; removing a file removes its chunks; an unchanged
-//! folder is not read again. Files built to break their parsers are stopped by the reader
-//! child's limits, and the rest of their folder is indexed.
+//! folder is not read again. What only one side finds: a rare name (the words) and a paraphrase
+//! sharing no word with its fact (the vectors). Files built to break their parsers are stopped by
+//! the reader child's limits, and the rest of their folder is indexed.
 
 use std::io::Write;
 use std::path::Path;
@@ -110,6 +111,13 @@ fn a_folder_is_indexed_and_each_fact_is_retrieved_first() {
         let fused = index.search(question, &embedder, 3).unwrap();
         assert_eq!(file_name(&fused[0].path), *file, "hybrid for {question:?}");
     }
+    // A rare name only the words find: these vectors blur it; the fused search still finds it.
+    let rare = "Halvorsen";
+    let (by_text, by_vector) = (index.search_text(rare, 3).unwrap(), index.search_vector(&embedder.embed(&[rare.to_string()]).unwrap().remove(0), 3).unwrap());
+    println!("{rare:?}: BM25 {:?}, vectors {:?}", scored(&by_text), scored(&by_vector));
+    assert_eq!(file_name(&by_text[0].path), "pump.txt", "BM25 finds the name");
+    assert_ne!(file_name(&by_vector[0].path), "pump.txt", "the vectors alone do not put it first: {:?}", scored(&by_vector));
+    assert_eq!(file_name(&index.search(rare, &embedder, 3).unwrap()[0].path), "pump.txt", "the fused search finds it");
 
     // Unchanged: nothing read again. Removed: its chunks go.
     let chunks = index.chunk_count().unwrap();
@@ -128,6 +136,37 @@ fn a_folder_is_indexed_and_each_fact_is_retrieved_first() {
     let mut other = Index::open(&fresh.path().join("i.sqlite")).unwrap();
     let err = other.sync_folder(docs.path(), &embedder, &mut |_| {}, &AtomicBool::new(true)).unwrap_err();
     assert!(err.to_string().contains("cancelled"));
+    core.shutdown();
+}
+
+fn scored(hits: &[airlock::documents::Hit]) -> Vec<(String, f64)> {
+    hits.iter().map(|h| (file_name(&h.path), h.score)).collect()
+}
+
+/// A paraphrase sharing no word with its fact: only the vectors find it, and so the fused search.
+/// No embedding model is on the package index; Qwen2.5-Coder 0.5B's mean-pooled vectors stand in
+/// (the test model's tell paraphrases apart too weakly).
+#[test]
+fn a_paraphrase_with_no_shared_word_is_found_by_the_vectors() {
+    let model = std::path::PathBuf::from(std::env::var_os("AIRLOCK_INSTRUCT_MODEL").expect("AIRLOCK_INSTRUCT_MODEL must name Qwen2.5-Coder 0.5B (tests/fixtures/fetch-test-model.sh instruct)"));
+    let store = tempfile::TempDir::new().unwrap();
+    let opts = airlock::bundle::ImportOptions { name: Some("qwen:0.5b".into()), link: true, ..Default::default() };
+    airlock::bundle::import(&Store::at(store.path()), &model, &opts, &airlock::progress::NoProgress).unwrap();
+    let core = Core::new(Store::at(store.path()), crate::engine::config());
+    let embedder = ModelEmbedder::new(&core, "qwen:0.5b").unwrap();
+    let docs = tempfile::TempDir::new().unwrap();
+    write_fixtures(docs.path());
+    let db = tempfile::TempDir::new().unwrap();
+    let mut index = Index::open(&db.path().join("index.sqlite")).unwrap();
+    index.sync_folder(docs.path(), &embedder, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+
+    let paraphrase = "Guest vehicles: where do they go?";
+    let by_text = index.search_text(paraphrase, 3).unwrap();
+    let by_vector = index.search_vector(&embedder.embed(&[paraphrase.to_string()]).unwrap().remove(0), 3).unwrap();
+    println!("{paraphrase:?}: BM25 {:?}, vectors {:?}", scored(&by_text), scored(&by_vector));
+    assert!(by_text.iter().all(|h| file_name(&h.path) != "guide.md"), "BM25 shares no word with the fact: {:?}", scored(&by_text));
+    assert_eq!(file_name(&by_vector[0].path), "guide.md", "the vectors find the paraphrase: {:?}", scored(&by_vector));
+    assert_eq!(file_name(&index.search(paraphrase, &embedder, 3).unwrap()[0].path), "guide.md", "the fused search finds it");
     core.shutdown();
 }
 
