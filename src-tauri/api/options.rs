@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::engine::attention::FlashAttention;
 use crate::engine::chat::{gpu_layers, RequestSettings, JSON_GRAMMAR};
 use crate::engine::limits::{self, PARAM_LIMITS};
 use crate::engine::protocol::SamplingOptions;
@@ -60,6 +61,13 @@ pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Resul
     // Layers on GPUs; Ollama's -1 (any negative) means as many as fit.
     if let Some(n) = int(map, "num_gpu")? {
         s.num_gpu = gpu_layers(n);
+    }
+    // `true`/`false` or "auto"/"on"/"off".
+    match map.get("flash_attention") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(on)) => s.flash_attention = Some(if *on { FlashAttention::On } else { FlashAttention::Off }),
+        Some(Value::String(text)) => s.flash_attention = Some(FlashAttention::parse(text)?),
+        Some(_) => return Err("option \"flash_attention\" must be true, false, \"auto\", \"on\" or \"off\"".into()),
     }
     match map.get("stop") {
         None | Some(Value::Null) => {}
@@ -141,6 +149,9 @@ mod tests {
         let s = settings(Some(&json!({"temperature": 0.2, "num_ctx": 2048, "mirostat": 2, "stop": ["x"], "num_gpu": 7})), None, None).unwrap();
         assert_eq!((s.options.temperature, s.num_ctx, s.options.stop.clone(), s.num_gpu), (Some(0.2), Some(2048), vec!["x".to_string()], Some(7)));
         assert_eq!(settings(Some(&json!({"num_gpu": -1})), None, None).unwrap().num_gpu, None);
+        let flash = |v: Value| settings(Some(&json!({ "flash_attention": v })), None, None).map(|s| s.flash_attention);
+        assert_eq!((flash(json!(true)), flash(json!("auto")), flash(json!(false))), (Ok(Some(FlashAttention::On)), Ok(Some(FlashAttention::Auto)), Ok(Some(FlashAttention::Off))));
+        assert!(flash(json!(3)).is_err() && flash(json!("sometimes")).is_err());
         assert!(settings(Some(&json!({"temperature": "hot"})), None, None).unwrap_err().contains("temperature"));
         assert!(settings(Some(&json!({"top_k": 1.5})), None, None).is_err());
         assert!(settings(Some(&json!([1])), None, None).is_err());

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::protocol::SamplingOptions;
 use super::supervisor::{EngineError, Generation, LoadSpec, LoadedModel, ModelSize, RunnerGuard, Supervisor};
 use super::template::{render_chat_with, render_generate_with, ChatMessage, PromptExtras, PromptFormat, RenderedPrompt, TemplateSpec};
+use super::attention::{self, FlashAttention, KvCacheType};
 use super::tools::{self, ReplyParser, Think, ToolRequest};
 use super::untrusted;
 use super::vision;
@@ -63,6 +64,8 @@ pub struct PreparedModel {
     /// Defaults from the Ollama `params` layer.
     pub params: SamplingOptions,
     pub params_num_ctx: Option<u32>,
+    /// Flash attention and KV cache type from the `params` layer.
+    pub attention: (Option<FlashAttention>, Option<KvCacheType>),
     pub n_ctx_train: Option<u32>,
     /// KV-cache bytes one token of context takes (f16 K and V), for sizing parallel slots.
     pub kv_bytes_per_token: u64,
@@ -91,6 +94,7 @@ impl PreparedModel {
             projector: m.layer(manifest::MEDIA_PROJECTOR).map(|l| store.blob_path(&l.digest)),
             params,
             params_num_ctx,
+            attention: text_layer(store, m, manifest::MEDIA_PARAMS).map(|t| attention::from_params(&t)).unwrap_or_default(),
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
             kv_bytes_per_token: kv_bytes_per_token(&info),
             // The projector loads beside the weights (on the same device).
@@ -281,6 +285,7 @@ pub struct RequestSettings {
     pub num_ctx: Option<u32>,
     /// Layers on GPUs (Ollama's `num_gpu`); `None`: as many as fit.
     pub num_gpu: Option<u32>,
+    pub flash_attention: Option<FlashAttention>,
     pub keep_alive: Option<Duration>,
     /// GBNF grammar for constrained output.
     pub grammar: Option<String>,
@@ -329,6 +334,7 @@ impl Engine {
     fn load(&self, model: &PreparedModel, req: &RequestSettings) -> Result<(RunnerGuard, Duration), ChatError> {
         let num_ctx = model.context_length(req.num_ctx);
         let started = std::time::Instant::now();
+        let (flash_attention, kv_cache) = attention::resolve(req.flash_attention, model.attention, self.supervisor.config().attention()).map_err(|reason| ChatError::NotRunnable { model: model.name.clone(), reason })?;
         let spec = LoadSpec {
             name: model.name.clone(),
             model_path: model.model_path.clone(),
@@ -338,8 +344,10 @@ impl Engine {
             num_gpu: req.num_gpu,
             adapter: model.adapter.clone(),
             projector: model.projector.clone(),
-            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
+            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: kv_cache.bytes_of(model.kv_bytes_per_token), layers: model.block_count },
             embedding: false,
+            flash_attention,
+            kv_cache,
         };
         let runner = self.supervisor.load(&spec, req.keep_alive)?;
         Ok((runner, started.elapsed()))

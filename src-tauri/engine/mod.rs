@@ -4,7 +4,8 @@
 //! Inside, from the bottom up: [`conversation`] (messages, tool calls, `think`), [`limits`] and
 //! [`protocol`] (the supervisor ↔ runner lines); [`template`] (prompt rendering) and [`tools`]
 //! (reading tool calls and thinking out of replies), which use the conversation types;
-//! [`untrusted`] (keeping outside text from becoming control tokens);
+//! [`untrusted`] (keeping outside text from becoming control tokens); [`attention`] (flash
+//! attention and the KV cache type a runner's context is built with);
 //! [`runner`] (the child process that links llama.cpp); [`rpc_worker`] (`airlock rpc-worker`,
 //! llama.cpp's RPC server, which links it too); [`supervisor`] (which runners live);
 //! [`chat`], [`embed`] and [`vision`] (requests on top of the supervisor). A new request kind goes
@@ -14,6 +15,7 @@
 //! Uses: `store`, `gguf`, `hardware`, `backends`. The modules that serve people (`core`, `api`,
 //! `cli`, `desktop`, `documents`, `modelfile`) use it; it uses none of them.
 
+pub mod attention;
 pub mod chat;
 pub mod conversation;
 pub mod embed;

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::engine::attention::{FlashAttention, KvCacheType};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
     Int,
@@ -14,6 +16,8 @@ pub enum ParamKind {
     Bool,
     /// A list of strings; each `PARAMETER stop …` line adds one.
     StringList,
+    /// One word from a fixed set (Airlock's own: flash attention, the KV cache type).
+    Word,
 }
 
 /// Every parameter Ollama accepts, with its type (Ollama's `api/types.go`).
@@ -38,7 +42,19 @@ pub const PARAMETERS: &[(&str, ParamKind)] = &[
     ("presence_penalty", ParamKind::Float),
     ("frequency_penalty", ParamKind::Float),
     ("stop", ParamKind::StringList),
+    // Airlock's own (Ollama sets these only for the whole server).
+    ("flash_attention", ParamKind::Word),
+    ("kv_cache_type", ParamKind::Word),
 ];
+
+/// Checks a [`ParamKind::Word`] value.
+fn check_word(name: &str, value: &str) -> Result<Value, String> {
+    let word = match name {
+        "flash_attention" => FlashAttention::parse(value)?.as_str(),
+        _ => KvCacheType::parse(value)?.as_str(),
+    };
+    Ok(Value::String(word.to_string()))
+}
 
 /// Parameters older Ollama versions had; Ollama warns and ignores them, and so does Airlock.
 pub const DEPRECATED: &[&str] = &["penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock", "mirostat", "mirostat_tau", "mirostat_eta"];
@@ -100,6 +116,7 @@ impl Parameters {
                 self.push_string(name, value.to_string());
                 return Ok(Applied::Set);
             }
+            ParamKind::Word => ParamValue::Json(check_word(name, v)?),
         };
         self.values.insert(name.to_string(), parsed);
         Ok(Applied::Set)
@@ -121,6 +138,8 @@ impl Parameters {
             },
             (ParamKind::Float, Value::Number(n)) => ParamValue::Float(n.as_f64().unwrap_or(0.0) as f32),
             (ParamKind::Bool, Value::Bool(b)) => ParamValue::Bool(*b),
+            (ParamKind::Word, Value::String(s)) => ParamValue::Json(check_word(name, s)?),
+            (ParamKind::Word, Value::Bool(b)) => ParamValue::Json(check_word(name, if *b { "on" } else { "off" })?),
             (ParamKind::StringList, Value::String(s)) => ParamValue::List(vec![s.clone()]),
             (ParamKind::StringList, Value::Array(items)) => {
                 let list = items.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<Vec<_>>>();
@@ -215,6 +234,7 @@ fn describe(k: ParamKind) -> &'static str {
         ParamKind::Float => "a number",
         ParamKind::Bool => "true or false",
         ParamKind::StringList => "a string or a list of strings",
+        ParamKind::Word => "one of the words it takes",
     }
 }
 

@@ -86,6 +86,18 @@ fn parameters_are_typed_and_checked() {
 }
 
 #[test]
+fn flash_attention_and_the_kv_cache_type_are_model_parameters() {
+    let mut p = Parameters::default();
+    p.set_text("kv_cache_type", "Q8_0").unwrap();
+    p.set_text("flash_attention", "1").unwrap();
+    let layer = String::from_utf8(p.to_layer_bytes()).unwrap();
+    assert_eq!(layer, "{\"flash_attention\":\"on\",\"kv_cache_type\":\"q8_0\"}\n");
+    assert_eq!(crate::engine::attention::from_params(&layer), (Some(crate::engine::attention::FlashAttention::On), Some(crate::engine::attention::KvCacheType::Q8_0)));
+    assert!(p.set_text("kv_cache_type", "q5_1").unwrap_err().contains("f16, q8_0 or q4_0"));
+    assert!(p.set_json("flash_attention", &json!(false)).is_ok() && p.set_json("kv_cache_type", &json!(8)).is_err());
+}
+
+#[test]
 fn params_merge_over_the_base_key_by_key() {
     let base = Parameters::from_layer(r#"{"stop":["<end>"],"temperature":0.2,"top_k":20}"#).unwrap();
     let mut own = Parameters::default();

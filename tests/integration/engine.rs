@@ -31,6 +31,8 @@ pub(crate) fn config() -> EngineConfig {
         // test's first runner (the fallback itself is exercised through `airlock serve`).
         avoid_amx: true,
         rpc: Vec::new(),
+        flash_attention: Default::default(),
+        kv_cache_type: Default::default(),
         runner_faults: Default::default(),
     }
 }
@@ -272,4 +274,26 @@ fn a_gpu_load_that_fails_is_retried_with_half_the_layers_then_on_the_cpu_and_say
     assert_eq!(runner.info.placement.gpu_layers, 0);
     assert!(cmdline(runner.pid()).contains("--gpu-layers 0"), "{}", cmdline(runner.pid()));
     assert_eq!(core.engine().supervisor.runner_starts(), 3);
+}
+
+#[test]
+fn a_quantized_kv_cache_replies_and_needs_flash_attention() {
+    use airlock::engine::attention::{FlashAttention, KvCacheType};
+    let dir = store_with_real_model();
+    let messages = [ChatMessage::new("user", "Name three colours.")];
+    for kv_cache_type in [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0] {
+        let core = Core::new(Store::at(dir.path()), EngineConfig { kv_cache_type, ..config() });
+        let model = core.prepare("gemma3:270m").unwrap();
+        let (text, end) = collect(core.engine().chat(&model, &messages, greedy(12)).unwrap().generation);
+        assert!(matches!(end, Some(StreamEvent::Done(_))) && !text.is_empty(), "{kv_cache_type:?}: {text:?} {end:?}");
+        println!("{} KV cache: {text:?}", kv_cache_type.as_str());
+        let loaded = core.engine().supervisor.loaded();
+        assert!(!loaded.is_empty() && loaded.iter().all(|m| m.spec.kv_cache == kv_cache_type), "the runner was built with the {kv_cache_type:?} cache");
+        if kv_cache_type != KvCacheType::F16 {
+            let off = RequestSettings { flash_attention: Some(FlashAttention::Off), ..greedy(4) };
+            let err = core.engine().chat(&model, &messages, off).err().expect("refused");
+            assert!(err.to_string().contains("needs flash attention, which is off"), "{err}");
+        }
+        core.shutdown();
+    }
 }

@@ -72,6 +72,12 @@ pub struct RunnerArgs {
     /// A vision projector (an `mmproj` GGUF) for the model: prompts may then carry images.
     #[arg(long)]
     pub projector: Option<PathBuf>,
+    /// Flash attention: auto (where the backend supports it for the model), on or off.
+    #[arg(long, default_value = "auto", value_parser = crate::engine::attention::FlashAttention::parse)]
+    pub flash_attention: crate::engine::attention::FlashAttention,
+    /// The KV cache's element type: f16, q8_0 or q4_0 (a quantized one needs flash attention).
+    #[arg(long, default_value = "f16", value_parser = crate::engine::attention::KvCacheType::parse)]
+    pub kv_cache_type: crate::engine::attention::KvCacheType,
     /// Compute embeddings instead of generating text (a context with embeddings on; see
     /// [`embed`]): answers `Embed` requests only.
     #[arg(long)]

@@ -95,9 +95,10 @@ impl Loaded {
             // Sliding-window models (Gemma 2/3, …) otherwise keep only the last window of the KV
             // cache, so a conversation's earlier turns could not be reused; keep all of it.
             .with_swa_full(true);
+        let params = with_attention(params, args);
         let mut ctx = model
             .new_context(backend, params)
-            .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens: {e}"))?;
+            .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens with a {} KV cache and flash attention {} ({e}); its log is on stderr", args.kv_cache_type.as_str(), args.flash_attention.as_str()))?;
         if let Some(adapter) = adapter.as_mut() {
             ctx.lora_adapter_set(adapter, 1.0).map_err(|e| format!("llama.cpp could not apply the LoRA adapter: {e}"))?;
         }
@@ -125,6 +126,23 @@ impl Loaded {
             piece: Vec::with_capacity(32),
         })
     }
+}
+
+/// The context's flash attention policy and KV cache types (K and V alike).
+pub fn with_attention(params: LlamaContextParams, args: &RunnerArgs) -> LlamaContextParams {
+    use crate::engine::attention::{FlashAttention, KvCacheType};
+    use llama_cpp_2::context::params::KvCacheType as Ggml;
+    let policy = match args.flash_attention {
+        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    let cache = match args.kv_cache_type {
+        KvCacheType::F16 => Ggml::F16,
+        KvCacheType::Q8_0 => Ggml::Q8_0,
+        KvCacheType::Q4_0 => Ggml::Q4_0,
+    };
+    params.with_flash_attention_policy(policy).with_type_k(cache).with_type_v(cache)
 }
 
 /// Decodes a few tokens once before the runner says it is ready: the first decode pages the

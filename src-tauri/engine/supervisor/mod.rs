@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::attention::{FlashAttention, KvCacheType};
 use super::protocol::{GenerationStats, Placement};
 use super::untrusted::SpecialTokens;
 
@@ -103,12 +104,20 @@ pub struct EngineConfig {
     pub avoid_amx: bool,
     /// llama.cpp RPC workers (`HOST:PORT`) whose devices runners may use (`AIRLOCK_RPC`, `serve --rpc`).
     pub rpc: Vec<String>,
+    /// Flash attention and the KV cache type when neither the request nor the model sets them.
+    pub flash_attention: FlashAttention,
+    pub kv_cache_type: KvCacheType,
     /// Test builds only: a fault for each of the next runners, in order (see `RunnerArgs`).
     #[cfg(any(test, feature = "test-hooks"))]
     pub runner_faults: std::sync::Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl EngineConfig {
+    /// Flash attention and the KV cache type when neither a request nor a model sets them.
+    pub fn attention(&self) -> (FlashAttention, KvCacheType) {
+        (self.flash_attention, self.kv_cache_type)
+    }
+
     pub fn from_env() -> Self {
         EngineConfig {
             runner_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("airlock")),
@@ -120,6 +129,8 @@ impl EngineConfig {
             load_timeout_per_gib: DEFAULT_LOAD_TIMEOUT_PER_GIB,
             avoid_amx: false,
             rpc: crate::hardware::remote::endpoints_from_env(),
+            flash_attention: FlashAttention::from_env(),
+            kv_cache_type: KvCacheType::from_env(),
             #[cfg(any(test, feature = "test-hooks"))]
             runner_faults: Default::default(),
         }
@@ -155,11 +166,13 @@ pub struct LoadSpec {
     /// An embedding runner (`runner --embedding`): a runner of its own, beside the model's text
     /// runner if one is loaded.
     pub embedding: bool,
+    pub flash_attention: FlashAttention,
+    pub kv_cache: KvCacheType,
 }
 
 impl LoadSpec {
     pub fn key(&self) -> RunnerKey {
-        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), projector: self.projector.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu }
+        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), projector: self.projector.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu, flash_attention: self.flash_attention, kv_cache: self.kv_cache }
     }
 }
 
@@ -175,6 +188,8 @@ pub struct RunnerKey {
     pub embedding: bool,
     pub num_ctx: u32,
     pub num_gpu: Option<u32>,
+    pub flash_attention: FlashAttention,
+    pub kv_cache: KvCacheType,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -166,6 +166,7 @@ impl Supervisor {
         let mut cmd = Command::new(&self.cfg.runner_exe);
         cmd.arg("runner").arg("--model").arg(&spec.model_path).arg("--ctx").arg(spec.num_ctx.to_string()).arg("--parallel").arg(spec.parallel.max(1).to_string());
         cmd.arg("--gpu-layers").arg(plan.layers.to_string());
+        cmd.arg("--flash-attention").arg(spec.flash_attention.as_str()).arg("--kv-cache-type").arg(spec.kv_cache.as_str());
         if !plan.rpc.is_empty() {
             cmd.arg("--rpc").arg(plan.rpc.join(","));
         }
@@ -385,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_runner_started_while_another_of_its_key_is_alive_is_an_overlap() {
-        let key = |ctx| RunnerKey { weights: "/store/blobs/sha256-a".into(), adapter: None, projector: None, embedding: false, num_ctx: ctx, num_gpu: None };
+        let key = |ctx| RunnerKey { weights: "/store/blobs/sha256-a".into(), adapter: None, projector: None, embedding: false, num_ctx: ctx, num_gpu: None, flash_attention: Default::default(), kv_cache: Default::default() };
         let live = Arc::new(LiveRunners::default());
         let first = live.started(key(4096));
         let other_context = live.started(key(2048));

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# KV cache types: `airlock serve` with AIRLOCK_KV_CACHE_TYPE f16, q8_0 and q4_0, the test model
+# at a 32k context: the runner's resident memory after a ~1,000-token prompt, prefill and decode
+# speed (Ollama's own timings in the final chunk), each as a ratio of f16 in this one run.
+#   bench/kv_cache.sh [MODEL.gguf] [THREADS] [NUM_CTX]
+# Goal (issue 28): q8_0 ≤ 0.55× the f16 cache's bytes with decode ≥ 0.95×.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
+threads="${2:-2}"
+num_ctx="${3:-32768}"
+source scripts/build-env.sh
+cargo build "${cargo_flags[@]}" --bin airlock >&2
+bin="$target/release/airlock"
+tmp=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+export AIRLOCK_MODELS="$tmp/models"
+"$bin" import "$model" --name bench:latest --link >/dev/null 2>&1
+
+for kv in f16 q8_0 q4_0; do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 AIRLOCK_KV_CACHE_TYPE="$kv" "$bin" serve >"$tmp/serve-$kv.log" 2>&1 &
+  server=$!
+  python3 - "$port" "$kv" "$num_ctx" "$server" >>"$tmp/results" <<'PY'
+import json, subprocess, sys, time, urllib.request
+port, kv, num_ctx, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=1); break
+    except Exception: time.sleep(0.1)
+prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
+body = {"model": "bench:latest", "prompt": prompt, "stream": False, "options": {"num_ctx": num_ctx, "num_predict": 64, "temperature": 0, "seed": 1}}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/api/generate", json.dumps(body).encode(), {"Content-Type": "application/json"})
+r = json.load(urllib.request.urlopen(req, timeout=600))
+runner = subprocess.run(["pgrep", "-P", server, "-f", "runner"], capture_output=True, text=True).stdout.split()
+rss = 0
+for line in open(f"/proc/{runner[0]}/status"):
+    if line.startswith("VmRSS:"): rss = int(line.split()[1]) * 1024
+prefill = r["prompt_eval_count"] / (r["prompt_eval_duration"] / 1e9)
+decode = r["eval_count"] / (r["eval_duration"] / 1e9)
+print(json.dumps({"kv": kv, "rss": rss, "prompt_tokens": r["prompt_eval_count"], "prefill": prefill, "decode": decode}))
+PY
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+done
+python3 - "$tmp/results" "$num_ctx" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+base = rows[0]
+print(f"KV cache types, test model, num_ctx {sys.argv[2]}, {base['prompt_tokens']}-token prompt, 64 tokens decoded (one run)")
+print(f"{'cache':6} {'runner RSS':>12} {'ratio':>6} {'prefill tok/s':>14} {'ratio':>6} {'decode tok/s':>13} {'ratio':>6}")
+for r in rows:
+    print(f"{r['kv']:6} {r['rss']/2**20:10.0f} MiB {r['rss']/base['rss']:6.2f} {r['prefill']:14.1f} {r['prefill']/base['prefill']:6.2f} {r['decode']:13.1f} {r['decode']/base['decode']:6.2f}")
+PY
