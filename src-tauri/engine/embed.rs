@@ -44,7 +44,6 @@ impl Engine {
     /// Loads (or finds) `model`'s embedding runner.
     pub fn embedding_runner(&self, model: &PreparedModel, settings: &EmbedSettings) -> Result<(RunnerGuard, Duration), ChatError> {
         let started = Instant::now();
-        let (flash_attention, kv_cache) = super::attention::resolve(None, model.attention, self.supervisor.config().attention()).map_err(|reason| ChatError::NotRunnable { model: model.name.clone(), reason })?;
         let spec = LoadSpec {
             name: model.name.clone(),
             model_path: model.model_path.clone(),
@@ -52,12 +51,14 @@ impl Engine {
             // Parallelism is inside the request: its inputs decode together as sequences.
             parallel: 1,
             num_gpu: settings.num_gpu,
-            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: kv_cache.bytes_of(model.kv_bytes_per_token), layers: model.block_count },
+            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
             adapter: model.adapter.clone(),
             projector: None,
             embedding: true,
-            flash_attention,
-            kv_cache,
+            // An embedding context holds one batch: its cache is small and built as llama.cpp
+            // defaults it, whatever the chat settings are.
+            flash_attention: Default::default(),
+            kv_cache: Default::default(),
         };
         let runner = self.supervisor.load(&spec, settings.keep_alive)?;
         Ok((runner, started.elapsed()))
