@@ -83,7 +83,8 @@ impl PreparedModel {
         let m = &entry.manifest;
         let not_runnable = |reason: String| ChatError::NotRunnable { model: display.clone(), reason };
         let (model_path, info) = model_weights(store, m).map_err(not_runnable)?;
-        let (params, params_num_ctx) = text_layer(store, m, manifest::MEDIA_PARAMS).map(|t| parse_params(&t)).unwrap_or_default();
+        let params_layer = text_layer(store, m, manifest::MEDIA_PARAMS);
+        let (params, params_num_ctx) = params_layer.as_deref().map(parse_params).unwrap_or_default();
         Ok(PreparedModel {
             name: display,
             gguf_template: info.chat_template().map(str::to_string),
@@ -94,7 +95,7 @@ impl PreparedModel {
             projector: m.layer(manifest::MEDIA_PROJECTOR).map(|l| store.blob_path(&l.digest)),
             params,
             params_num_ctx,
-            attention: text_layer(store, m, manifest::MEDIA_PARAMS).map(|t| attention::from_params(&t)).unwrap_or_default(),
+            attention: params_layer.as_deref().map(attention::from_params).unwrap_or_default(),
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
             kv_bytes_per_token: kv_bytes_per_token(&info),
             // The projector loads beside the weights (on the same device).
