@@ -67,7 +67,7 @@ impl Runner {
         self.next_id += 1;
         let options = SamplingOptions { temperature: Some(0.0), num_predict: Some(n), ..Default::default() };
         let t0 = Instant::now();
-        self.send(&Request::Generate { id: self.next_id, prompt: prompt.into(), plain: Vec::new(), options, grammar: None, images: Vec::new() });
+        self.send(&Request::Generate { id: self.next_id, prompt: prompt.into(), plain: Vec::new(), options, grammar: None, images: Vec::new(), fixed_prefix: None });
         let (mut text, mut ttft) = (String::new(), None);
         loop {
             match self.event() {

@@ -3,6 +3,8 @@
 # at a 32k context: the runner's resident memory after a ~1,000-token prompt, prefill and decode
 # speed (Ollama's own timings in the final chunk), each as a ratio of f16 in this one run.
 #   bench/kv_cache.sh [MODEL.gguf] [THREADS] [NUM_CTX]
+# Then upstream llama-server with the same cache types (bench/llama-server.sh builds it;
+# AIRLOCK_BENCH_NO_LLAMA_SERVER=1 skips it).
 # Goal (issue 28): q8_0 ≤ 0.55× the f16 cache's bytes with decode ≥ 0.95×.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,12 +46,45 @@ print(json.dumps({"kv": kv, "rss": rss, "prompt_tokens": r["prompt_eval_count"],
 PY
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
 done
-python3 - "$tmp/results" "$num_ctx" <<'PY'
-import json, sys
+# Upstream llama-server with the same cache types (-ctk/-ctv, flash attention on), same prompt.
+if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
+  llama_server=$(bench/llama-server.sh)
+  for kv in f16 q8_0 q4_0; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$llama_server" -m "$model" -t "$threads" -c "$num_ctx" -np 1 -ngl 0 -fa on -ctk "$kv" -ctv "$kv" --port "$port" >"$tmp/llama-server-$kv.log" 2>&1 &
+    server=$!
+    python3 - "$port" "$kv" "$server" >>"$tmp/upstream" <<'PY'
+import json, sys, time, urllib.request
+port, kv, server = sys.argv[1], sys.argv[2], sys.argv[3]
+for _ in range(600):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
+    except Exception: time.sleep(0.2)
+prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
+body = {"prompt": prompt, "n_predict": 64, "temperature": 0, "cache_prompt": False}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
+t = json.load(urllib.request.urlopen(req, timeout=600))["timings"]
+rss = 0
+for line in open(f"/proc/{server}/status"):
+    if line.startswith("VmRSS:"): rss = int(line.split()[1]) * 1024
+print(json.dumps({"kv": kv, "rss": rss, "prefill": t["prompt_per_second"], "decode": t["predicted_per_second"]}))
+PY
+    kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  done
+fi
+python3 - "$tmp/results" "$num_ctx" "$tmp/upstream" <<'PY'
+import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 base = rows[0]
 print(f"KV cache types, test model, num_ctx {sys.argv[2]}, {base['prompt_tokens']}-token prompt, 64 tokens decoded (one run)")
 print(f"{'cache':6} {'runner RSS':>12} {'ratio':>6} {'prefill tok/s':>14} {'ratio':>6} {'decode tok/s':>13} {'ratio':>6}")
 for r in rows:
     print(f"{r['kv']:6} {r['rss']/2**20:10.0f} MiB {r['rss']/base['rss']:6.2f} {r['prefill']:14.1f} {r['prefill']/base['prefill']:6.2f} {r['decode']:13.1f} {r['decode']/base['decode']:6.2f}")
+if os.path.exists(sys.argv[3]):
+    up = {r["kv"]: r for r in map(json.loads, open(sys.argv[3]))}
+    print("Against upstream llama-server (flash attention on, same cache type, prompt and threads)")
+    print(f"{'cache':6} {'RSS ratio':>10} {'prefill airlock/llama-server':>29} {'decode airlock/llama-server':>28}")
+    for r in rows:
+        u = up[r["kv"]]
+        print(f"{r['kv']:6} {r['rss']/u['rss']:10.2f} {r['prefill']/u['prefill']:29.2f} {r['decode']/u['decode']:28.2f}")
 PY

@@ -200,6 +200,12 @@ fn final_stats(stats: &GenerationStats, total: Duration, load: Duration, dropped
     m.insert("prompt_eval_duration".into(), json!(stats.prompt_eval_ns));
     m.insert("eval_count".into(), json!(stats.eval_tokens));
     m.insert("eval_duration".into(), json!(stats.eval_ns));
+    // Airlock's own, with a draft model: what it proposed and what the model kept.
+    if let Some(rate) = stats.draft_acceptance() {
+        m.insert("draft_count".into(), json!(stats.draft_tokens));
+        m.insert("draft_accepted_count".into(), json!(stats.draft_accepted));
+        m.insert("draft_acceptance_rate".into(), json!(rate));
+    }
     m
 }
 

@@ -69,6 +69,17 @@ pub fn apply_options(s: &mut RequestSettings, map: &Map<String, Value>) -> Resul
         Some(Value::String(text)) => s.flash_attention = Some(FlashAttention::parse(text)?),
         Some(_) => return Err("option \"flash_attention\" must be true, false, \"auto\", \"on\" or \"off\"".into()),
     }
+    // A draft model for speculative decoding; "" turns the model's own off.
+    match map.get("draft") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => s.draft = Some(name.clone()),
+        Some(_) => return Err("option \"draft\" must be a model name (or \"\" for none)".into()),
+    }
+    for key in ["draft_max", "draft_num_predict"] {
+        if let Some(n) = int(map, key)? {
+            o.draft_max = Some(n.clamp(0, 256) as u32);
+        }
+    }
     match map.get("stop") {
         None | Some(Value::Null) => {}
         Some(Value::String(one)) => o.stop = vec![one.clone()],

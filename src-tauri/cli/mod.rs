@@ -322,7 +322,10 @@ fn format_rfc3339(t: SystemTime) -> String {
 
 fn show(core: &Core, model: &str, json: bool) -> Result<ExitCode> {
     let entry = core.store.resolve(model)?;
-    let d = core.details(&entry);
+    let mut d = core.details(&entry);
+    if d.runnable {
+        d.context_in_use = core.context_in_use(&entry.name.display_shortest()).ok();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
@@ -345,6 +348,9 @@ fn render_details(d: &ModelDetails) -> String {
         vec!["    size".into(), human_bytes(d.size)],
         vec!["    id".into(), d.id[..12].to_string()],
     ];
+    if let Some(c) = &d.context_in_use {
+        rows.insert(4, vec!["    context in use".into(), format!("{} ({})", c.tokens, c.why)]);
+    }
     rows.push(match &d.not_runnable_reason {
         None => vec!["    runnable here".into(), "yes".into()],
         Some(why) => vec!["    runnable here".into(), format!("no: {why}")],

@@ -205,6 +205,9 @@ fn set_parameter(settings: &mut RequestSettings, args: &str) -> Result<String> {
         // -1 (any negative value): as many layers as fit, as in requests.
         "num_gpu" => settings.num_gpu = gpu_layers(value.parse().map_err(|_| bad())?),
         "stop" => o.stop.extend(value.split_whitespace().map(str::to_string)),
+        "draft_max" | "draft_num_predict" => o.draft_max = Some(value.parse().map_err(|_| bad())?),
+        // A draft model for speculative decoding; "none" turns the model's own off.
+        "draft" => settings.draft = Some(if value == "none" { String::new() } else { value.to_string() }),
         _ => bail!("unknown parameter '{name}'"),
     }
     Ok(format!("Set parameter '{name}' to '{value}'"))
@@ -263,12 +266,13 @@ pub fn verbose_stats(total: Duration, load: Duration, s: &GenerationStats) -> St
         s.eval_tokens,
         Duration::from_nanos(s.eval_ns),
         rate(s.eval_tokens, s.eval_ns),
-    )
+    ) + &s.draft_acceptance().map_or(String::new(), |a| format!("draft acceptance:     {:.1}% ({}/{} drafted tokens)\n", a * 100.0, s.draft_accepted, s.draft_tokens))
 }
 
 const HELP: &str = "Available Commands:
   /set parameter NAME VALUE   Set a parameter (temperature, top_k, top_p, min_p, repeat_penalty,
-                              repeat_last_n, seed, num_predict, num_ctx, num_gpu, stop)
+                              repeat_last_n, seed, num_predict, num_ctx, num_gpu, stop, draft,
+                              draft_max)
   /set system TEXT            Set the system message
   /set think [low|medium|high] Let a thinking model reason first (shown dimmed)
   /set nothink                Turn thinking off
@@ -294,6 +298,9 @@ mod tests {
         set_parameter(&mut s, "temperature 0.5").unwrap();
         assert_eq!(s.options.temperature, Some(0.5));
         assert!(set_parameter(&mut s, "num_gpu many").unwrap_err().to_string().contains("invalid value"));
+        set_parameter(&mut s, "draft qwen:0.5b").unwrap();
+        set_parameter(&mut s, "draft_max 4").unwrap();
+        assert_eq!((s.draft.as_deref(), s.options.draft_max), (Some("qwen:0.5b"), Some(4)));
         assert!(set_parameter(&mut s, "mirostat 2").unwrap_err().to_string().contains("unknown parameter"));
     }
 }

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::engine::chat::{choose_parallel, model_weights, ChatError, Engine, PreparedModel};
+use crate::engine::chat::{model_weights, ChatError, Engine, PreparedModel};
+use crate::engine::context::choose_parallel;
 use crate::engine::protocol::DeviceUse;
 use crate::engine::supervisor::{EngineConfig, Supervisor};
 use crate::gguf::{self, MetaValue};
@@ -42,7 +43,7 @@ impl Core {
     }
 
     pub fn engine(&self) -> &Engine {
-        self.engine.get_or_init(|| Engine::new(Supervisor::new(self.engine_config.clone())))
+        self.engine.get_or_init(|| Engine::new(Supervisor::new(self.engine_config.clone()), Store::at(self.store.root())))
     }
 
     /// Stops every model process; starts no engine when none was ever used.
@@ -68,11 +69,30 @@ impl Core {
 
     /// Everything needed to prompt `name`.
     pub fn prepare(&self, name: &str) -> Result<PreparedModel, ChatError> {
-        PreparedModel::from_store(&self.store, name)
+        Ok(self.engine().with_default_context(PreparedModel::from_store(&self.store, name)?))
     }
 
     pub fn details(&self, entry: &ModelEntry) -> ModelDetails {
         ModelDetails::read(&self.store, entry)
+    }
+
+    /// The context model `name` runs with: its loaded runner's, else what a load with no
+    /// `num_ctx` would give it.
+    pub fn context_in_use(&self, name: &str) -> Result<ContextInUse, ChatError> {
+        let model = self.prepare(name)?;
+        let loaded = self.engine().supervisor.loaded().into_iter().find(|m| m.spec.model_path == model.model_path);
+        if let Some(m) = loaded {
+            return Ok(ContextInUse { tokens: m.info.n_ctx, why: "loaded now".into() });
+        }
+        let tokens = model.context_length(None);
+        let mut why = match model.params_num_ctx {
+            Some(n) => format!("the model's num_ctx parameter {n}"),
+            None => self.engine().default_context().why.clone(),
+        };
+        if model.n_ctx_train.is_some_and(|t| tokens == t && model.params_num_ctx.unwrap_or(model.default_num_ctx) > t) {
+            why.push_str(", capped at the trained context");
+        }
+        Ok(ContextInUse { tokens, why })
     }
 
     /// The model's GGUF metadata as JSON (Ollama's `model_info`): the huge tokenizer arrays are
@@ -124,10 +144,10 @@ impl Core {
                     Err(e) => return ModelFit { name, num_ctx: None, parallel: None, layers: None, fit: None, error: Some(e.to_string()) },
                 };
                 let num_ctx = prepared.context_length(None);
-                let parallel = choose_parallel(&prepared, num_ctx);
-                let layers = prepared.block_count;
                 // The KV cache at the size of the type it would be built with.
                 let kv_cache = prepared.attention.1.unwrap_or(self.engine().supervisor.config().kv_cache_type);
+                let parallel = choose_parallel(prepared.weights_bytes, kv_cache.bytes_of(prepared.kv_bytes_per_token), num_ctx);
+                let layers = prepared.block_count;
                 let fit = hardware::estimate_fit(hw, prepared.weights_bytes, kv_cache.bytes_of(prepared.kv_bytes_per_token), layers, num_ctx, parallel);
                 ModelFit { name, num_ctx: Some(num_ctx), parallel: Some(parallel), layers: Some(layers), fit: Some(fit), error: None }
             })
@@ -187,6 +207,13 @@ pub struct LayerInfo {
     pub size: u64,
 }
 
+/// The context a model runs with, and why that size.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextInUse {
+    pub tokens: u32,
+    pub why: String,
+}
+
 /// What `airlock show` (and later `/api/show` and the Models page) tell about a model.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelDetails {
@@ -197,7 +224,11 @@ pub struct ModelDetails {
     pub parameters: Option<String>,
     pub parameter_count: Option<u64>,
     pub quantization: Option<String>,
+    /// The trained context (GGUF metadata).
     pub context_length: Option<u64>,
+    /// The context the engine runs the model with here, and why (`airlock show` fills it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_in_use: Option<ContextInUse>,
     pub embedding_length: Option<u64>,
     pub block_count: Option<u64>,
     /// The GGUF carries a Jinja chat template, or the manifest an Ollama template layer.
@@ -227,6 +258,7 @@ impl ModelDetails {
             parameter_count: info.map(|i| i.parameter_count()),
             quantization: info.map(|i| i.quantization()),
             context_length: info.and_then(|i| i.context_length()),
+            context_in_use: None,
             embedding_length: info.and_then(|i| i.embedding_length()),
             block_count: info.and_then(|i| i.block_count()),
             chat_template: has_template_layer || info.is_some_and(|i| i.chat_template().is_some()),

@@ -1,5 +1,5 @@
-//! "Duplicate with changes…" on the Models page: a model's system prompt, template and parameters
-//! edited in a form, previewed as a Modelfile and written by the same code as `airlock create`.
+//! "Duplicate with changes…" on the Models page: a model's system prompt, template, parameters
+//! and draft model (speculative decoding) edited in a form, previewed as a Modelfile and written by the same code as `airlock create`.
 
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -18,6 +18,8 @@ pub struct ModelfileParts {
     pub template: String,
     /// One `name value` line per parameter, as `PARAMETER` lines write them.
     pub parameters: String,
+    /// The model in the store whose weights are this model's draft (`DRAFT`), if any.
+    pub draft: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +29,10 @@ pub struct DuplicateForm {
     pub system: String,
     pub template: String,
     pub parameters: String,
+    /// A model in the store to draft for the new one (speculative decoding); empty keeps the
+    /// source's.
+    #[serde(default)]
+    pub draft: String,
 }
 
 fn create_error(e: CreateError) -> CommandError {
@@ -43,6 +49,9 @@ fn recipe(form: &DuplicateForm) -> CommandResult<Recipe> {
     if !form.template.trim().is_empty() {
         modelfile::create::check_template(&form.template).map_err(CommandError::invalid)?;
         r.template = Some(form.template.clone());
+    }
+    if !form.draft.trim().is_empty() {
+        r.draft = Some(Source::Model(form.draft.trim().to_string()));
     }
     for (i, line) in form.parameters.lines().enumerate() {
         let line = line.trim();
@@ -66,7 +75,12 @@ pub async fn modelfile_parts(state: State<'_, AppState>, name: String) -> Comman
         let entry = core.store.resolve(&name)?;
         let layers = ModelLayers::read(&core.store, &entry);
         let parameters = layers.parameters.lines().into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("\n");
-        Ok(ModelfileParts { system: layers.system.unwrap_or_default(), template: layers.template.unwrap_or_default(), parameters })
+        // The draft layer holds weights: name the model that has them.
+        let draft = entry.manifest.layer(crate::store::manifest::MEDIA_DRAFT).and_then(|d| {
+            let (models, _) = core.store.list().ok()?;
+            models.into_iter().find(|m| m.manifest.layer(crate::store::manifest::MEDIA_MODEL).is_some_and(|l| l.digest == d.digest)).map(|m| m.name.display_shortest())
+        });
+        Ok(ModelfileParts { system: layers.system.unwrap_or_default(), template: layers.template.unwrap_or_default(), parameters, draft: draft.unwrap_or_default() })
     })
     .await
 }
@@ -76,7 +90,8 @@ pub async fn modelfile_parts(state: State<'_, AppState>, name: String) -> Comman
 pub fn preview_duplicate(form: DuplicateForm) -> CommandResult<String> {
     let r = recipe(&form)?;
     let layers = ModelLayers { name: form.source.clone(), template: r.template, system: r.system, parameters: r.parameters, ..Default::default() };
-    Ok(layers.instructions())
+    let draft = if form.draft.trim().is_empty() { String::new() } else { format!("DRAFT {}\n", form.draft.trim()) };
+    Ok(layers.instructions() + &draft)
 }
 
 #[tauri::command]
@@ -95,9 +110,11 @@ mod tests {
 
     #[test]
     fn the_form_becomes_a_checked_recipe_and_a_preview() {
-        let form = |parameters: &str, template: &str| DuplicateForm { source: "gemma3:270m".into(), name: "x".into(), system: "Be brief.".into(), template: template.into(), parameters: parameters.into() };
+        let form = |parameters: &str, template: &str| DuplicateForm { source: "gemma3:270m".into(), name: "x".into(), system: "Be brief.".into(), template: template.into(), parameters: parameters.into(), draft: String::new() };
         let preview = preview_duplicate(form("temperature 0.2\nstop two words\n", "")).unwrap();
         assert_eq!(preview, "FROM gemma3:270m\nSYSTEM Be brief.\nPARAMETER stop two words\nPARAMETER temperature 0.2\n");
+        let drafted = DuplicateForm { draft: "gemma3:270m".into(), ..form("", "") };
+        assert_eq!(preview_duplicate(drafted).unwrap(), "FROM gemma3:270m\nSYSTEM Be brief.\nDRAFT gemma3:270m\n");
         assert!(preview_duplicate(form("temprature 1", "")).unwrap_err().message.contains("line 1: unknown parameter"));
         assert!(preview_duplicate(form("", "{{ if .System }}")).unwrap_err().message.contains("TEMPLATE does not parse"));
     }

@@ -59,6 +59,7 @@ impl Engine {
             // defaults it, whatever the chat settings are.
             flash_attention: Default::default(),
             kv_cache: Default::default(),
+            draft: None,
         };
         let runner = self.supervisor.load(&spec, settings.keep_alive)?;
         Ok((runner, started.elapsed()))

@@ -33,6 +33,10 @@ pub struct SamplingOptions {
     /// Stop sequences, detected across token boundaries and never emitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// With a draft model: at most this many tokens drafted per step (Ollama's parameter name
+    /// `draft_num_predict` is read too); 0 turns drafting off for the request.
+    #[serde(default, alias = "draft_num_predict", skip_serializing_if = "Option::is_none")]
+    pub draft_max: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +61,10 @@ pub enum Request {
         /// prompt holds one image marker (llama.cpp's `<__media__>`) per image.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         images: Vec<String>,
+        /// Bytes of `prompt` that are its fixed prefix (system prompt, the model's messages,
+        /// tool definitions): a runner with a prompt cache keeps their KV state across restarts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixed_prefix: Option<usize>,
     },
     /// Stop request `id` at the next token; the runner answers with its `Done` (reason "cancel").
     Cancel { id: u64 },
@@ -199,6 +207,22 @@ pub struct GenerationStats {
     pub prompt_eval_ns: u64,
     pub eval_tokens: u32,
     pub eval_ns: u64,
+    /// Tokens a draft model proposed, and how many of them the model accepted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draft_tokens: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draft_accepted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl GenerationStats {
+    /// The share of drafted tokens the model accepted, when a draft model proposed any.
+    pub fn draft_acceptance(&self) -> Option<f64> {
+        (self.draft_tokens > 0).then(|| self.draft_accepted as f64 / self.draft_tokens as f64)
+    }
 }
 
 pub fn encode<T: Serialize>(msg: &T) -> String {

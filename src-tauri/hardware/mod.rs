@@ -116,7 +116,7 @@ pub fn gpu_disabled() -> bool {
 }
 
 /// `AIRLOCK_GPU_MEMORY` in bytes, when set and valid.
-fn vram_budget() -> Option<u64> {
+pub fn vram_budget() -> Option<u64> {
     std::env::var(GPU_MEMORY_ENV).ok().and_then(|v| crate::units::parse_size(v.trim()).ok())
 }
 

@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use super::params::{go_string, go_value, Parameters};
 use super::parser::{Instruction, Modelfile};
 use super::params::Applied;
+use crate::engine::speculative;
 use crate::engine::template::{check_go_template, TemplateError};
 use crate::gguf::{self, GgufInfo};
 use crate::store::fault::FaultPlan;
@@ -59,6 +60,8 @@ pub struct Recipe {
     pub adapter: Option<Source>,
     /// A vision projector (an mmproj `.gguf`): a second FROM naming one, as in Ollama.
     pub projector: Option<Source>,
+    /// A draft model for speculative decoding (`DRAFT`: a model name or a `.gguf`).
+    pub draft: Option<Source>,
     pub template: Option<String>,
     pub system: Option<String>,
     pub licenses: Vec<String>,
@@ -116,7 +119,10 @@ impl Recipe {
                 Instruction::Renderer(v) => r.renderer = Some(v.clone()),
                 Instruction::Parser(v) => r.parser = Some(v.clone()),
                 Instruction::Requires(v) => r.requires = Some(v.trim_start_matches('v').to_string()),
-                Instruction::Draft(_) => return Err(at(line, "DRAFT (speculative decoding with a draft model) is not supported by Airlock".into())),
+                Instruction::Draft(v) => {
+                    let path = expand_path(v, dir);
+                    r.draft = Some(if path.exists() { Source::File(path) } else { Source::Model(v.clone()) });
+                }
             }
         }
         Ok(r)
@@ -171,6 +177,7 @@ fn rank(media_type: &str) -> u8 {
         manifest::MEDIA_MODEL => 0,
         manifest::MEDIA_PROJECTOR => 1,
         manifest::MEDIA_ADAPTER => 2,
+        manifest::MEDIA_DRAFT => 2,
         manifest::MEDIA_TEMPLATE => 3,
         manifest::MEDIA_SYSTEM => 4,
         manifest::MEDIA_LICENSE => 5,
@@ -202,7 +209,7 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
     let mut base_config: serde_json::Map<String, Value> = serde_json::Map::new();
     let mut base_params = Parameters::default();
 
-    let (weights_info, _weights) = match recipe.from.as_ref().ok_or_else(|| CreateError::Invalid("no FROM: name a .gguf file, a folder holding one, or a model in the store".into()))? {
+    let (weights_info, weights) = match recipe.from.as_ref().ok_or_else(|| CreateError::Invalid("no FROM: name a .gguf file, a folder holding one, or a model in the store".into()))? {
         Source::Model(from) => {
             let entry = store.resolve(from).map_err(|e| match e {
                 StoreError::NotFound(_) => CreateError::Invalid(format!("FROM {from}: no such file, and no model {from:?} in the store (`airlock list` shows them)")),
@@ -260,6 +267,23 @@ pub fn create(store: &Store, name: &str, recipe: &Recipe, status: &mut dyn FnMut
             }
         }
         replace(&mut layers, manifest::MEDIA_ADAPTER);
+        if let Some(file) = file {
+            new_blobs.push((layer.clone(), NewBlob::File(file)));
+        }
+        layers.push(layer);
+    }
+    if let Some(source) = &recipe.draft {
+        let (layer, file) = draft_layer(store, source)?;
+        // The draft is checked against the weights as they will be stored.
+        let model_path = |l: &Layer| new_blobs.iter().find_map(|(n, b)| match b {
+            NewBlob::File(f) if n.digest == l.digest => Some(f.clone()),
+            _ => None,
+        });
+        let weights_path = model_path(&weights).unwrap_or_else(|| store.blob_path(&weights.digest));
+        let draft_path = file.clone().unwrap_or_else(|| store.blob_path(&layer.digest));
+        let draft_info = gguf::read_file(&draft_path).map_err(|e| CreateError::Invalid(format!("DRAFT: not a valid GGUF file ({e})")))?;
+        speculative::same_vocabulary(&weights_path, &weights_info, &draft_path, &draft_info).map_err(|why| CreateError::Invalid(format!("DRAFT: the draft model cannot draft for this model: {why}")))?;
+        replace(&mut layers, manifest::MEDIA_DRAFT);
         if let Some(file) = file {
             new_blobs.push((layer.clone(), NewBlob::File(file)));
         }
@@ -372,6 +396,18 @@ fn weights_layer(store: &Store, source: &Source, media_type: &str, what: &str) -
         }
         Source::Model(name) => Err(CreateError::Invalid(format!("{what} {name}: no such file"))),
     }
+}
+
+/// The draft's layer: a model in the store lends its weights blob, a file is hashed (and staged
+/// when the store lacks it).
+fn draft_layer(store: &Store, source: &Source) -> Result<(Layer, Option<PathBuf>), CreateError> {
+    if let Source::Model(name) = source {
+        let entry = store.resolve(name).map_err(|e| CreateError::Invalid(format!("DRAFT {name}: no such file, and no such model in the store ({e})")))?;
+        let weights = entry.manifest.layer(manifest::MEDIA_MODEL).ok_or_else(|| CreateError::Invalid(format!("DRAFT {name}: the model has no GGUF weights layer")))?;
+        return Ok((Layer { media_type: manifest::MEDIA_DRAFT.into(), ..weights.clone() }, None));
+    }
+    let (layer, _, file) = weights_layer(store, source, manifest::MEDIA_DRAFT, "DRAFT")?;
+    Ok((layer, file))
 }
 
 /// The `.gguf` a FROM path names: the file itself, or the only one in a folder.

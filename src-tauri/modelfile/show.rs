@@ -18,6 +18,8 @@ pub struct ModelLayers {
     pub name: String,
     pub model_path: Option<PathBuf>,
     pub adapter_paths: Vec<PathBuf>,
+    /// The draft model's weights (`DRAFT`).
+    pub draft_path: Option<PathBuf>,
     pub template: Option<String>,
     pub system: Option<String>,
     pub parameters: Parameters,
@@ -35,6 +37,7 @@ impl ModelLayers {
             match layer.media_type.as_str() {
                 manifest::MEDIA_MODEL => out.model_path = Some(store.blob_path(&layer.digest)),
                 manifest::MEDIA_ADAPTER => out.adapter_paths.push(store.blob_path(&layer.digest)),
+                manifest::MEDIA_DRAFT => out.draft_path = Some(store.blob_path(&layer.digest)),
                 manifest::MEDIA_TEMPLATE => out.template = text(store, layer),
                 manifest::MEDIA_SYSTEM => out.system = text(store, layer),
                 manifest::MEDIA_LICENSE => out.licenses.extend(text(store, layer)),
@@ -79,6 +82,9 @@ impl ModelLayers {
         }
         for a in self.adapter_paths.iter().filter(|_| !by_name) {
             line("ADAPTER", &a.display().to_string());
+        }
+        for d in self.draft_path.iter().filter(|_| !by_name) {
+            line("DRAFT", &d.display().to_string());
         }
         if let Some(t) = &self.template {
             line("TEMPLATE", t);

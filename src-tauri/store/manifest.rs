@@ -15,6 +15,9 @@ pub const MEDIA_LICENSE: &str = "application/vnd.ollama.image.license";
 pub const MEDIA_MESSAGES: &str = "application/vnd.ollama.image.messages";
 pub const MEDIA_PROJECTOR: &str = "application/vnd.ollama.image.projector";
 pub const MEDIA_ADAPTER: &str = "application/vnd.ollama.image.adapter";
+/// Airlock's own: a draft model's GGUF weights for speculative decoding (Modelfile `DRAFT`).
+/// Ollama skips layers it does not know.
+pub const MEDIA_DRAFT: &str = "application/vnd.airlock.image.draft";
 /// MLX safetensors weights: listed, never run.
 pub const MEDIA_TENSOR: &str = "application/vnd.ollama.image.tensor";
 
@@ -94,7 +97,7 @@ impl Manifest {
 
 /// Layers whose blobs are GGUF files and are validated before import.
 pub fn is_gguf_layer(media_type: &str) -> bool {
-    matches!(media_type, MEDIA_MODEL | MEDIA_PROJECTOR | MEDIA_ADAPTER)
+    matches!(media_type, MEDIA_MODEL | MEDIA_PROJECTOR | MEDIA_ADAPTER | MEDIA_DRAFT)
 }
 
 #[cfg(test)]

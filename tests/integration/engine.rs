@@ -33,6 +33,11 @@ pub(crate) fn config() -> EngineConfig {
         rpc: Vec::new(),
         flash_attention: Default::default(),
         kv_cache_type: Default::default(),
+        // Ollama's small-machine default, whatever this machine's memory (the test below checks
+        // the size chosen from memory).
+        context_length: Some((4096, "the tests' configuration")),
+        // Each test decodes its prompts (the prompt cache's own test turns it on).
+        prompt_cache: None,
         runner_faults: Default::default(),
     }
 }
@@ -274,6 +279,51 @@ fn a_gpu_load_that_fails_is_retried_with_half_the_layers_then_on_the_cpu_and_say
     assert_eq!(runner.info.placement.gpu_layers, 0);
     assert!(cmdline(runner.pid()).contains("--gpu-layers 0"), "{}", cmdline(runner.pid()));
     assert_eq!(core.engine().supervisor.runner_starts(), 3);
+}
+
+#[test]
+fn the_default_context_follows_memory_unless_a_variable_request_or_model_sets_it() {
+    use airlock::engine::context;
+    let dir = store_with_real_model();
+    let messages = [ChatMessage::new("user", "Hi")];
+    let trained = 32768;
+    // From memory: Ollama's rule over what this machine's probe finds, capped at the trained context.
+    let core = Core::new(Store::at(dir.path()), EngineConfig { context_length: None, ..config() });
+    let expected = context::default_for(&airlock::hardware::probe(&[]), None);
+    let in_use = core.context_in_use("gemma3:270m").unwrap();
+    println!("from memory: {in_use:?}");
+    assert_eq!(in_use.tokens, expected.tokens.min(trained));
+    assert!(in_use.why.contains("free RAM") || in_use.why.contains("GPU memory"), "{in_use:?}");
+    // A variable replaces the rule; the runner is built with it and `context_in_use` reports it.
+    let core = Core::new(Store::at(dir.path()), EngineConfig { context_length: Some((8192, "AIRLOCK_CONTEXT_LENGTH")), ..config() });
+    assert_eq!(core.context_in_use("gemma3:270m").unwrap().why, "set by AIRLOCK_CONTEXT_LENGTH");
+    let model = core.prepare("gemma3:270m").unwrap();
+    collect(core.engine().chat(&model, &messages, RequestSettings { num_ctx: None, ..greedy(2) }).unwrap().generation);
+    assert_eq!(core.engine().supervisor.loaded()[0].info.n_ctx, 8192);
+    let loaded = core.context_in_use("gemma3:270m").unwrap();
+    assert_eq!((loaded.tokens, loaded.why.as_str()), (8192, "loaded now"));
+    // A request's num_ctx comes before the variable.
+    let asked = RequestSettings { num_ctx: Some(2048), ..greedy(2) };
+    collect(core.engine().chat(&model, &messages, asked).unwrap().generation);
+    assert!(core.engine().supervisor.loaded().iter().any(|m| m.info.n_ctx == 2048));
+    core.shutdown();
+    // The trained context caps a larger one.
+    let core = Core::new(Store::at(dir.path()), EngineConfig { context_length: Some((100_000, "OLLAMA_CONTEXT_LENGTH")), ..config() });
+    let capped = core.context_in_use("gemma3:270m").unwrap();
+    assert_eq!((capped.tokens, capped.why.as_str()), (trained, "set by OLLAMA_CONTEXT_LENGTH, capped at the trained context"));
+    // The CLI reads the variables: AIRLOCK_ first, then OLLAMA_.
+    let show = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args(["show", "gemma3:270m"]).env("AIRLOCK_MODELS", dir.path()).env_remove("AIRLOCK_CONTEXT_LENGTH").env_remove("OLLAMA_CONTEXT_LENGTH");
+        let out = cmd.envs(vars.iter().copied()).output().unwrap();
+        let text = stdout(&out);
+        text.lines().find(|l| l.contains("context in use")).unwrap_or_else(|| panic!("{text}")).split_whitespace().skip(3).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(show(&[("OLLAMA_CONTEXT_LENGTH", "16384")]), "16384 (set by OLLAMA_CONTEXT_LENGTH)");
+    assert_eq!(show(&[("OLLAMA_CONTEXT_LENGTH", "16384"), ("AIRLOCK_CONTEXT_LENGTH", "6000")]), "6000 (set by AIRLOCK_CONTEXT_LENGTH)");
+    // An unreadable value counts as unset: the size comes from memory (free RAM may have moved).
+    let from_memory = show(&[("AIRLOCK_CONTEXT_LENGTH", "lots")]);
+    assert!(from_memory.starts_with(&format!("{} (", expected.tokens.min(trained))) && !from_memory.contains("set by"), "{from_memory}");
 }
 
 #[test]

@@ -26,5 +26,7 @@ mod gpu;
 mod durability;
 mod store_lock;
 mod modelfile;
+mod speculative;
+mod prompt_cache;
 mod registry;
 mod vision;

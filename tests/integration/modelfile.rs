@@ -116,7 +116,7 @@ fn cp_writes_a_new_manifest_and_copies_no_blob() {
 }
 
 /// `airlock serve` on a free port over `store`; killed when dropped.
-struct Serve(std::process::Child, u16);
+pub(crate) struct Serve(std::process::Child, pub(crate) u16);
 
 impl Drop for Serve {
     fn drop(&mut self) {
@@ -125,7 +125,7 @@ impl Drop for Serve {
     }
 }
 
-fn serve_store(store: &Path) -> Serve {
+pub(crate) fn serve_store(store: &Path) -> Serve {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("serve")
@@ -143,7 +143,7 @@ fn serve_store(store: &Path) -> Serve {
 }
 
 /// One raw HTTP/1.1 request (`headers` end with CRLF each); returns (status, body).
-fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n", body.len());

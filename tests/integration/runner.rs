@@ -103,7 +103,7 @@ impl Runner {
 
     fn generate(&mut self, prompt: &str, options: SamplingOptions, grammar: Option<&str>) -> u64 {
         let id = self.id();
-        self.send(&Request::Generate { id, prompt: prompt.into(), plain: Vec::new(), options, grammar: grammar.map(Into::into), images: Vec::new() });
+        self.send(&Request::Generate { id, prompt: prompt.into(), plain: Vec::new(), options, grammar: grammar.map(Into::into), images: Vec::new(), fixed_prefix: None });
         id
     }
 
@@ -485,7 +485,7 @@ fn runner_tokenises_outside_text_in_plain_ranges_without_special_tokens() {
 
     // A generation counts the prompt as the tokenizer did.
     let id = r.id();
-    r.send(&Request::Generate { id, prompt: prompt.clone(), plain: vec![(at, at + passage.len())], options: greedy(1), grammar: None, images: Vec::new() });
+    r.send(&Request::Generate { id, prompt: prompt.clone(), plain: vec![(at, at + passage.len())], options: greedy(1), grammar: None, images: Vec::new(), fixed_prefix: None });
     let (_, stats) = r.collect(id).unwrap();
     assert_eq!(stats.prompt_tokens as usize, guarded.len());
     // A range that is not whole characters of the prompt is an error, not a guess.

@@ -250,7 +250,7 @@ fn import_refuses_a_projector_that_is_none_and_bundles_carry_the_projector() {
 fn complete(runner: &mut Runner, prompt: &str, images: &[String]) -> (String, GenerationStats) {
     let id = runner.id();
     let options = SamplingOptions { temperature: Some(0.0), num_predict: Some(12), ..Default::default() };
-    runner.send(&Request::Generate { id, prompt: prompt.into(), plain: Vec::new(), options, grammar: None, images: images.to_vec() });
+    runner.send(&Request::Generate { id, prompt: prompt.into(), plain: Vec::new(), options, grammar: None, images: images.to_vec(), fixed_prefix: None });
     let (pieces, stats) = runner.collect(id).unwrap_or_else(|e| panic!("request {id}: {e:?}"));
     (pieces.concat(), stats)
 }
@@ -277,7 +277,7 @@ fn the_runner_reuses_an_images_cache_for_the_same_image_only() {
     assert_eq!(again, gradient_reply);
     // A prompt whose markers and images disagree is refused, and the runner goes on.
     let id = runner.id();
-    runner.send(&Request::Generate { id, prompt: first.into(), plain: Vec::new(), options: Default::default(), grammar: None, images: vec![gradient(), gradient()] });
+    runner.send(&Request::Generate { id, prompt: first.into(), plain: Vec::new(), options: Default::default(), grammar: None, images: vec![gradient(), gradient()], fixed_prefix: None });
     match runner.collect(id) {
         Err((code, message)) => assert!(code == "images" && message.contains("2 images"), "{message}"),
         other => panic!("{other:?}"),

@@ -57,6 +57,25 @@ impl Session<'_> {
                     cached = self.reuse_prefix(s, &p.tokens, limit);
                 }
             }
+            // The draft holds text only: a prompt with images is not drafted for.
+            let draft_max = if p.media.is_none() && self.draft.is_some() { p.draft_max } else { 0 };
+            let mut save_at = 0;
+            if let (Some(cache), true) = (&self.prompt_cache, p.fixed > cached) {
+                let prefix = &p.tokens[..p.fixed];
+                if cache.has(prefix) {
+                    // A saved prefix beats a shorter reuse: the sequence starts over from it.
+                    let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+                    self.slots[s].cached.clear();
+                    cached = 0;
+                    if cache.restore(&mut self.ctx, s as i32, prefix) {
+                        self.slots[s].cached = prefix.to_vec();
+                        cached = p.fixed;
+                    }
+                }
+                if cached < p.fixed {
+                    save_at = p.fixed;
+                }
+            }
             self.clock += 1;
             let slot = &mut self.slots[s];
             slot.last_used = self.clock;
@@ -78,6 +97,9 @@ impl Session<'_> {
                 t_eval: None,
                 pending: None,
                 logits: None,
+                draft_max,
+                drafts: Vec::new(),
+                save_at,
             });
         }
     }

@@ -15,8 +15,10 @@
 //! and nothing here may panic on a client's input: a bad line gets an `Error` event, never an exit.
 
 mod admit;
+mod draft;
 mod embed;
 mod placement;
+mod prompt_cache;
 mod remote;
 mod sampler;
 mod session;
@@ -78,6 +80,17 @@ pub struct RunnerArgs {
     /// The KV cache's element type: f16, q8_0 or q4_0 (a quantized one needs flash attention).
     #[arg(long, default_value = "f16", value_parser = crate::engine::attention::KvCacheType::parse)]
     pub kv_cache_type: crate::engine::attention::KvCacheType,
+    /// A draft model (a small GGUF with the same vocabulary) for speculative decoding: it
+    /// proposes tokens that the model checks in one batch.
+    #[arg(long)]
+    pub draft: Option<PathBuf>,
+    /// Keep the KV state of prompts' fixed prefixes in this folder across restarts (see
+    /// `prompt_cache.rs`).
+    #[arg(long)]
+    pub prompt_cache: Option<PathBuf>,
+    /// The most bytes the prompt cache folder may hold.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub prompt_cache_bytes: u64,
     /// Compute embeddings instead of generating text (a context with embeddings on; see
     /// [`embed`]): answers `Embed` requests only.
     #[arg(long)]
@@ -133,8 +146,8 @@ pub fn main(args: RunnerArgs) -> ExitCode {
         let lines = if session.busy() { input.drain() } else { input.wait() };
         for line in lines {
             match line {
-                Line::Request(Request::Generate { id, prompt, plain, options, grammar, images }) => {
-                    if let Err(e) = session.submit(id, &prompt, &plain, &options, grammar.as_deref(), &images) {
+                Line::Request(Request::Generate { id, prompt, plain, options, grammar, images, fixed_prefix }) => {
+                    if let Err(e) = session.submit(id, &prompt, &plain, fixed_prefix, &options, grammar.as_deref(), &images) {
                         out.send(&Event::Error { id: Some(id), code: e.code.into(), message: e.message });
                     }
                 }

@@ -19,6 +19,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
+use super::draft::{Draft, DEFAULT_DRAFT_MAX};
+use super::prompt_cache::{PromptCache, MIN_PREFIX_TOKENS};
 use super::sampler::Sampler;
 use super::slot::{Pending, Slot};
 use super::vision::Vision;
@@ -30,6 +32,8 @@ pub struct Loaded {
     pub(super) backend: LlamaBackend,
     pub(super) model: LlamaModel,
     adapter: Option<LlamaLoraAdapter>,
+    /// The draft model for speculative decoding (`--draft`).
+    draft: Option<LlamaModel>,
 }
 
 impl Loaded {
@@ -73,11 +77,12 @@ impl Loaded {
             Some(path) if !path.is_file() => return Err(format!("LoRA adapter file not found: {}", path.display())),
             Some(path) => Some(model.lora_adapter_init(path).map_err(|e| format!("llama.cpp could not load the LoRA adapter {} ({e}); is it an adapter for this model? Its log is on stderr", path.display()))?),
         };
-        Ok(Self { backend, model, adapter })
+        let draft = super::draft::load(&backend, args, &model)?;
+        Ok(Self { backend, model, adapter, draft })
     }
 
     pub fn session(&mut self, args: &RunnerArgs) -> Result<Session<'_>, String> {
-        let Loaded { backend, model, adapter } = self;
+        let Loaded { backend, model, adapter, draft } = self;
         let model: &LlamaModel = model;
         let n_ctx_train = model.n_ctx_train().max(1);
         let n_ctx = args.ctx.clamp(16, n_ctx_train);
@@ -110,7 +115,13 @@ impl Loaded {
             Some(path) => Some(Vision::load(path, model, threads, args.gpu_layers > 0 && !args.hide_local_gpus)?),
             None => None,
         };
+        let draft = match draft.as_ref() {
+            Some(d) => Some(Draft::new(backend, d, n_ctx, parallel, threads, n_batch as u32)?),
+            None => None,
+        };
         Ok(Session {
+            draft,
+            prompt_cache: PromptCache::open(args),
             vision,
             model,
             ctx,
@@ -165,6 +176,10 @@ pub struct Session<'m> {
     pub(super) model: &'m LlamaModel,
     /// The projector, when the model has one (`--projector`): prompts may carry images.
     pub(super) vision: Option<Vision>,
+    /// The draft model's side of speculative decoding, when the runner has one (`--draft`).
+    pub(super) draft: Option<Draft<'m>>,
+    /// Prompt prefixes kept across restarts (`--prompt-cache`).
+    pub(super) prompt_cache: Option<PromptCache>,
     pub(super) ctx: LlamaContext<'m>,
     pub(super) batch: LlamaBatch<'static>,
     pub(super) n_batch: usize,
@@ -223,6 +238,19 @@ impl Session<'_> {
         Ok(tokens)
     }
 
+    /// How many of `tokens` (the whole prompt's) are its fixed prefix of `bytes` bytes: those the
+    /// prefix alone tokenises to, less the last (the text after it may join it), or 0 when that
+    /// is too short to be worth a file.
+    fn fixed_tokens(&self, prompt: &str, plain: &[(usize, usize)], bytes: usize, tokens: &[LlamaToken]) -> Result<usize, RequestError> {
+        if bytes > prompt.len() || !prompt.is_char_boundary(bytes) {
+            return Err(RequestError::new("protocol", format!("fixed prefix {bytes} is not a character boundary of the prompt")));
+        }
+        let inside: Vec<(usize, usize)> = plain.iter().filter(|r| r.0 < bytes).map(|&(a, b)| (a, b.min(bytes))).collect();
+        let head = self.tokenize(&prompt[..bytes], &inside)?;
+        let common = head.iter().zip(tokens).take_while(|(a, b)| a == b).count().saturating_sub(1);
+        Ok(if common >= MIN_PREFIX_TOKENS { common } else { 0 })
+    }
+
     /// True while any request is being served or waits for a slot.
     pub fn busy(&self) -> bool {
         !self.waiting.is_empty() || self.slots.iter().any(|s| s.job.is_some())
@@ -235,6 +263,7 @@ impl Session<'_> {
         id: u64,
         prompt: &str,
         plain: &[(usize, usize)],
+        fixed_prefix: Option<usize>,
         options: &SamplingOptions,
         grammar: Option<&str>,
         images: &[String],
@@ -268,7 +297,12 @@ impl Session<'_> {
         }
         let sampler = Sampler::new(self.model, options, grammar, self.n_ctx)?;
         let limit = options.num_predict.filter(|n| *n >= 0).map(|n| n as u32);
-        self.waiting.push_back(Pending { id, tokens, media, sampler, limit, stop: options.stop.clone() });
+        let draft_max = options.draft_max.unwrap_or(DEFAULT_DRAFT_MAX);
+        let fixed = match (fixed_prefix, &media) {
+            (Some(bytes), None) if self.prompt_cache.is_some() => self.fixed_tokens(prompt, plain, bytes, &tokens)?,
+            _ => 0,
+        };
+        self.waiting.push_back(Pending { id, tokens, media, sampler, limit, stop: options.stop.clone(), draft_max, fixed });
         Ok(())
     }
 

@@ -32,6 +32,10 @@ pub(super) struct Pending {
     pub(super) sampler: Sampler,
     pub(super) limit: Option<u32>,
     pub(super) stop: Vec<String>,
+    /// Tokens a draft model may propose per step (0: no drafting).
+    pub(super) draft_max: u32,
+    /// Leading tokens that are the prompt's fixed prefix, for the prompt cache (0: none).
+    pub(super) fixed: usize,
 }
 
 /// A request being served by a slot.
@@ -54,6 +58,12 @@ pub(super) struct Job {
     pub(super) pending: Option<LlamaToken>,
     /// This step's batch row holding the job's logits.
     pub(super) logits: Option<i32>,
+    pub(super) draft_max: u32,
+    /// Drafted tokens in this step's batch, in the rows after `logits`.
+    pub(super) drafts: Vec<LlamaToken>,
+    /// The prompt cache wants the state of the first `save_at` tokens: prefill pauses there
+    /// and saves it (0: nothing to save).
+    pub(super) save_at: usize,
 }
 
 pub(super) struct MediaTail {

@@ -1,5 +1,6 @@
 //! The batched decode step (continuous batching): every running request advances by one token
-//! per step and new prompts' chunks join the same batch, images are decoded by the projector, and
+//! per step (more when a draft model's tokens are kept, see `draft.rs`) and new prompts' chunks
+//! join the same batch, images are decoded by the projector, and
 //! each sequence with logits is sampled, streamed and ended on EOS, a stop sequence or its
 //! length. It must never decode a batch larger than `n_batch`, never write to stdout except
 //! through [`Output`], and never leave a slot's token list out of step with its KV cache.
@@ -24,16 +25,36 @@ impl Session<'_> {
         let mut added: Vec<(usize, usize)> = Vec::new();
         let mut rows = 0usize;
         let mut failed: Option<String> = None;
+        // Drafted tokens share the batch: each generating sequence gets an equal part of it.
+        let generating = self.slots.iter().filter(|s| s.job.as_ref().is_some_and(|j| j.pending.is_some())).count();
+        let draft_room = (self.n_batch / generating.max(1)).saturating_sub(1);
         for (s, slot) in self.slots.iter_mut().enumerate() {
             let Some(job) = slot.job.as_mut() else { continue };
             job.logits = None;
+            job.drafts.clear();
             if let Some(t) = job.pending {
-                if let Err(e) = self.batch.add(t, slot.cached.len() as i32 + slot.pos_shift, &[s as i32], true) {
+                let pos = slot.cached.len() as i32 + slot.pos_shift;
+                if let Err(e) = self.batch.add(t, pos, &[s as i32], true) {
                     failed = Some(format!("batch: {e}"));
                 }
                 job.logits = Some(rows as i32);
                 rows += 1;
-                added.push((s, 1));
+                if let Some(draft) = self.draft.as_mut().filter(|_| job.draft_max > 0) {
+                    // No more than the reply and the context still have room for.
+                    let left = job.limit.map_or(usize::MAX, |n| n.saturating_sub(job.stats.eval_tokens + 1) as usize);
+                    let room = (self.n_ctx as usize).saturating_sub(slot.cached.len() + 2);
+                    let max = (job.draft_max as usize).min(draft_room).min(left).min(room);
+                    let known: Vec<_> = slot.cached.iter().copied().chain([t]).collect();
+                    job.drafts = draft.propose(s, &known, max);
+                    for (i, &d) in job.drafts.iter().enumerate() {
+                        if let Err(e) = self.batch.add(d, pos + 1 + i as i32, &[s as i32], true) {
+                            failed = Some(format!("batch: {e}"));
+                        }
+                    }
+                    job.stats.draft_tokens += job.drafts.len() as u32;
+                    rows += job.drafts.len();
+                }
+                added.push((s, 1 + job.drafts.len()));
             }
         }
         for (s, slot) in self.slots.iter_mut().enumerate() {
@@ -41,7 +62,11 @@ impl Session<'_> {
             if !job.prefilling() || rows >= self.n_batch {
                 continue;
             }
-            let take = (self.n_batch - rows).min(job.text_end() - job.next);
+            let mut take = (self.n_batch - rows).min(job.text_end() - job.next);
+            if job.save_at > job.next {
+                // Stop at the end of the fixed prefix, whose state the prompt cache saves.
+                take = take.min(job.save_at - job.next);
+            }
             if take == 0 {
                 continue;
             }
@@ -85,6 +110,7 @@ impl Session<'_> {
             let slot = &mut self.slots[s];
             let job = slot.job.as_mut().unwrap();
             match job.pending.take() {
+                // Drafted tokens after it join the cache as `check_drafts` keeps them.
                 Some(t) => slot.cached.push(t),
                 None => {
                     slot.cached.extend_from_slice(&job.tokens[job.next..job.next + n]);
@@ -100,9 +126,57 @@ impl Session<'_> {
                 }
             }
         }
+        self.save_prefixes();
         for s in 0..self.slots.len() {
             if let Some(idx) = self.slots[s].job.as_ref().and_then(|j| j.logits) {
+                let drafts = std::mem::take(&mut self.slots[s].job.as_mut().unwrap().drafts);
                 self.advance(s, idx, out);
+                if !drafts.is_empty() {
+                    self.check_drafts(s, idx, &drafts, out);
+                }
+            }
+        }
+    }
+
+    /// Saves the state of every sequence that holds exactly its job's fixed prefix now. A
+    /// failure costs only the file: the reply goes on.
+    fn save_prefixes(&mut self) {
+        let Some(cache) = &self.prompt_cache else { return };
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(job) = slot.job.as_mut() else { continue };
+            if job.save_at > 0 && slot.cached.len() == job.save_at {
+                if let Err(e) = cache.save(&self.ctx, s as i32, &slot.cached) {
+                    eprintln!("airlock runner: prompt cache: {e}");
+                }
+                job.save_at = 0;
+            }
+        }
+    }
+
+    /// Speculative decoding's check: the model's own pick after each kept token decides. While
+    /// it picks the drafted token, that token (already in the cache) is kept and the next row's
+    /// logits pick again; the first other pick is the next token, as without a draft. Drafted
+    /// tokens after it leave the cache.
+    fn check_drafts(&mut self, s: usize, first_row: i32, drafts: &[llama_cpp_2::token::LlamaToken], out: &Output) {
+        for (i, &d) in drafts.iter().enumerate() {
+            let slot = &mut self.slots[s];
+            let Some(job) = slot.job.as_mut() else { break };
+            if job.pending != Some(d) {
+                break;
+            }
+            job.pending = None;
+            job.stats.draft_accepted += 1;
+            slot.cached.push(d);
+            self.advance(s, first_row + 1 + i as i32, out);
+        }
+        let slot = &mut self.slots[s];
+        let keep = (slot.cached.len() as i32 + slot.pos_shift) as u32;
+        if !self.ctx.clear_kv_cache_seq(Some(s as u32), Some(keep), None).unwrap_or(false) {
+            // A cache that cannot drop a tail (recurrent models): start the sequence over.
+            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            slot.cached.clear();
+            if let Some(job) = slot.job.take() {
+                out.send(&Event::Error { id: Some(job.id), code: "draft".into(), message: "this model's cache cannot drop drafted tokens; speculative decoding does not work with it: remove the draft".into() });
             }
         }
     }

@@ -107,6 +107,12 @@ pub struct EngineConfig {
     /// Flash attention and the KV cache type when neither the request nor the model sets them.
     pub flash_attention: FlashAttention,
     pub kv_cache_type: KvCacheType,
+    /// The default context from `AIRLOCK_CONTEXT_LENGTH` / `OLLAMA_CONTEXT_LENGTH` and the
+    /// variable that set it; `None` sizes it from memory (see [`crate::engine::context`]).
+    pub context_length: Option<(u32, &'static str)>,
+    /// Where text runners keep the KV state of prompts' fixed prefixes across restarts
+    /// (`AIRLOCK_PROMPT_CACHE`; `off` turns it off); `None`: not kept.
+    pub prompt_cache: Option<PathBuf>,
     /// Test builds only: a fault for each of the next runners, in order (see `RunnerArgs`).
     #[cfg(any(test, feature = "test-hooks"))]
     pub runner_faults: std::sync::Arc<Mutex<std::collections::VecDeque<String>>>,
@@ -131,6 +137,8 @@ impl EngineConfig {
             rpc: crate::hardware::remote::endpoints_from_env(),
             flash_attention: FlashAttention::from_env(),
             kv_cache_type: KvCacheType::from_env(),
+            context_length: crate::engine::context::from_env(),
+            prompt_cache: prompt_cache_from_env(),
             #[cfg(any(test, feature = "test-hooks"))]
             runner_faults: Default::default(),
         }
@@ -140,6 +148,15 @@ impl EngineConfig {
     pub fn load_timeout_for(&self, weights_bytes: u64) -> Duration {
         let gib = weights_bytes as f64 / (1u64 << 30) as f64;
         self.load_timeout + self.load_timeout_per_gib.mul_f64(gib)
+    }
+}
+
+/// `AIRLOCK_PROMPT_CACHE`: a folder, or `off`; unset, the user's cache folder.
+fn prompt_cache_from_env() -> Option<PathBuf> {
+    match std::env::var("AIRLOCK_PROMPT_CACHE") {
+        Ok(v) if matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no" | "none") => None,
+        Ok(v) if !v.trim().is_empty() => Some(PathBuf::from(v.trim())),
+        _ => dirs::cache_dir().map(|d| d.join("airlock").join("prompt-cache")),
     }
 }
 
@@ -168,11 +185,23 @@ pub struct LoadSpec {
     pub embedding: bool,
     pub flash_attention: FlashAttention,
     pub kv_cache: KvCacheType,
+    /// A draft model's weights for speculative decoding (a text runner loads it beside the model).
+    pub draft: Option<PathBuf>,
 }
 
 impl LoadSpec {
     pub fn key(&self) -> RunnerKey {
-        RunnerKey { weights: self.model_path.clone(), adapter: self.adapter.clone(), projector: self.projector.clone(), embedding: self.embedding, num_ctx: self.num_ctx, num_gpu: self.num_gpu, flash_attention: self.flash_attention, kv_cache: self.kv_cache }
+        RunnerKey {
+            weights: self.model_path.clone(),
+            adapter: self.adapter.clone(),
+            projector: self.projector.clone(),
+            embedding: self.embedding,
+            num_ctx: self.num_ctx,
+            num_gpu: self.num_gpu,
+            flash_attention: self.flash_attention,
+            kv_cache: self.kv_cache,
+            draft: if self.embedding { None } else { self.draft.clone() },
+        }
     }
 }
 
@@ -190,6 +219,7 @@ pub struct RunnerKey {
     pub num_gpu: Option<u32>,
     pub flash_attention: FlashAttention,
     pub kv_cache: KvCacheType,
+    pub draft: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -176,6 +176,12 @@ impl Supervisor {
         if let Some(adapter) = &spec.adapter {
             cmd.arg("--lora").arg(adapter);
         }
+        if let (Some(draft), false) = (&spec.draft, spec.embedding) {
+            cmd.arg("--draft").arg(draft);
+        }
+        if let (Some(dir), false) = (&self.cfg.prompt_cache, spec.embedding) {
+            cmd.arg("--prompt-cache").arg(dir);
+        }
         if let (Some(projector), false) = (&spec.projector, spec.embedding) {
             cmd.arg("--projector").arg(projector);
         }
@@ -386,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_runner_started_while_another_of_its_key_is_alive_is_an_overlap() {
-        let key = |ctx| RunnerKey { weights: "/store/blobs/sha256-a".into(), adapter: None, projector: None, embedding: false, num_ctx: ctx, num_gpu: None, flash_attention: Default::default(), kv_cache: Default::default() };
+        let key = |ctx| RunnerKey { weights: "/store/blobs/sha256-a".into(), adapter: None, projector: None, embedding: false, num_ctx: ctx, num_gpu: None, flash_attention: Default::default(), kv_cache: Default::default(), draft: None };
         let live = Arc::new(LiveRunners::default());
         let first = live.started(key(4096));
         let other_context = live.started(key(2048));

@@ -18,16 +18,18 @@ impl Supervisor {
     /// Dropping the returned [`Generation`] before it is done cancels it (a client that went
     /// away frees the runner within one token).
     pub fn generate(self: &Arc<Self>, runner: RunnerGuard, prompt: String, options: SamplingOptions, grammar: Option<String>) -> Result<Generation, EngineError> {
-        self.generate_with_images(runner, prompt, Vec::new(), options, grammar, Vec::new())
+        self.generate_with_images(runner, prompt, Vec::new(), None, options, grammar, Vec::new())
     }
 
     /// [`generate`](Self::generate) with the byte ranges of outside text tokenised as plain text
-    /// (see [`crate::engine::untrusted`]) and images (base64) at the prompt's image markers.
-    pub fn generate_with_images(self: &Arc<Self>, runner: RunnerGuard, prompt: String, plain: Vec<(usize, usize)>, options: SamplingOptions, grammar: Option<String>, images: Vec<String>) -> Result<Generation, EngineError> {
+    /// (see [`crate::engine::untrusted`]), the length of the prompt's fixed prefix (kept by the
+    /// prompt cache) and images (base64) at the prompt's image markers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_with_images(self: &Arc<Self>, runner: RunnerGuard, prompt: String, plain: Vec<(usize, usize)>, fixed_prefix: Option<usize>, options: SamplingOptions, grammar: Option<String>, images: Vec<String>) -> Result<Generation, EngineError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         runner.pending.lock().unwrap().insert(id, Reply::Stream(tx));
-        let request = Request::Generate { id, prompt, plain, options, grammar, images };
+        let request = Request::Generate { id, prompt, plain, options, grammar, images, fixed_prefix };
         if let Err(e) = runner.send(&request) {
             runner.pending.lock().unwrap().remove(&id);
             return Err(e);

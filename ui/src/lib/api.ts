@@ -64,11 +64,15 @@ export const modelDetails = (name: string) => invoke<ModelFullDetails>('model_de
 export const deleteModel = (name: string) => invoke<void>('delete_model', { name });
 export const openStoreFolder = () => invoke<void>('open_store_folder');
 
-/** A model's own system prompt, Ollama template and parameters (`name value` lines). */
+/**
+ * A model's own system prompt, Ollama template and parameters (`name value` lines), and the name
+ * of the model in the store whose weights are its draft for speculative decoding ("" for none).
+ */
 export interface ModelfileParts {
   system: string;
   template: string;
   parameters: string;
+  draft: string;
 }
 
 /** "Duplicate with changes…": a new model on top of `source` (the same layers `airlock create` writes). */
@@ -78,6 +82,8 @@ export interface DuplicateForm {
   system: string;
   template: string;
   parameters: string;
+  /** A model in the store to use as the new model's draft; "" keeps the source's draft (if any). */
+  draft: string;
 }
 
 export interface CreatedModel {

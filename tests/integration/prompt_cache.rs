@@ -1,0 +1,101 @@
+//! The prompt cache across restarts, on the real test model: the first runner saves the state of
+//! a long system prompt, the next one starts from it (same reply, the prefix not decoded again),
+//! only the prefix is written, and a damaged file is discarded and written afresh.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use airlock::core::Core;
+use airlock::engine::chat::RequestSettings;
+use airlock::engine::protocol::{GenerationStats, SamplingOptions};
+use airlock::engine::supervisor::{EngineConfig, StreamEvent};
+use airlock::engine::template::ChatMessage;
+use airlock::store::Store;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::engine::{config, store_with_real_model};
+
+fn system_prompt() -> String {
+    let rules: Vec<String> = (1..=30).map(|i| format!("Rule {i}: berth {i} takes ships of at most {} metres and closes at {}:00.", 80 + i * 5, 16 + i % 6)).collect();
+    format!("You are the assistant of the harbour office. Answer from these rules only.\n{}", rules.join("\n"))
+}
+
+fn ask(core: &Core, question: &str) -> (String, GenerationStats) {
+    let model = core.prepare("gemma3:270m").unwrap();
+    let messages = [ChatMessage::new("system", system_prompt()), ChatMessage::new("user", question)];
+    let settings = RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(24), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
+    let mut text = String::new();
+    for ev in core.engine().chat(&model, &messages, settings).unwrap().generation {
+        match ev {
+            StreamEvent::Piece(p) => text.push_str(&p),
+            StreamEvent::Done(stats) => return (text, stats),
+            StreamEvent::Error(e) => panic!("{e}"),
+        }
+    }
+    panic!("no Done")
+}
+
+fn saved(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "kv")).collect();
+    files.sort();
+    files
+}
+
+/// The token count llama.cpp's sequence-state file holds (magic, version, count, …).
+fn tokens_in(file: &Path) -> u32 {
+    let bytes = fs::read(file).unwrap();
+    u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+}
+
+#[test]
+fn a_saved_prefix_is_restored_after_a_restart_and_a_damaged_one_is_discarded() {
+    let dir = store_with_real_model();
+    let cache = TempDir::new().unwrap();
+    let with_cache = || Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), ..config() });
+    let question = "Which berth takes a ship of 150 metres?";
+
+    let plain = Core::new(Store::at(dir.path()), config());
+    let (reference, _) = ask(&plain, question);
+    plain.shutdown();
+
+    // The first runner decodes the system prompt and saves its state: the prefix only.
+    let core = with_cache();
+    let (first, cold) = ask(&core, question);
+    core.shutdown();
+    assert_eq!(first, reference);
+    assert_eq!(cold.prompt_cached_tokens, 0);
+    let files = saved(cache.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let prefix = tokens_in(&files[0]);
+    assert!(prefix >= 300 && prefix + 10 < cold.prompt_tokens, "saved {prefix} of {} prompt tokens: the question must not be in it", cold.prompt_tokens);
+
+    // After a restart the first turn starts from the saved prefix, with the same reply.
+    let core = with_cache();
+    let (again, warm) = ask(&core, question);
+    println!("cold: {cold:?}\nwarm: {warm:?}");
+    assert_eq!(again, reference);
+    assert_eq!(warm.prompt_cached_tokens, prefix);
+    core.shutdown();
+
+    // A damaged file is discarded: the prefix is decoded and saved again.
+    let mut bytes = fs::read(&files[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    fs::write(&files[0], &bytes).unwrap();
+    let core = with_cache();
+    let (after, damaged) = ask(&core, question);
+    core.shutdown();
+    assert_eq!(after, reference);
+    assert_eq!(damaged.prompt_cached_tokens, 0, "a damaged file was used");
+    let rewritten = fs::read(&files[0]).unwrap();
+    let sum = fs::read_to_string(files[0].with_extension("sha256")).unwrap();
+    assert_eq!(format!("{:x}", Sha256::digest(&rewritten)), sum.trim(), "the prefix was not saved again");
+
+    // Other cache settings make another file; they never read this one.
+    let q8 = Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), kv_cache_type: airlock::engine::attention::KvCacheType::Q8_0, ..config() });
+    let (_, other) = ask(&q8, question);
+    q8.shutdown();
+    assert_eq!(other.prompt_cached_tokens, 0);
+    assert_eq!(saved(cache.path()).len(), 2);
+}
