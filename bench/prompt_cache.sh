@@ -54,6 +54,8 @@ for turn in range(turns):
     name = label if turn == 0 else "second turn, same runner"
     print(json.dumps({"run": name, "ttft": first, "prompt_tokens": final["prompt_eval_count"]}))
 PY
+  # The runner saves a new prefix once idle: let it finish before stopping the server.
+  for _ in $(seq 600); do [ "$2" = off ] || ls "$2"/*.sha256 >/dev/null 2>&1 && break; sleep 0.1; done
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
 }
 cache="$tmp/prompt-cache"

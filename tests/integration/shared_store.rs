@@ -300,7 +300,14 @@ fn haproxy_keeps_each_conversation_on_one_machine_and_a_stopping_machine_loses_n
     // Records are matched by turn, not by position: earlier turns may reach the file late.
     let later: Vec<&Value> = first.iter().filter(|r| r["status"] == 200 && conversation_turn(r).is_some_and(|(_, turn)| turn == 4)).collect();
     assert!(later.len() == 1 && later[0]["route"] == "/api/chat" && conversation_turn(later[0]) == Some((mine, 4)), "after SIGTERM the stopping machine only finished its reply: {later:?}");
-    let moved = backends[1].audit().iter().filter(|r| conversation_turn(r).is_some_and(|(id, turn)| turn == 4 && home[&id].contains(&0))).count();
+    // A record is written once its response has gone: the last one may land a moment later.
+    let moved_now = || backends[1].audit().iter().filter(|r| conversation_turn(r).is_some_and(|(id, turn)| turn == 4 && home[&id].contains(&0))).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut moved = moved_now();
+    while moved != on_first - 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        moved = moved_now();
+    }
     println!("after SIGTERM: {moved} conversation(s) moved to the other machine; {} request(s) were refused with 503 by the stopping one and retried", first.iter().filter(|r| r["status"] == 503).count());
     assert_eq!(moved, on_first - 1, "the stopping machine's other conversations continued on the other one");
     backends[1].child.kill().unwrap();

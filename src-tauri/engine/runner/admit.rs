@@ -59,7 +59,6 @@ impl Session<'_> {
             }
             // The draft holds text only: a prompt with images is not drafted for.
             let draft_max = if p.media.is_none() && self.draft.is_some() { p.draft_max } else { 0 };
-            let mut save_at = 0;
             if let (Some(cache), true) = (&self.prompt_cache, p.fixed > cached) {
                 let prefix = &p.tokens[..p.fixed];
                 if cache.has(prefix) {
@@ -72,8 +71,9 @@ impl Session<'_> {
                         cached = p.fixed;
                     }
                 }
-                if cached < p.fixed {
-                    save_at = p.fixed;
+                if cached < p.fixed && !self.unsaved_prefixes.iter().any(|u| u.as_slice() == prefix) {
+                    // Saved once the runner is idle (see `save_prefixes`).
+                    self.unsaved_prefixes.push(prefix.to_vec());
                 }
             }
             self.clock += 1;
@@ -99,7 +99,6 @@ impl Session<'_> {
                 logits: None,
                 draft_max,
                 drafts: Vec::new(),
-                save_at,
             });
         }
     }

@@ -143,6 +143,9 @@ pub fn main(args: RunnerArgs) -> ExitCode {
     loop {
         // Idle: wait for a request. Busy: take whatever arrived since the last decode step, so
         // a `Cancel` lands within one token and new requests join the next batch.
+        if !session.busy() {
+            session.save_prefixes(&mut || input.has_pending());
+        }
         let lines = if session.busy() { input.drain() } else { input.wait() };
         for line in lines {
             match line {
@@ -208,6 +211,8 @@ enum Line {
 /// for new requests and `Cancel`s between decode steps without blocking.
 pub struct Input {
     rx: Receiver<Line>,
+    /// Lines taken early by `has_pending`, returned first.
+    early: Vec<Line>,
     closed: bool,
 }
 
@@ -231,11 +236,26 @@ impl Input {
             }
             // Dropping `tx` tells the loop that stdin closed.
         });
-        Self { rx, closed: false }
+        Self { rx, early: Vec::new(), closed: false }
+    }
+
+    /// Whether a line has arrived (kept for the next `wait` or `drain`), or stdin has closed.
+    fn has_pending(&mut self) -> bool {
+        if self.early.is_empty() {
+            match self.rx.try_recv() {
+                Ok(line) => self.early.push(line),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+        !self.early.is_empty()
     }
 
     /// Waits for at least one line (none once stdin has closed), then takes all that arrived.
     fn wait(&mut self) -> Vec<Line> {
+        if !self.early.is_empty() {
+            return self.drain();
+        }
         match self.rx.recv() {
             Ok(first) => {
                 let mut lines = vec![first];
@@ -251,7 +271,7 @@ impl Input {
 
     /// The lines that arrived since the last call, without waiting.
     fn drain(&mut self) -> Vec<Line> {
-        let mut lines = Vec::new();
+        let mut lines = std::mem::take(&mut self.early);
         loop {
             match self.rx.try_recv() {
                 Ok(l) => lines.push(l),

@@ -1,6 +1,6 @@
 //! The prompt cache that survives restarts: the KV state of a prompt's fixed prefix (system
 //! prompt, the Modelfile's messages, tool definitions; the caller says where it ends) is written
-//! to `--prompt-cache DIR` once it is computed, and the next runner of the same model and cache
+//! to `--prompt-cache DIR` when the runner is next idle, and the next runner of the same model and cache
 //! settings loads it instead of decoding the prefix again. A file is named by a hash of the model
 //! file, the settings that shape the cache and the exact tokens; a checksum beside it is checked
 //! before llama.cpp reads it, and the tokens llama.cpp reads back must equal the prefix, so a
@@ -31,15 +31,18 @@ impl PromptCache {
     /// The cache `--prompt-cache` names, when the folder can be made (owner-only).
     pub fn open(args: &RunnerArgs) -> Option<Self> {
         let dir = args.prompt_cache.clone()?;
+        if args.lora.is_some() {
+            // The prefix would have to be decoded with the adapter applied; not kept.
+            return None;
+        }
         if let Err(e) = create_private_dir(&dir) {
             eprintln!("airlock runner: prompt cache {} is off: {e}", dir.display());
             return None;
         }
         let size = fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
         let identity = format!(
-            "airlock prompt cache 1\n{}\n{size}\n{}\n{}\n{}",
+            "airlock prompt cache 1\n{}\n{size}\n{}\n{}",
             args.model.display(),
-            args.lora.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             args.kv_cache_type.as_str(),
             args.flash_attention.as_str()
         );

@@ -89,18 +89,7 @@ impl Loaded {
         let parallel = args.parallel.max(1);
         let threads = args.threads.unwrap_or_else(crate::hardware::physical_cores).max(1);
         let n_batch = args.batch.max(1);
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx * parallel))
-            .with_n_batch(n_batch)
-            // A micro-batch as large as the batch: one graph per chunk, the fastest prefill on CPU.
-            .with_n_ubatch(n_batch)
-            .with_n_seq_max(parallel)
-            .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32)
-            // Sliding-window models (Gemma 2/3, …) otherwise keep only the last window of the KV
-            // cache, so a conversation's earlier turns could not be reused; keep all of it.
-            .with_swa_full(true);
-        let params = with_attention(params, args);
+        let params = context_params(args, n_ctx * parallel, n_batch, parallel, threads);
         let mut ctx = model
             .new_context(backend, params)
             .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens with a {} KV cache and flash attention {} ({e}); its log is on stderr", args.kv_cache_type.as_str(), args.flash_attention.as_str()))?;
@@ -122,6 +111,9 @@ impl Loaded {
         Ok(Session {
             draft,
             prompt_cache: PromptCache::open(args),
+            unsaved_prefixes: Vec::new(),
+            backend,
+            args: args.clone(),
             vision,
             model,
             ctx,
@@ -137,6 +129,22 @@ impl Loaded {
             piece: Vec::with_capacity(32),
         })
     }
+}
+
+/// A context of `n_ctx` tokens over `n_seq` sequences, built as `args` say.
+fn context_params(args: &RunnerArgs, n_ctx: u32, n_batch: u32, n_seq: u32, threads: u32) -> LlamaContextParams {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch)
+        // A micro-batch as large as the batch: one graph per chunk, the fastest prefill on CPU.
+        .with_n_ubatch(n_batch)
+        .with_n_seq_max(n_seq)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32)
+        // Sliding-window models (Gemma 2/3, …) otherwise keep only the last window of the KV
+        // cache, so a conversation's earlier turns could not be reused; keep all of it.
+        .with_swa_full(true);
+    with_attention(params, args)
 }
 
 /// The context's flash attention policy and KV cache types (K and V alike).
@@ -178,8 +186,11 @@ pub struct Session<'m> {
     pub(super) vision: Option<Vision>,
     /// The draft model's side of speculative decoding, when the runner has one (`--draft`).
     pub(super) draft: Option<Draft<'m>>,
-    /// Prompt prefixes kept across restarts (`--prompt-cache`).
+    /// Prompt prefixes kept across restarts (`--prompt-cache`), and those still to be saved.
     pub(super) prompt_cache: Option<PromptCache>,
+    pub(super) unsaved_prefixes: Vec<Vec<LlamaToken>>,
+    backend: &'m LlamaBackend,
+    args: RunnerArgs,
     pub(super) ctx: LlamaContext<'m>,
     pub(super) batch: LlamaBatch<'static>,
     pub(super) n_batch: usize,
@@ -249,6 +260,46 @@ impl Session<'_> {
         let head = self.tokenize(&prompt[..bytes], &inside)?;
         let common = head.iter().zip(tokens).take_while(|(a, b)| a == b).count().saturating_sub(1);
         Ok(if common >= MIN_PREFIX_TOKENS { common } else { 0 })
+    }
+
+    /// Saves the prefixes the prompt cache lacks, each decoded alone in a context of its own:
+    /// a live prompt is decoded in one piece as always, so the cache never changes a reply's
+    /// arithmetic. Called when idle; stops between chunks once `interrupted` says a request
+    /// came (the rest waits for the next idle moment).
+    pub fn save_prefixes(&mut self, interrupted: &mut dyn FnMut() -> bool) {
+        let Some(cache) = &self.prompt_cache else { return };
+        while let Some(prefix) = self.unsaved_prefixes.last() {
+            if cache.has(prefix) {
+                self.unsaved_prefixes.pop();
+                continue;
+            }
+            let n_batch = self.n_batch as u32;
+            // As many sequences as the live context: llama.cpp keeps one cache stream per
+            // sequence, and a saved state loads only into a cache of the same shape.
+            let params = context_params(&self.args, (prefix.len() as u32 + 1) * self.parallel, n_batch, self.parallel, self.threads);
+            let mut ctx = match self.model.new_context(self.backend, params) {
+                Ok(ctx) => ctx,
+                Err(e) => return eprintln!("airlock runner: prompt cache: no context to save a prefix in: {e}"),
+            };
+            let mut batch = LlamaBatch::new(self.n_batch, self.parallel as i32);
+            for (c, chunk) in prefix.chunks(self.n_batch).enumerate() {
+                if interrupted() {
+                    return;
+                }
+                batch.clear();
+                for (i, &t) in chunk.iter().enumerate() {
+                    let _ = batch.add(t, (c * self.n_batch + i) as i32, &[0], false);
+                }
+                if let Err(e) = ctx.decode(&mut batch) {
+                    self.unsaved_prefixes.pop();
+                    return eprintln!("airlock runner: prompt cache: decoding a prefix failed: {e}");
+                }
+            }
+            if let Err(e) = cache.save(&ctx, 0, prefix) {
+                eprintln!("airlock runner: prompt cache: {e}");
+            }
+            self.unsaved_prefixes.pop();
+        }
     }
 
     /// True while any request is being served or waits for a slot.

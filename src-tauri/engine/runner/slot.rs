@@ -61,9 +61,6 @@ pub(super) struct Job {
     pub(super) draft_max: u32,
     /// Drafted tokens in this step's batch, in the rows after `logits`.
     pub(super) drafts: Vec<LlamaToken>,
-    /// The prompt cache wants the state of the first `save_at` tokens: prefill pauses there
-    /// and saves it (0: nothing to save).
-    pub(super) save_at: usize,
 }
 
 pub(super) struct MediaTail {

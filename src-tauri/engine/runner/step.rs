@@ -1,9 +1,9 @@
 //! The batched decode step (continuous batching): every running request advances by one token
 //! per step (more when a draft model's tokens are kept, see `draft.rs`) and new prompts' chunks
-//! join the same batch, images are decoded by the projector, and
-//! each sequence with logits is sampled, streamed and ended on EOS, a stop sequence or its
-//! length. It must never decode a batch larger than `n_batch`, never write to stdout except
-//! through [`Output`], and never leave a slot's token list out of step with its KV cache.
+//! join the same batch, images are decoded by the projector, and each sequence with logits is
+//! sampled, streamed and ended on EOS, a stop sequence or its length. It must never decode a
+//! batch larger than `n_batch`, never write to stdout except through [`Output`], and never leave
+//! a slot's token list out of step with its KV cache.
 
 use std::time::Instant;
 
@@ -62,11 +62,7 @@ impl Session<'_> {
             if !job.prefilling() || rows >= self.n_batch {
                 continue;
             }
-            let mut take = (self.n_batch - rows).min(job.text_end() - job.next);
-            if job.save_at > job.next {
-                // Stop at the end of the fixed prefix, whose state the prompt cache saves.
-                take = take.min(job.save_at - job.next);
-            }
+            let take = (self.n_batch - rows).min(job.text_end() - job.next);
             if take == 0 {
                 continue;
             }
@@ -126,7 +122,6 @@ impl Session<'_> {
                 }
             }
         }
-        self.save_prefixes();
         for s in 0..self.slots.len() {
             if let Some(idx) = self.slots[s].job.as_ref().and_then(|j| j.logits) {
                 let drafts = std::mem::take(&mut self.slots[s].job.as_mut().unwrap().drafts);
@@ -134,21 +129,6 @@ impl Session<'_> {
                 if !drafts.is_empty() {
                     self.check_drafts(s, idx, &drafts, out);
                 }
-            }
-        }
-    }
-
-    /// Saves the state of every sequence that holds exactly its job's fixed prefix now. A
-    /// failure costs only the file: the reply goes on.
-    fn save_prefixes(&mut self) {
-        let Some(cache) = &self.prompt_cache else { return };
-        for (s, slot) in self.slots.iter_mut().enumerate() {
-            let Some(job) = slot.job.as_mut() else { continue };
-            if job.save_at > 0 && slot.cached.len() == job.save_at {
-                if let Err(e) = cache.save(&self.ctx, s as i32, &slot.cached) {
-                    eprintln!("airlock runner: prompt cache: {e}");
-                }
-                job.save_at = 0;
             }
         }
     }
