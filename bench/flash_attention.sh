@@ -11,8 +11,8 @@ model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-2}"
 num_ctx=20480
 source scripts/build-env.sh
-cargo build "${cargo_flags[@]}" --bin airlock >&2
-bin="$target/release/airlock"
+# AIRLOCK_BIN: an airlock binary already built (its backend modules beside it); else build one.
+if [ -n "${AIRLOCK_BIN:-}" ]; then bin="$AIRLOCK_BIN"; else cargo build "${cargo_flags[@]}" --bin airlock >&2; bin="$target/release/airlock"; fi
 tmp=$(mktemp -d)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
