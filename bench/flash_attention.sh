@@ -10,16 +10,8 @@ cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-2}"
 num_ctx=20480
-source scripts/build-env.sh
-# AIRLOCK_BIN: an airlock binary already built (its backend modules beside it); else build one.
-if [ -n "${AIRLOCK_BIN:-}" ]; then bin="$AIRLOCK_BIN"; else cargo build "${cargo_flags[@]}" --bin airlock >&2; bin="$target/release/airlock"; fi
-tmp=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-export AIRLOCK_MODELS="$tmp/models"
+source bench/serve-env.sh
 "$bin" import "$model" --name bench:latest --link >/dev/null 2>&1
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # $1 server kind (airlock|llama-server), $2 fa (on|off), $3 port: one line of JSON per prompt.
 measure() {

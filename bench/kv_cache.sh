@@ -11,18 +11,11 @@ cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-2}"
 num_ctx="${3:-32768}"
-source scripts/build-env.sh
-# AIRLOCK_BIN: an airlock binary already built (its backend modules beside it); else build one.
-if [ -n "${AIRLOCK_BIN:-}" ]; then bin="$AIRLOCK_BIN"; else cargo build "${cargo_flags[@]}" --bin airlock >&2; bin="$target/release/airlock"; fi
-tmp=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-export AIRLOCK_MODELS="$tmp/models"
+source bench/serve-env.sh
 "$bin" import "$model" --name bench:latest --link >/dev/null 2>&1
 
 for kv in f16 q8_0 q4_0; do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 AIRLOCK_KV_CACHE_TYPE="$kv" "$bin" serve >"$tmp/serve-$kv.log" 2>&1 &
   server=$!
   python3 - "$port" "$kv" "$num_ctx" "$server" >>"$tmp/results" <<'PY'
@@ -50,7 +43,7 @@ done
 if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
   llama_server=$(bench/llama-server.sh)
   for kv in f16 q8_0 q4_0; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     "$llama_server" -m "$model" -t "$threads" -c "$num_ctx" -np 1 -ngl 0 -fa on -ctk "$kv" -ctv "$kv" --port "$port" >"$tmp/llama-server-$kv.log" 2>&1 &
     server=$!
     python3 - "$port" "$kv" "$server" >>"$tmp/upstream" <<'PY'

@@ -12,19 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:-$(tests/fixtures/fetch-test-model.sh)}"
 threads="${2:-2}"
-source scripts/build-env.sh
-# AIRLOCK_BIN: an airlock binary already built (its backend modules beside it); else build one.
-if [ -n "${AIRLOCK_BIN:-}" ]; then bin="$AIRLOCK_BIN"; else cargo build "${cargo_flags[@]}" --bin airlock >&2; bin="$target/release/airlock"; fi
-tmp=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-export AIRLOCK_MODELS="$tmp/models"
+source bench/serve-env.sh
 "$bin" import "$model" --name bench:latest --link >/dev/null 2>&1
 
 # One server run: load the model, then time the first turn(s). $1: label, $2: AIRLOCK_PROMPT_CACHE, $3: turns.
 run() {
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 AIRLOCK_PROMPT_CACHE="$2" "$bin" serve >"$tmp/serve-$1.log" 2>&1 &
   server=$!
   python3 - "$port" "$1" "$3" >>"$tmp/results" <<'PY'
@@ -69,7 +62,7 @@ if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
   llama_server=$(bench/llama-server.sh)
   mkdir -p "$tmp/slots"
   for phase in cold restored; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     "$llama_server" -m "$model" -t "$threads" -c 4096 -np 1 -ngl 0 --slot-save-path "$tmp/slots" --port "$port" >"$tmp/llama-server-$phase.log" 2>&1 &
     server=$!
     python3 - "$port" "$phase" >>"$tmp/results" <<'PY'

@@ -12,17 +12,10 @@ target_model="${1:-$(tests/fixtures/fetch-test-model.sh instruct-1.5b)}"
 draft_model="${2:-$(tests/fixtures/fetch-test-model.sh instruct)}"
 threads="${3:-2}"
 draft_max="${4:-8}"
-source scripts/build-env.sh
-# AIRLOCK_BIN: an airlock binary already built (its backend modules beside it); else build one.
-if [ -n "${AIRLOCK_BIN:-}" ]; then bin="$AIRLOCK_BIN"; else cargo build "${cargo_flags[@]}" --bin airlock >&2; bin="$target/release/airlock"; fi
-tmp=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-export AIRLOCK_MODELS="$tmp/models"
+source bench/serve-env.sh
 "$bin" import "$target_model" --name coder:1.5b --link >/dev/null 2>&1
 "$bin" import "$draft_model" --name coder:0.5b --link >/dev/null 2>&1
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 "$bin" serve >"$tmp/serve.log" 2>&1 &
 server=$!
 python3 - "$port" "$draft_max" "$threads" "$tmp/ours" <<'PY'
@@ -61,7 +54,7 @@ kill "$server"; wait "$server" 2>/dev/null || true; server=""
 [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" = 1 ] && exit 0
 llama_server=$(bench/llama-server.sh)
 for mode in alone drafted; do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   extra=(); [ "$mode" = drafted ] && extra=(-md "$draft_model" --draft-max "$draft_max" -ngld 0)
   "$llama_server" -m "$target_model" "${extra[@]}" -t "$threads" -c 2048 -np 1 --port "$port" -ngl 0 >"$tmp/llama-server-$mode.log" 2>&1 &
   server=$!
