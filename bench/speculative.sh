@@ -50,12 +50,12 @@ for name, prompt in prompts.items():
 PY
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
 
-# Upstream llama-server with the same pair and settings (-md, --draft-max), same prompts.
+# Upstream llama-server with the same pair and settings (-md, --spec-draft-n-max, p-min 0.75), same prompts.
 [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" = 1 ] && exit 0
 llama_server=$(bench/llama-server.sh)
 for mode in alone drafted; do
   port=$(free_port)
-  extra=(); [ "$mode" = drafted ] && extra=(-md "$draft_model" --draft-max "$draft_max" -ngld 0)
+  extra=(); [ "$mode" = drafted ] && extra=(-md "$draft_model" --spec-draft-n-max "$draft_max" --spec-draft-p-min 0.75 -ngld 0)
   "$llama_server" -m "$target_model" "${extra[@]}" -t "$threads" -c 2048 -np 1 --port "$port" -ngl 0 >"$tmp/llama-server-$mode.log" 2>&1 &
   server=$!
   python3 - "$port" "$mode" >>"$tmp/upstream" <<'PY'

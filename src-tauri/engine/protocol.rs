@@ -3,7 +3,15 @@
 //! [`Event::Error`] and a non-zero exit when the model cannot load), answers requests, and exits
 //! when its stdin closes. Its stderr is llama.cpp's log, kept by the supervisor for crash reports.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// How long a runner has to exit once its stdin closes before the supervisor kills it. The
+/// runner spends at most [`STOP_SAVE_BUDGET`] of it saving prompt-cache prefixes.
+pub const STOP_GRACE: Duration = Duration::from_secs(4);
+/// The part of [`STOP_GRACE`] a stopping runner may spend saving prefixes it has not saved yet.
+pub const STOP_SAVE_BUDGET: Duration = Duration::from_secs(3);
 
 /// Sampling and length options, Ollama's names. `None` means the runner's default
 /// (temperature 0.8, top_k 40, top_p 0.9, min_p 0, repeat_penalty 1.1, repeat_last_n 64).

@@ -12,7 +12,7 @@ use crate::engine::store_with_real_model;
 
 const TEMPLATE: &str = "{{ if .System }}{{ .System }}\n\n{{ end }}{{ range .Messages }}{{ if eq .Role \"user\" }}Question: {{ .Content }}\n{{ else if eq .Role \"assistant\" }}Answer: {{ .Content }}\n{{ end }}{{ end }}Answer:";
 
-fn ok(o: std::process::Output) -> std::process::Output {
+pub(crate) fn ok(o: std::process::Output) -> std::process::Output {
     assert!(o.status.success(), "failed: {}\n{}", stdout(&o), stderr(&o));
     o
 }
@@ -228,7 +228,7 @@ fn api_create_streams_ollamas_status_lines_and_refuses_quantize() {
 
 /// A LoRA adapter for the test model, made here: rank-4 `lora_a`/`lora_b` pairs on every
 /// attention query projection, filled with a fixed pattern scaled by `scale` (0: no effect).
-fn lora_adapter(scale: f32) -> Vec<u8> {
+pub(crate) fn lora_adapter(scale: f32) -> Vec<u8> {
     use airlock::gguf::writer::GgufBuilder;
     use airlock::gguf::GGML_TYPE_F32;
     let model = airlock::gguf::read_file(&real_model()).unwrap();

@@ -1,7 +1,8 @@
 //! The prompt cache across restarts, on the real test model: the first runner saves the state of
 //! a long system prompt once idle (its reply decoded as without the cache), the next one starts
 //! from it (the prefix not decoded again), only the prefix is written, and a damaged file is
-//! discarded and written afresh.
+//! discarded and written afresh; a runner stopped in the middle of a reply saves its prefix as it
+//! exits; a model with a LoRA adapter saves its prefix decoded with the adapter.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,12 +19,20 @@ use tempfile::TempDir;
 use crate::engine::{config, store_with_real_model};
 
 fn system_prompt() -> String {
-    let rules: Vec<String> = (1..=30).map(|i| format!("Rule {i}: berth {i} takes ships of at most {} metres and closes at {}:00.", 80 + i * 5, 16 + i % 6)).collect();
+    rules(30)
+}
+
+fn rules(n: u32) -> String {
+    let rules: Vec<String> = (1..=n).map(|i| format!("Rule {i}: berth {i} takes ships of at most {} metres and closes at {}:00.", 80 + i * 5, 16 + i % 6)).collect();
     format!("You are the assistant of the harbour office. Answer from these rules only.\n{}", rules.join("\n"))
 }
 
 fn ask(core: &Core, question: &str) -> (String, GenerationStats) {
-    let model = core.prepare("gemma3:270m").unwrap();
+    ask_model(core, "gemma3:270m", question)
+}
+
+fn ask_model(core: &Core, name: &str, question: &str) -> (String, GenerationStats) {
+    let model = core.prepare(name).unwrap();
     let messages = [ChatMessage::new("system", system_prompt()), ChatMessage::new("user", question)];
     let settings = RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(24), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
     let mut text = String::new();
@@ -111,4 +120,71 @@ fn a_saved_prefix_is_restored_after_a_restart_and_a_damaged_one_is_discarded() {
     assert_eq!(other.prompt_cached_tokens, 0);
     wait_for_files(cache.path(), 2);
     q8.shutdown();
+}
+
+#[test]
+fn a_runner_stopped_in_the_middle_of_a_reply_saves_its_prefix_as_it_exits() {
+    let dir = store_with_real_model();
+    let cache = TempDir::new().unwrap();
+    let with_cache = || Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), ..config() });
+    // A short prefix: saving it fits the stop's budget on a loaded machine.
+    let messages = [ChatMessage::new("system", rules(8)), ChatMessage::new("user", "Recite every rule, one by one, three times.")];
+    let settings = || RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(2000), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
+
+    let core = with_cache();
+    let model = core.prepare("gemma3:270m").unwrap();
+    let mut events = core.engine().chat(&model, &messages, settings()).unwrap().generation;
+    assert!(matches!(events.next(), Some(StreamEvent::Piece(_))), "the reply started");
+    // Busy the whole time: nothing was saved while it ran.
+    assert!(saved(cache.path()).is_empty());
+    core.shutdown();
+    drop(events);
+    let files = saved(cache.path());
+    assert_eq!(files.len(), 1, "the prefix was saved at stop: {files:?}");
+    assert!(files[0].with_extension("sha256").is_file());
+
+    let core = with_cache();
+    let model = core.prepare("gemma3:270m").unwrap();
+    let short = RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(4), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
+    let stats = core.engine().chat(&model, &messages, short).unwrap().generation.find_map(|e| match e {
+        StreamEvent::Done(stats) => Some(stats),
+        StreamEvent::Error(e) => panic!("{e}"),
+        StreamEvent::Piece(_) => None,
+    });
+    assert_eq!(stats.unwrap().prompt_cached_tokens, tokens_in(&files[0]));
+    core.shutdown();
+}
+
+#[test]
+fn a_model_with_an_adapter_saves_its_prefix_decoded_with_the_adapter() {
+    let dir = store_with_real_model();
+    let work = TempDir::new().unwrap();
+    fs::write(work.path().join("lora.gguf"), crate::modelfile::lora_adapter(0.5)).unwrap();
+    fs::write(work.path().join("Modelfile"), "FROM gemma3:270m\nADAPTER lora.gguf\n").unwrap();
+    let modelfile = work.path().join("Modelfile").display().to_string();
+    crate::modelfile::ok(crate::common::airlock(dir.path(), &["create", "tuned", "-f", &modelfile]));
+    let cache = TempDir::new().unwrap();
+    let with_cache = || Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), ..config() });
+    let question = "Which berth takes a ship of 150 metres?";
+
+    // The same prefix with and without the adapter: two files, with other KV states.
+    let core = with_cache();
+    ask_model(&core, "gemma3:270m", question);
+    wait_for_files(cache.path(), 1);
+    let plain = saved(cache.path());
+    let (first, cold) = ask_model(&core, "tuned", question);
+    wait_for_files(cache.path(), 2);
+    core.shutdown();
+    let tuned: Vec<PathBuf> = saved(cache.path()).into_iter().filter(|f| !plain.contains(f)).collect();
+    assert_eq!(tuned.len(), 1, "{:?}", saved(cache.path()));
+    assert_eq!(tokens_in(&tuned[0]), tokens_in(&plain[0]), "the same prefix");
+    assert_ne!(fs::read(&tuned[0]).unwrap(), fs::read(&plain[0]).unwrap(), "the adapter was not applied to the saved prefix");
+
+    // After a restart the adapter's model starts from its own file.
+    let core = with_cache();
+    let (again, warm) = ask_model(&core, "tuned", question);
+    println!("tuned replies: {first:?} / {again:?}; cold {cold:?}; warm {warm:?}");
+    assert!(!again.is_empty());
+    assert_eq!(warm.prompt_cached_tokens, tokens_in(&tuned[0]));
+    core.shutdown();
 }

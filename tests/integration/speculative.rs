@@ -64,8 +64,8 @@ fn a_draft_changes_no_token_of_a_greedy_reply() {
         // The model's own DRAFT, and the same draft named by a request.
         let (drafted, stats) = reply(&core, "gemma3:drafted", prompt, settings(0.0, None));
         let (asked, asked_stats) = reply(&core, "gemma3:270m", prompt, settings(0.0, Some("gemma3:270m")));
-        let rate = stats.draft_acceptance().expect("the draft proposed tokens");
-        println!("greedy, {prompt:?}: {} tokens, {}/{} drafted tokens kept ({:.0}%)", stats.eval_tokens, stats.draft_accepted, stats.draft_tokens, rate * 100.0);
+        // An unsure draft (the story) may propose nothing: it is then asked less often.
+        println!("greedy, {prompt:?}: {} tokens, {}/{} drafted tokens kept", stats.eval_tokens, stats.draft_accepted, stats.draft_tokens);
         assert_eq!(drafted, alone, "the draft changed the reply");
         assert_eq!(asked, alone, "the requested draft changed the reply");
         assert_eq!((stats.eval_tokens, asked_stats.eval_tokens), (plain.eval_tokens, plain.eval_tokens));
@@ -78,7 +78,7 @@ fn a_draft_changes_no_token_of_a_greedy_reply() {
     }
     // A model drafting for itself is almost always right (its two contexts may break a near tie
     // differently now and then).
-    assert!(kept_total * 10 >= drafted_total * 8, "{kept_total} of {drafted_total} drafted tokens kept");
+    assert!(drafted_total > 0 && kept_total * 10 >= drafted_total * 8, "{kept_total} of {drafted_total} drafted tokens kept");
     // Sampling: the model's own sampler still picks each token, a drafted one kept when it is
     // the pick.
     let (text, sampled) = reply(&core, "gemma3:drafted", prompts[1], settings(0.8, None));

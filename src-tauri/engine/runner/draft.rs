@@ -23,6 +23,10 @@ pub const DEFAULT_DRAFT_MAX: u32 = 16;
 /// Drafting stops at a token the draft itself gives less than this probability: a likely miss
 /// costs a batch row for nothing (llama.cpp's `--draft-p-min`).
 const P_MIN: f32 = 0.75;
+/// The most steps a slot goes without asking the draft after its proposals came back empty: an
+/// unsure draft still costs a step of its own each time. It catches up on the tokens it missed
+/// in one batch when asked again.
+const MAX_BACKOFF: u32 = 8;
 
 /// Loads the draft model: on the GPU only when the real model is wholly there.
 pub fn load(backend: &LlamaBackend, args: &RunnerArgs, target: &LlamaModel) -> Result<Option<LlamaModel>, String> {
@@ -60,6 +64,9 @@ pub struct Draft<'m> {
     n_batch: usize,
     /// Per slot: the tokens the draft's sequence holds.
     cached: Vec<Vec<LlamaToken>>,
+    /// Per slot: steps still to pass without drafting, and how many the next empty proposal
+    /// sets (doubling up to [`MAX_BACKOFF`], back to none once the draft proposes again).
+    backoff: Vec<(u32, u32)>,
 }
 
 impl<'m> Draft<'m> {
@@ -74,16 +81,18 @@ impl<'m> Draft<'m> {
             .with_swa_full(true);
         let ctx = model.new_context(backend, params).map_err(|e| format!("llama.cpp could not create the draft model's context ({e}); its log is on stderr"))?;
         let n_batch = ctx.n_batch() as usize;
-        Ok(Draft { model, ctx, batch: LlamaBatch::new(n_batch, parallel as i32), n_batch, cached: vec![Vec::new(); parallel as usize] })
+        Ok(Draft { model, ctx, batch: LlamaBatch::new(n_batch, parallel as i32), n_batch, cached: vec![Vec::new(); parallel as usize], backoff: vec![(0, 0); parallel as usize] })
     }
 
-    /// Up to `max` tokens the draft expects after `known` (the slot's tokens and the one just
-    /// sampled), in slot `seq`'s sequence; fewer where it is unsure, none when it fails.
-    pub fn propose(&mut self, seq: usize, known: &[LlamaToken], max: usize) -> Vec<LlamaToken> {
-        if max == 0 || known.is_empty() {
+    /// Up to `max` tokens the draft expects after the slot's tokens `cached` and the one just
+    /// sampled, `last`, in slot `seq`'s sequence; fewer where it is unsure, none when it fails.
+    pub fn propose(&mut self, seq: usize, cached: &[LlamaToken], last: LlamaToken, max: usize) -> Vec<LlamaToken> {
+        let (skip, _) = &mut self.backoff[seq];
+        if max == 0 || *skip > 0 {
+            *skip = skip.saturating_sub(1);
             return Vec::new();
         }
-        match self.try_propose(seq, known, max) {
+        let drafted = match self.try_propose(seq, cached, last, max) {
             Ok(tokens) => tokens,
             Err(_) => {
                 // Start the sequence over next time; the real model goes on without drafts.
@@ -91,14 +100,19 @@ impl<'m> Draft<'m> {
                 self.cached[seq].clear();
                 Vec::new()
             }
-        }
+        };
+        let (skip, next) = &mut self.backoff[seq];
+        *next = backoff_after(!drafted.is_empty(), *next);
+        *skip = *next;
+        drafted
     }
 
-    fn try_propose(&mut self, seq: usize, known: &[LlamaToken], max: usize) -> Result<Vec<LlamaToken>, String> {
+    fn try_propose(&mut self, seq: usize, known: &[LlamaToken], last: LlamaToken, max: usize) -> Result<Vec<LlamaToken>, String> {
         let id = seq as i32;
-        // Keep the common prefix; the last known token is decoded again for its logits.
+        // Keep the common prefix of what the draft holds and `known`; the tokens after it and
+        // `last` are decoded (the last for its logits).
         let cached = &mut self.cached[seq];
-        let mut keep = cached.iter().zip(known).take_while(|(a, b)| a == b).count().min(known.len() - 1);
+        let mut keep = cached.iter().zip(known).take_while(|(a, b)| a == b).count();
         if keep < cached.len() {
             if !self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None).unwrap_or(false) {
                 self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None).map_err(|e| e.to_string())?;
@@ -106,12 +120,13 @@ impl<'m> Draft<'m> {
             }
             cached.truncate(keep);
         }
+        let fresh: Vec<LlamaToken> = known[keep..].iter().copied().chain([last]).collect();
         let mut row = 0;
-        for chunk in known[keep..].chunks(self.n_batch) {
+        for chunk in fresh.chunks(self.n_batch) {
             self.batch.clear();
             let start = self.cached[seq].len();
             for (i, &t) in chunk.iter().enumerate() {
-                self.batch.add(t, (start + i) as i32, &[id], start + i + 1 == known.len()).map_err(|e| e.to_string())?;
+                self.batch.add(t, (start + i) as i32, &[id], start + i + 1 == keep + fresh.len()).map_err(|e| e.to_string())?;
             }
             self.ctx.decode(&mut self.batch).map_err(|e| e.to_string())?;
             self.cached[seq].extend_from_slice(chunk);
@@ -139,6 +154,12 @@ impl<'m> Draft<'m> {
     }
 }
 
+/// The steps to pass without drafting after a proposal: none after drafted tokens, else twice the
+/// last wait (one at first), at most [`MAX_BACKOFF`].
+fn backoff_after(drafted: bool, last: u32) -> u32 {
+    if drafted { 0 } else { (last * 2).clamp(1, MAX_BACKOFF) }
+}
+
 /// The most likely token and its probability (softmax over all logits).
 fn most_likely(logits: &[f32]) -> (LlamaToken, f32) {
     let (best, max) = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bm), (i, &l)| if l > bm { (i, l) } else { (bi, bm) });
@@ -149,6 +170,17 @@ fn most_likely(logits: &[f32]) -> (LlamaToken, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsure_draft_is_asked_less_often_until_it_proposes_again() {
+        let mut waits = Vec::new();
+        let mut last = 0;
+        for drafted in [false, false, false, false, false, true, false] {
+            last = backoff_after(drafted, last);
+            waits.push(last);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 8, 0, 1]);
+    }
 
     #[test]
     fn the_most_likely_token_and_its_probability() {

@@ -31,8 +31,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::Instant;
 
-use crate::engine::protocol::{encode, Event, Request};
+use crate::engine::protocol::{encode, Event, Request, STOP_SAVE_BUDGET};
 
 /// `airlock runner` (hidden): serve one model over stdin/stdout. Started by the engine's
 /// supervisor, not by people.
@@ -167,8 +168,11 @@ pub fn main(args: RunnerArgs) -> ExitCode {
             }
         }
         if input.closed {
-            // Nobody is listening any more: stop everything and exit.
+            // Asked to stop: end every request, save the prefixes not saved yet while the
+            // supervisor's grace allows (a prefix cut short is not written), and exit.
             session.cancel_all(&out);
+            let deadline = Instant::now() + STOP_SAVE_BUDGET;
+            session.save_prefixes(&mut || Instant::now() >= deadline);
             break;
         }
         session.step(&out);

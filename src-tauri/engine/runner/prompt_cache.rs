@@ -1,11 +1,12 @@
 //! The prompt cache that survives restarts: the KV state of a prompt's fixed prefix (system
 //! prompt, the Modelfile's messages, tool definitions; the caller says where it ends) is written
-//! to `--prompt-cache DIR` when the runner is next idle, and the next runner of the same model and cache
-//! settings loads it instead of decoding the prefix again. A file is named by a hash of the model
-//! file, the settings that shape the cache and the exact tokens; a checksum beside it is checked
-//! before llama.cpp reads it, and the tokens llama.cpp reads back must equal the prefix, so a
-//! stale, cut or altered file is deleted, never used. The folder is kept under a size bound, the
-//! least recently used files going first. Conversations are never written: only the prefix.
+//! to `--prompt-cache DIR` when the runner is next idle or stops, and the next runner of the same
+//! model and cache settings loads it instead of decoding the prefix again. A file is named by a
+//! hash of the model file, its adapter, the settings that shape the cache and the exact tokens;
+//! a checksum beside it is checked before llama.cpp reads it, and the tokens llama.cpp reads back
+//! must equal the prefix, so a stale, cut or altered file is deleted, never used. The folder is
+//! kept under a size bound, the least recently used files going first. Conversations are never
+//! written: only the prefix.
 
 use std::fs;
 use std::io::Write;
@@ -31,20 +32,19 @@ impl PromptCache {
     /// The cache `--prompt-cache` names, when the folder can be made (owner-only).
     pub fn open(args: &RunnerArgs) -> Option<Self> {
         let dir = args.prompt_cache.clone()?;
-        if args.lora.is_some() {
-            // The prefix would have to be decoded with the adapter applied; not kept.
-            return None;
-        }
         if let Err(e) = create_private_dir(&dir) {
             eprintln!("airlock runner: prompt cache {} is off: {e}", dir.display());
             return None;
         }
-        let size = fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+        let file = |path: &Path| format!("{}\n{}", path.display(), fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+        // The sequence count shapes the cache too (one stream per sequence).
         let identity = format!(
-            "airlock prompt cache 1\n{}\n{size}\n{}\n{}",
-            args.model.display(),
+            "airlock prompt cache 1\n{}\n{}\n{}\n{}\n{}",
+            file(&args.model),
+            args.lora.as_deref().map(file).unwrap_or_default(),
             args.kv_cache_type.as_str(),
-            args.flash_attention.as_str()
+            args.flash_attention.as_str(),
+            args.parallel
         );
         Some(PromptCache { dir, identity, max_bytes: args.prompt_cache_bytes })
     }
@@ -100,11 +100,20 @@ impl PromptCache {
         result
     }
 
-    /// Deletes the least recently used files until the folder fits its bound.
+    /// Deletes the least recently used files until the folder fits its bound, and what a runner
+    /// killed while saving left behind.
     fn evict(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let entries: Vec<fs::DirEntry> = entries.flatten().collect();
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        for e in &entries {
+            let partial = e.file_name().to_string_lossy().contains(".partial-");
+            if partial && e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < stale) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
         let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-            .flatten()
+            .iter()
             .filter(|e| e.path().extension().is_some_and(|x| x == "kv"))
             .filter_map(|e| e.metadata().ok().map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len(), e.path())))
             .collect();

@@ -93,7 +93,8 @@ impl Loaded {
         let mut ctx = model
             .new_context(backend, params)
             .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens with a {} KV cache and flash attention {} ({e}); its log is on stderr", args.kv_cache_type.as_str(), args.flash_attention.as_str()))?;
-        if let Some(adapter) = adapter.as_mut() {
+        let mut adapter = adapter.as_mut();
+        if let Some(adapter) = adapter.as_deref_mut() {
             ctx.lora_adapter_set(adapter, 1.0).map_err(|e| format!("llama.cpp could not apply the LoRA adapter: {e}"))?;
         }
         // llama.cpp rounds the context up (to 256); the request's size is still the limit.
@@ -110,6 +111,7 @@ impl Loaded {
         };
         Ok(Session {
             draft,
+            adapter,
             prompt_cache: PromptCache::open(args),
             unsaved_prefixes: Vec::new(),
             backend,
@@ -189,6 +191,8 @@ pub struct Session<'m> {
     /// Prompt prefixes kept across restarts (`--prompt-cache`), and those still to be saved.
     pub(super) prompt_cache: Option<PromptCache>,
     pub(super) unsaved_prefixes: Vec<Vec<LlamaToken>>,
+    /// The LoRA adapter every context of this runner applies (`--lora`).
+    adapter: Option<&'m mut LlamaLoraAdapter>,
     backend: &'m LlamaBackend,
     args: RunnerArgs,
     pub(super) ctx: LlamaContext<'m>,
@@ -264,8 +268,8 @@ impl Session<'_> {
 
     /// Saves the prefixes the prompt cache lacks, each decoded alone in a context of its own:
     /// a live prompt is decoded in one piece as always, so the cache never changes a reply's
-    /// arithmetic. Called when idle; stops between chunks once `interrupted` says a request
-    /// came (the rest waits for the next idle moment).
+    /// arithmetic. Called when idle and at stop; stops between chunks once `interrupted` says
+    /// a request came or the time is up (the rest waits for the next idle moment).
     pub fn save_prefixes(&mut self, interrupted: &mut dyn FnMut() -> bool) {
         let Some(cache) = &self.prompt_cache else { return };
         while let Some(prefix) = self.unsaved_prefixes.last() {
@@ -281,6 +285,12 @@ impl Session<'_> {
                 Ok(ctx) => ctx,
                 Err(e) => return eprintln!("airlock runner: prompt cache: no context to save a prefix in: {e}"),
             };
+            if let Some(adapter) = self.adapter.as_deref_mut() {
+                if let Err(e) = ctx.lora_adapter_set(adapter, 1.0) {
+                    self.unsaved_prefixes.pop();
+                    return eprintln!("airlock runner: prompt cache: the adapter could not be applied: {e}");
+                }
+            }
             let mut batch = LlamaBatch::new(self.n_batch, self.parallel as i32);
             for (c, chunk) in prefix.chunks(self.n_batch).enumerate() {
                 if interrupted() {

@@ -44,8 +44,7 @@ impl Session<'_> {
                     let left = job.limit.map_or(usize::MAX, |n| n.saturating_sub(job.stats.eval_tokens + 1) as usize);
                     let room = (self.n_ctx as usize).saturating_sub(slot.cached.len() + 2);
                     let max = (job.draft_max as usize).min(draft_room).min(left).min(room);
-                    let known: Vec<_> = slot.cached.iter().copied().chain([t]).collect();
-                    job.drafts = draft.propose(s, &known, max);
+                    job.drafts = draft.propose(s, &slot.cached, t, max);
                     for (i, &d) in job.drafts.iter().enumerate() {
                         if let Err(e) = self.batch.add(d, pos + 1 + i as i32, &[s as i32], true) {
                             failed = Some(format!("batch: {e}"));

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{EngineError, GpuPlan, LoadSpec, RunnerInfo, RunnerKey, StreamEvent, Supervisor};
-use crate::engine::protocol::{encode, Event, Request};
+use crate::engine::protocol::{encode, Event, Request, STOP_GRACE};
 use crate::engine::untrusted::SpecialTokens;
 
 const STDERR_LINES_KEPT: usize = 30;
@@ -144,11 +144,13 @@ impl LoadedModel {
         *self.expires.lock().unwrap() = Instant::now().checked_add(*ka).unwrap_or_else(far_future);
     }
 
-    /// Ends the runner: closing stdin asks it to exit; a kill makes sure.
+    /// Ends the runner: closing stdin asks it to exit (it may first save its prompt-cache
+    /// prefixes, within `STOP_GRACE`); a kill makes sure.
     pub(super) fn shut_down(&self) {
         self.stdin.lock().unwrap().take();
         let mut child = self.child.lock().unwrap();
-        for _ in 0..20 {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
                 self.alive.reaped();
                 return;
