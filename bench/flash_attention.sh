@@ -15,14 +15,11 @@ source bench/serve-env.sh
 
 # $1 server kind (airlock|llama-server), $2 fa (on|off), $3 port: one line of JSON per prompt.
 measure() {
+  wait_for "http://127.0.0.1:$3$([ "$1" = llama-server ] && echo /health || echo /api/version)"
   python3 - "$1" "$2" "$3" "$num_ctx" <<'PY'
 import json, sys, time, urllib.request
 kind, fa, port, num_ctx = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 url = f"http://127.0.0.1:{port}"
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + ("/health" if kind == "llama-server" else "/api/version"), timeout=1); break
-    except Exception: time.sleep(0.2)
 def post(path, body):
     return json.load(urllib.request.urlopen(urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}), timeout=1800))
 line = lambda i: f"Line {i}: the pump in hall {i % 7} was checked on day {i % 31} and found in order."

@@ -18,13 +18,10 @@ for kv in f16 q8_0 q4_0; do
   port=$(free_port)
   AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 AIRLOCK_KV_CACHE_TYPE="$kv" "$bin" serve >"$tmp/serve-$kv.log" 2>&1 &
   server=$!
+  wait_for "http://127.0.0.1:$port/api/version"
   python3 - "$port" "$kv" "$num_ctx" "$server" >>"$tmp/results" <<'PY'
 import json, subprocess, sys, time, urllib.request
 port, kv, num_ctx, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-for _ in range(200):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=1); break
-    except Exception: time.sleep(0.1)
 prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
 body = {"model": "bench:latest", "prompt": prompt, "stream": False, "options": {"num_ctx": num_ctx, "num_predict": 64, "temperature": 0, "seed": 1}}
 req = urllib.request.Request(f"http://127.0.0.1:{port}/api/generate", json.dumps(body).encode(), {"Content-Type": "application/json"})
@@ -46,13 +43,10 @@ if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
     port=$(free_port)
     "$llama_server" -m "$model" -t "$threads" -c "$num_ctx" -np 1 -ngl 0 -fa on -ctk "$kv" -ctv "$kv" --port "$port" >"$tmp/llama-server-$kv.log" 2>&1 &
     server=$!
+    wait_for "http://127.0.0.1:$port/health"
     python3 - "$port" "$kv" "$server" >>"$tmp/upstream" <<'PY'
 import json, sys, time, urllib.request
 port, kv, server = sys.argv[1], sys.argv[2], sys.argv[3]
-for _ in range(600):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
-    except Exception: time.sleep(0.2)
 prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
 body = {"prompt": prompt, "n_predict": 64, "temperature": 0, "cache_prompt": False}
 req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})

@@ -20,14 +20,11 @@ run() {
   port=$(free_port)
   AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 AIRLOCK_PROMPT_CACHE="$2" "$bin" serve >"$tmp/serve-$1.log" 2>&1 &
   server=$!
+  wait_for "http://127.0.0.1:$port/api/version"
   python3 - "$port" "$1" "$3" >>"$tmp/results" <<'PY'
 import json, sys, time, urllib.request
 port, label, turns = sys.argv[1], sys.argv[2], int(sys.argv[3])
 url = f"http://127.0.0.1:{port}"
-for _ in range(200):
-    try:
-        urllib.request.urlopen(url + "/api/version", timeout=1); break
-    except Exception: time.sleep(0.1)
 def post(path, body):
     return urllib.request.urlopen(urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}), timeout=600)
 post("/api/generate", {"model": "bench:latest"}).read()  # load the model first: TTFT excludes loading
@@ -65,14 +62,11 @@ if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
     port=$(free_port)
     "$llama_server" -m "$model" -t "$threads" -c 4096 -np 1 -ngl 0 --slot-save-path "$tmp/slots" --port "$port" >"$tmp/llama-server-$phase.log" 2>&1 &
     server=$!
+    wait_for "http://127.0.0.1:$port/health"
     python3 - "$port" "$phase" >>"$tmp/results" <<'PY'
 import json, sys, time, urllib.request
 port, phase = sys.argv[1], sys.argv[2]
 url = f"http://127.0.0.1:{port}"
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + "/health", timeout=1); break
-    except Exception: time.sleep(0.2)
 def post(path, body):
     return urllib.request.urlopen(urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}), timeout=600)
 rules = "\n".join(f"Rule {i}: berth {i} takes ships of at most {80 + i * 5} metres, opens at {5 + i % 4}:00 and closes at {16 + i % 6}:00; pilots are booked a day ahead." for i in range(1, 41))

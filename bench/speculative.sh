@@ -18,13 +18,10 @@ source bench/serve-env.sh
 port=$(free_port)
 AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1 "$bin" serve >"$tmp/serve.log" 2>&1 &
 server=$!
+wait_for "http://127.0.0.1:$port/api/version"
 python3 - "$port" "$draft_max" "$threads" "$tmp/ours" <<'PY'
 import json, sys, time, urllib.request
 port, draft_max, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-for _ in range(200):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=1); break
-    except Exception: time.sleep(0.1)
 prompts = {
     "code": "Write a Python function `merge_sorted(a, b)` that merges two sorted lists into one sorted list, with a docstring and three doctest examples.",
     "prose": "Write a short paragraph about why lighthouses were important for ships in the nineteenth century.",
@@ -58,13 +55,10 @@ for mode in alone drafted; do
   extra=(); [ "$mode" = drafted ] && extra=(-md "$draft_model" --spec-draft-n-max "$draft_max" --spec-draft-p-min 0.75 -ngld 0)
   "$llama_server" -m "$target_model" "${extra[@]}" -t "$threads" -c 2048 -np 1 --port "$port" -ngl 0 >"$tmp/llama-server-$mode.log" 2>&1 &
   server=$!
+  wait_for "http://127.0.0.1:$port/health"
   python3 - "$port" "$mode" >>"$tmp/upstream" <<'PY'
 import json, sys, time, urllib.request
 port, mode = sys.argv[1], sys.argv[2]
-for _ in range(600):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
-    except Exception: time.sleep(0.2)
 prompts = {
     "code": "Write a Python function `merge_sorted(a, b)` that merges two sorted lists into one sorted list, with a docstring and three doctest examples.",
     "prose": "Write a short paragraph about why lighthouses were important for ships in the nineteenth century.",
