@@ -17,7 +17,7 @@ source bench/serve-env.sh
 measure() {
   wait_for "http://127.0.0.1:$3$([ "$1" = llama-server ] && echo /health || echo /api/version)"
   python3 - "$1" "$2" "$3" "$num_ctx" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 kind, fa, port, num_ctx = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 url = f"http://127.0.0.1:{port}"
 def post(path, body):

@@ -20,7 +20,7 @@ for kv in f16 q8_0 q4_0; do
   server=$!
   wait_for "http://127.0.0.1:$port/api/version"
   python3 - "$port" "$kv" "$num_ctx" "$server" >>"$tmp/results" <<'PY'
-import json, subprocess, sys, time, urllib.request
+import json, subprocess, sys, urllib.request
 port, kv, num_ctx, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
 body = {"model": "bench:latest", "prompt": prompt, "stream": False, "options": {"num_ctx": num_ctx, "num_predict": 64, "temperature": 0, "seed": 1}}
@@ -45,7 +45,7 @@ if [ "${AIRLOCK_BENCH_NO_LLAMA_SERVER:-}" != 1 ]; then
     server=$!
     wait_for "http://127.0.0.1:$port/health"
     python3 - "$port" "$kv" "$server" >>"$tmp/upstream" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 port, kv, server = sys.argv[1], sys.argv[2], sys.argv[3]
 prompt = " ".join(f"Line {i}: the pump in hall {i % 7} was checked and found in order." for i in range(80))
 body = {"prompt": prompt, "n_predict": 64, "temperature": 0, "cache_prompt": False}

@@ -20,7 +20,7 @@ AIRLOCK_HOST="127.0.0.1:$port" AIRLOCK_THREADS="$threads" AIRLOCK_NUM_PARALLEL=1
 server=$!
 wait_for "http://127.0.0.1:$port/api/version"
 python3 - "$port" "$draft_max" "$threads" "$tmp/ours" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 port, draft_max, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 prompts = {
     "code": "Write a Python function `merge_sorted(a, b)` that merges two sorted lists into one sorted list, with a docstring and three doctest examples.",
@@ -57,7 +57,7 @@ for mode in alone drafted; do
   server=$!
   wait_for "http://127.0.0.1:$port/health"
   python3 - "$port" "$mode" >>"$tmp/upstream" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 port, mode = sys.argv[1], sys.argv[2]
 prompts = {
     "code": "Write a Python function `merge_sorted(a, b)` that merges two sorted lists into one sorted list, with a docstring and three doctest examples.",

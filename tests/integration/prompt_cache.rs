@@ -32,11 +32,19 @@ fn ask(core: &Core, question: &str) -> (String, GenerationStats) {
 }
 
 fn ask_model(core: &Core, name: &str, question: &str) -> (String, GenerationStats) {
-    let model = core.prepare(name).unwrap();
     let messages = [ChatMessage::new("system", system_prompt()), ChatMessage::new("user", question)];
-    let settings = RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(24), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
+    ask_with(core, name, &messages, greedy(24))
+}
+
+fn greedy(num_predict: i32) -> RequestSettings {
+    RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(num_predict), ..Default::default() }, num_ctx: Some(2048), ..Default::default() }
+}
+
+/// The whole reply of `name` to `messages`, and its stats.
+fn ask_with(core: &Core, name: &str, messages: &[ChatMessage], settings: RequestSettings) -> (String, GenerationStats) {
+    let model = core.prepare(name).unwrap();
     let mut text = String::new();
-    for ev in core.engine().chat(&model, &messages, settings).unwrap().generation {
+    for ev in core.engine().chat(&model, messages, settings).unwrap().generation {
         match ev {
             StreamEvent::Piece(p) => text.push_str(&p),
             StreamEvent::Done(stats) => return (text, stats),
@@ -129,11 +137,10 @@ fn a_runner_stopped_in_the_middle_of_a_reply_saves_its_prefix_as_it_exits() {
     let with_cache = || Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), ..config() });
     // A short prefix: saving it fits the stop's budget on a loaded machine.
     let messages = [ChatMessage::new("system", rules(8)), ChatMessage::new("user", "Recite every rule, one by one, three times.")];
-    let settings = || RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(2000), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
 
     let core = with_cache();
     let model = core.prepare("gemma3:270m").unwrap();
-    let mut events = core.engine().chat(&model, &messages, settings()).unwrap().generation;
+    let mut events = core.engine().chat(&model, &messages, greedy(2000)).unwrap().generation;
     assert!(matches!(events.next(), Some(StreamEvent::Piece(_))), "the reply started");
     // Busy the whole time: nothing was saved while it ran.
     assert!(saved(cache.path()).is_empty());
@@ -144,14 +151,8 @@ fn a_runner_stopped_in_the_middle_of_a_reply_saves_its_prefix_as_it_exits() {
     assert!(files[0].with_extension("sha256").is_file());
 
     let core = with_cache();
-    let model = core.prepare("gemma3:270m").unwrap();
-    let short = RequestSettings { options: SamplingOptions { temperature: Some(0.0), num_predict: Some(4), ..Default::default() }, num_ctx: Some(2048), ..Default::default() };
-    let stats = core.engine().chat(&model, &messages, short).unwrap().generation.find_map(|e| match e {
-        StreamEvent::Done(stats) => Some(stats),
-        StreamEvent::Error(e) => panic!("{e}"),
-        StreamEvent::Piece(_) => None,
-    });
-    assert_eq!(stats.unwrap().prompt_cached_tokens, tokens_in(&files[0]));
+    let (_, stats) = ask_with(&core, "gemma3:270m", &messages, greedy(4));
+    assert_eq!(stats.prompt_cached_tokens, tokens_in(&files[0]));
     core.shutdown();
 }
 

@@ -277,13 +277,16 @@ impl Session<'_> {
                 self.unsaved_prefixes.pop();
                 continue;
             }
-            let n_batch = self.n_batch as u32;
             // As many sequences as the live context: llama.cpp keeps one cache stream per
             // sequence, and a saved state loads only into a cache of the same shape.
-            let params = context_params(&self.args, (prefix.len() as u32 + 1) * self.parallel, n_batch, self.parallel, self.threads);
+            let params = context_params(&self.args, (prefix.len() as u32 + 1) * self.parallel, self.n_batch as u32, self.parallel, self.threads);
+            // A prefix that fails is dropped, not tried again at every idle moment.
             let mut ctx = match self.model.new_context(self.backend, params) {
                 Ok(ctx) => ctx,
-                Err(e) => return eprintln!("airlock runner: prompt cache: no context to save a prefix in: {e}"),
+                Err(e) => {
+                    self.unsaved_prefixes.pop();
+                    return eprintln!("airlock runner: prompt cache: no context to save a prefix in: {e}");
+                }
             };
             if let Some(adapter) = self.adapter.as_deref_mut() {
                 if let Err(e) = ctx.lora_adapter_set(adapter, 1.0) {
