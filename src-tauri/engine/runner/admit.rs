@@ -59,6 +59,9 @@ impl Session<'_> {
             }
             // The draft holds text only: a prompt with images is not drafted for.
             let draft_max = if p.media.is_none() && self.draft.is_some() { p.draft_max } else { 0 };
+            if let Some(draft) = self.draft.as_mut() {
+                draft.new_reply(s);
+            }
             if let (Some(cache), true) = (&self.prompt_cache, p.fixed > cached) {
                 let prefix = &p.tokens[..p.fixed];
                 if cache.has(prefix) {

@@ -84,6 +84,11 @@ impl<'m> Draft<'m> {
         Ok(Draft { model, ctx, batch: LlamaBatch::new(n_batch, parallel as i32), n_batch, cached: vec![Vec::new(); parallel as usize], backoff: vec![(0, 0); parallel as usize] })
     }
 
+    /// Slot `seq` starts another reply: the draft is asked from its first token on.
+    pub fn new_reply(&mut self, seq: usize) {
+        self.backoff[seq] = (0, 0);
+    }
+
     /// Up to `max` tokens the draft expects after the slot's tokens `cached` and the one just
     /// sampled, `last`, in slot `seq`'s sequence; fewer where it is unsure, none when it fails.
     pub fn propose(&mut self, seq: usize, cached: &[LlamaToken], last: LlamaToken, max: usize) -> Vec<LlamaToken> {
