@@ -6,6 +6,9 @@
 
 use serde::Serialize;
 
+use crate::engine::protocol::DEFAULT_BATCH;
+use crate::gguf;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlashAttention {
@@ -123,6 +126,68 @@ fn first_env(names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
 }
 
+/// The KV cache's shape, from the GGUF's attention metadata: what one token takes in one layer,
+/// and how many layers keep only a sliding window (as the runner builds the cache: see
+/// `runner/window.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvShape {
+    /// K and V of one token in one layer, at f16: 2 × KV heads × head size × 2 bytes.
+    pub layer_token_bytes: u64,
+    pub layers: u64,
+    /// Layers that keep the last `window` tokens and one batch, not the whole context.
+    pub window_layers: u64,
+    pub window: u64,
+}
+
+impl KvShape {
+    pub fn from_gguf(info: &gguf::GgufInfo) -> Self {
+        let arch = info.architecture().unwrap_or_default();
+        let key = |k: &str| info.get_u64(&format!("{arch}.{k}"));
+        let layers = info.block_count().unwrap_or(32);
+        let embd = info.embedding_length().unwrap_or(4096);
+        let heads = key("attention.head_count").unwrap_or(1).max(1);
+        let kv_heads = key("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = key("attention.key_length").unwrap_or(embd / heads);
+        let window = key("attention.sliding_window").unwrap_or(0);
+        let window_layers = if window == 0 { 0 } else { window_layer_count(info, arch, layers) };
+        KvShape { layer_token_bytes: 2 * kv_heads * head_dim * 2, layers, window_layers, window }
+    }
+
+    /// f16 bytes per token of a `num_ctx`-token context (one sequence): the window layers hold
+    /// at most their window and a batch, rounded up to 256 cells as llama.cpp does.
+    pub fn bytes_per_token(&self, num_ctx: u32) -> u64 {
+        let n = (num_ctx as u64).max(1);
+        let window_cells = (self.window + DEFAULT_BATCH as u64).next_multiple_of(256).min(n.next_multiple_of(256));
+        let cells = (self.layers - self.window_layers) * n + self.window_layers * window_cells;
+        (cells * self.layer_token_bytes).div_ceil(n)
+    }
+}
+
+/// Layers with a sliding window: the GGUF's `attention.sliding_window_pattern` (every Nth layer
+/// attends to everything, or one flag per layer), else llama.cpp's pattern for the architecture,
+/// else none (the estimate is then high, never low).
+fn window_layer_count(info: &gguf::GgufInfo, arch: &str, layers: u64) -> u64 {
+    let every = match info.get(&format!("{arch}.attention.sliding_window_pattern")) {
+        Some(gguf::MetaValue::Array(a)) => {
+            return a.values().map_or(0, |v| v.iter().filter(|f| matches!(f, gguf::MetaValue::Bool(true))).count() as u64);
+        }
+        Some(v) => v.as_u64(),
+        None => None,
+    };
+    let every = every.or(match arch {
+        "gemma2" | "gpt-oss" => Some(2),
+        "gemma3" | "gemma-embedding" => Some(6),
+        "gemma3n" => Some(5),
+        "cohere2" | "exaone4" | "olmo2" => Some(4),
+        _ => None,
+    });
+    match every {
+        Some(0) => layers,
+        Some(n) => layers - layers / n,
+        None => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +205,17 @@ mod tests {
         assert_eq!([KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0].map(|t| t.bytes_of(6400)), [6400, 3400, 1800]);
         assert!(check(FlashAttention::Off, KvCacheType::Q8_0).unwrap_err().contains("needs flash attention"));
         assert!(check(FlashAttention::Auto, KvCacheType::Q4_0).is_ok() && check(FlashAttention::Off, KvCacheType::F16).is_ok());
+    }
+
+    #[test]
+    fn window_layers_hold_their_window_and_a_batch() {
+        // Gemma 3 270M: 18 layers, one KV head of 256, a 512-token window on 5 layers in 6.
+        let gemma = KvShape { layer_token_bytes: 2 * 256 * 2, layers: 18, window_layers: 15, window: 512 };
+        // llama.cpp at 32k: 96 MiB for the 3 full layers, 15 MiB for 1,024 cells of 15 layers.
+        assert_eq!(gemma.bytes_per_token(32768) * 32768, (96 + 15) << 20);
+        // A context shorter than window and batch: every layer holds all of it.
+        assert_eq!(gemma.bytes_per_token(512), 18 * 1024);
+        let whole = KvShape { window_layers: 0, window: 0, ..gemma };
+        assert_eq!(whole.bytes_per_token(32768), 18 * 1024);
     }
 }

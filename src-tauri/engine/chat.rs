@@ -84,8 +84,8 @@ pub struct PreparedModel {
     /// Flash attention and KV cache type from the `params` layer.
     pub attention: (Option<FlashAttention>, Option<KvCacheType>),
     pub n_ctx_train: Option<u32>,
-    /// KV-cache bytes one token of context takes (f16 K and V), for sizing parallel slots.
-    pub kv_bytes_per_token: u64,
+    /// The KV cache's shape (f16 K and V), for sizing parallel slots.
+    pub kv: attention::KvShape,
     pub weights_bytes: u64,
     /// Transformer blocks (layers a GPU could take); 0 when the GGUF does not say.
     pub block_count: u32,
@@ -116,7 +116,7 @@ impl PreparedModel {
             default_num_ctx: DEFAULT_NUM_CTX,
             attention: params_layer.as_deref().map(attention::from_params).unwrap_or_default(),
             n_ctx_train: info.context_length().map(|c| c.min(u32::MAX as u64) as u32),
-            kv_bytes_per_token: kv_bytes_per_token(&info),
+            kv: attention::KvShape::from_gguf(&info),
             // The projector loads beside the weights (on the same device).
             weights_bytes: info.file_len + m.layer(manifest::MEDIA_PROJECTOR).map_or(0, |l| l.size),
             block_count: info.block_count().unwrap_or(0).min(u32::MAX as u64) as u32,
@@ -231,18 +231,6 @@ pub fn model_weights(store: &Store, m: &Manifest) -> Result<(PathBuf, std::sync:
     }
     let info = store.gguf_info(&layer.digest).map_err(|e| format!("its weights are not a valid GGUF file ({e}); import the model again"))?;
     Ok((path, info))
-}
-
-/// 2 (K and V) × layers × KV width × 2 bytes (f16), from the GGUF's attention metadata.
-fn kv_bytes_per_token(info: &gguf::GgufInfo) -> u64 {
-    let arch = info.architecture().unwrap_or_default();
-    let key = |k: &str| info.get_u64(&format!("{arch}.{k}"));
-    let layers = info.block_count().unwrap_or(32);
-    let embd = info.embedding_length().unwrap_or(4096);
-    let heads = key("attention.head_count").unwrap_or(1).max(1);
-    let kv_heads = key("attention.head_count_kv").unwrap_or(heads);
-    let head_dim = key("attention.key_length").unwrap_or(embd / heads);
-    2 * layers * kv_heads * head_dim * 2
 }
 
 /// Reads an Ollama `params` layer (`{"stop": [...], "temperature": 0.7, "num_ctx": 8192, …}`).
@@ -375,12 +363,12 @@ impl Engine {
             model_path: model.model_path.clone(),
             num_ctx,
             // Only used when the runner has to start.
-            parallel: choose_parallel(model.weights_bytes, kv_cache.bytes_of(model.kv_bytes_per_token), num_ctx),
+            parallel: choose_parallel(model.weights_bytes, kv_cache.bytes_of(model.kv.bytes_per_token(num_ctx)), num_ctx),
             num_gpu: req.num_gpu,
             adapter: model.adapter.clone(),
             projector: model.projector.clone(),
             // The draft's cache is left out: a small model's, beside the model's.
-            size: ModelSize { weights_bytes: model.weights_bytes + draft.as_ref().map_or(0, |d| d.bytes), kv_bytes_per_token: kv_cache.bytes_of(model.kv_bytes_per_token), layers: model.block_count },
+            size: ModelSize { weights_bytes: model.weights_bytes + draft.as_ref().map_or(0, |d| d.bytes), kv_bytes_per_token: kv_cache.bytes_of(model.kv.bytes_per_token(num_ctx)), layers: model.block_count },
             embedding: false,
             flash_attention,
             kv_cache,

@@ -44,14 +44,15 @@ impl Engine {
     /// Loads (or finds) `model`'s embedding runner.
     pub fn embedding_runner(&self, model: &PreparedModel, settings: &EmbedSettings) -> Result<(RunnerGuard, Duration), ChatError> {
         let started = Instant::now();
+        let num_ctx = model.context_length(settings.num_ctx);
         let spec = LoadSpec {
             name: model.name.clone(),
             model_path: model.model_path.clone(),
-            num_ctx: model.context_length(settings.num_ctx),
+            num_ctx,
             // Parallelism is inside the request: its inputs decode together as sequences.
             parallel: 1,
             num_gpu: settings.num_gpu,
-            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv_bytes_per_token, layers: model.block_count },
+            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv.bytes_per_token(num_ctx), layers: model.block_count },
             adapter: model.adapter.clone(),
             projector: None,
             embedding: true,

@@ -8,10 +8,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// How long a runner has to exit once its stdin closes before the supervisor kills it. The
-/// runner spends at most [`STOP_SAVE_BUDGET`] of it saving prompt-cache prefixes.
-pub const STOP_GRACE: Duration = Duration::from_secs(4);
+/// runner spends at most [`STOP_SAVE_BUDGET`] of it saving prompt-cache prefixes: a prefix
+/// takes well under a second alone, but several seconds where other runners share the cores.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The part of [`STOP_GRACE`] a stopping runner may spend saving prefixes it has not saved yet.
-pub const STOP_SAVE_BUDGET: Duration = Duration::from_secs(3);
+pub const STOP_SAVE_BUDGET: Duration = Duration::from_secs(8);
+
+/// Prompt tokens per decode call, unless the runner is told otherwise (`--batch`). A
+/// sliding-window layer's cache holds one batch beyond its window.
+pub const DEFAULT_BATCH: u32 = 512;
 
 /// Sampling and length options, Ollama's names. `None` means the runner's default
 /// (temperature 0.8, top_k 40, top_p 0.9, min_p 0, repeat_penalty 1.1, repeat_last_n 64).

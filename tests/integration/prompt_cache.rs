@@ -135,8 +135,9 @@ fn a_runner_stopped_in_the_middle_of_a_reply_saves_its_prefix_as_it_exits() {
     let dir = store_with_real_model();
     let cache = TempDir::new().unwrap();
     let with_cache = || Core::new(Store::at(dir.path()), EngineConfig { prompt_cache: Some(cache.path().to_path_buf()), ..config() });
-    // A short prefix: saving it fits the stop's budget on a loaded machine.
-    let messages = [ChatMessage::new("system", rules(8)), ChatMessage::new("user", "Recite every rule, one by one, three times.")];
+    // A short prefix (about 90 tokens): saving it fits the stop's budget on a loaded machine,
+    // where other tests' runners share the cores (192 tokens took up to 5 s on two).
+    let messages = [ChatMessage::new("system", rules(3)), ChatMessage::new("user", "Recite every rule, one by one, three times.")];
 
     let core = with_cache();
     let model = core.prepare("gemma3:270m").unwrap();

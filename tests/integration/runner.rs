@@ -271,6 +271,31 @@ fn runner_reuses_the_kv_cache_of_a_common_prefix() {
     assert_eq!(s3.prompt_cached_tokens + 1, s3.prompt_tokens);
 }
 
+/// The test model (Gemma 3) keeps only the last 512 tokens of its sliding-window layers: with a
+/// batch of 128 their cache holds 768 cells, so 1,000 tokens decoded after a prompt push its end
+/// out of them. A later prompt that shares only that first prompt then continues from the
+/// checkpoint taken when it was decoded, not from nothing and not from the lost window.
+#[test]
+fn runner_with_a_sliding_window_cache_goes_back_to_a_checkpoint() {
+    let (mut r, _) = Runner::start(&["--ctx", "4096", "--batch", "128"]);
+    let head = "User: Here are my notes on rivers. ".to_string() + &"The Danube flows east through ten countries. ".repeat(20) + "\nAssistant:";
+    let (_, s1) = r.complete(&head, greedy(4));
+    assert_eq!(s1.prompt_cached_tokens, 0);
+    let long_turn = format!("{head} Noted.\nUser: {}", "The Rhine runs north to the sea past many old castles. ".repeat(80));
+    let (_, s2) = r.complete(&long_turn, greedy(2));
+    assert!(s2.prompt_tokens > s1.prompt_tokens + 800, "the second turn is too short to leave the window: {s2:?}");
+    assert!(s2.prompt_cached_tokens + 2 >= s1.prompt_tokens, "the second turn continues the first: {s2:?}");
+    // Shares a few tokens more than the first prompt with the cache, but the window before
+    // them is gone: the sequence goes back to the checkpoint at the first prompt's end.
+    let other_turn = format!("{head} Noted.\nUser: Which river is longest?\nAssistant:");
+    let (reply, s3) = r.complete(&other_turn, greedy(8));
+    assert_eq!(s3.prompt_cached_tokens, s1.prompt_tokens, "not continued from the first prompt's checkpoint: {s3:?}");
+    assert!(!reply.trim().is_empty());
+    // From there on the window is whole again: the same prompt reuses all but its last token.
+    let (_, s4) = r.complete(&other_turn, greedy(8));
+    assert_eq!(s4.prompt_cached_tokens + 1, s4.prompt_tokens);
+}
+
 #[test]
 fn runner_rejects_a_prompt_larger_than_the_context() {
     let (mut r, ready) = Runner::start(&["--ctx", "64"]);

@@ -11,6 +11,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::session::Session;
 use super::slot::{Job, MediaTail};
 use super::text::{StopMatcher, Utf8Buffer};
+use super::window;
 use super::Output;
 use crate::engine::protocol::{Event, GenerationStats};
 
@@ -66,9 +67,7 @@ impl Session<'_> {
                 let prefix = &p.tokens[..p.fixed];
                 if cache.has(prefix) {
                     // A saved prefix beats a shorter reuse: the sequence starts over from it.
-                    let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
-                    self.slots[s].cached.clear();
-                    cached = 0;
+                    cached = window::cut_back(&mut self.ctx, s, &mut self.slots[s], self.window, 0);
                     if cache.restore(&mut self.ctx, s as i32, prefix) {
                         self.slots[s].cached = prefix.to_vec();
                         cached = p.fixed;
@@ -107,8 +106,9 @@ impl Session<'_> {
     }
 
     /// Keeps slot `s`'s KV cache of the longest common prefix of `tokens` and its cached
-    /// tokens, drops the rest, and returns how many tokens are reused. At least the last prompt
-    /// token is always decoded again, since its logits are needed to sample.
+    /// tokens (or of as much of it as a sliding-window cache can continue from), drops the rest,
+    /// and returns how many tokens are reused. At least the last prompt token is always decoded
+    /// again, since its logits are needed to sample.
     fn reuse_prefix(&mut self, s: usize, tokens: &[LlamaToken], keep: usize) -> usize {
         let slot = &mut self.slots[s];
         // Positions equal token counts below any image (see `Vision::clamp_reuse`).
@@ -120,20 +120,9 @@ impl Session<'_> {
         if common <= 1 {
             if self.parallel == 1 {
                 self.ctx.clear_kv_cache();
-            } else {
-                let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
             }
-            slot.cached.clear();
-            return 0;
+            return window::cut_back(&mut self.ctx, s, slot, self.window, 0);
         }
-        if self.ctx.clear_kv_cache_seq(Some(s as u32), Some(common as u32), None).unwrap_or(false) {
-            slot.cached.truncate(common);
-            common
-        } else {
-            // Memory that cannot drop a tail (recurrent models): start this sequence over.
-            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
-            slot.cached.clear();
-            0
-        }
+        window::cut_back(&mut self.ctx, s, slot, self.window, common)
     }
 }

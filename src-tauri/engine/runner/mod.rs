@@ -6,9 +6,10 @@
 //! Files: `mod.rs` owns the command line, the process's I/O (a reader thread feeding a channel so
 //! requests and `Cancel`s are seen between decode steps) and the request loop; [`session`] owns
 //! the model and context (loading, the slots with per-sequence KV-cache reuse, the queue), with
-//! `slot.rs` (a slot's and a request's state) and `sampler.rs` (sampler chains) below it and
-//! `admit.rs` (a queued request takes a slot, reusing a cached prefix) and `step.rs` (the batched
-//! decode step) adding their methods to the session from above; [`text`] owns the pure UTF-8 and
+//! `slot.rs` (a slot's and a request's state), `sampler.rs` (sampler chains) and `window.rs`
+//! (cutting a sequence back in a sliding-window cache) below it and `admit.rs` (a queued request
+//! takes a slot, reusing a cached prefix) and `step.rs` (the batched decode step) adding their
+//! methods to the session from above; [`text`] owns the pure UTF-8 and
 //! stop-sequence plumbing; [`placement`] reads from llama.cpp's log where the model's buffers
 //! went; ggml's modules are found and loaded by [`crate::backends`]. Nothing here may write to
 //! stdout except whole protocol lines (stdout *is* the protocol; llama.cpp's log goes to stderr),
@@ -26,6 +27,7 @@ mod slot;
 mod step;
 pub mod text;
 mod vision;
+mod window;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -49,7 +51,7 @@ pub struct RunnerArgs {
     #[arg(long)]
     pub threads: Option<u32>,
     /// Prompt tokens per decode call (and per micro-batch).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = crate::engine::protocol::DEFAULT_BATCH)]
     pub batch: u32,
     /// Parallel sequences the context holds: up to this many requests decode together in one
     /// batch (continuous batching); more wait in arrival order.

@@ -37,9 +37,10 @@ impl PromptCache {
             return None;
         }
         let file = |path: &Path| format!("{}\n{}", path.display(), fs::metadata(path).map(|m| m.len()).unwrap_or(0));
-        // The sequence count shapes the cache too (one stream per sequence).
+        // The sequence count shapes the cache too (one stream per sequence). Version 2: the
+        // sliding-window layers keep only their window.
         let identity = format!(
-            "airlock prompt cache 1\n{}\n{}\n{}\n{}\n{}",
+            "airlock prompt cache 2\n{}\n{}\n{}\n{}\n{}",
             file(&args.model),
             args.lora.as_deref().map(file).unwrap_or_default(),
             args.kv_cache_type.as_str(),

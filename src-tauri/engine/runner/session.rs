@@ -89,7 +89,8 @@ impl Loaded {
         let parallel = args.parallel.max(1);
         let threads = args.threads.unwrap_or_else(crate::hardware::physical_cores).max(1);
         let n_batch = args.batch.max(1);
-        let params = context_params(args, n_ctx * parallel, n_batch, parallel, threads);
+        let window = super::window::sliding_window(model);
+        let params = context_params(args, n_ctx * parallel, n_batch, parallel, threads, window);
         let mut ctx = model
             .new_context(backend, params)
             .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens with a {} KV cache and flash attention {} ({e}); its log is on stderr", args.kv_cache_type.as_str(), args.flash_attention.as_str()))?;
@@ -125,7 +126,8 @@ impl Loaded {
             n_ctx_train,
             parallel,
             threads,
-            slots: (0..parallel).map(|_| Slot { cached: Vec::new(), pos_shift: 0, job: None, last_used: 0 }).collect(),
+            window,
+            slots: (0..parallel).map(|_| Slot { cached: Vec::new(), pos_shift: 0, job: None, last_used: 0, checkpoints: Vec::new() }).collect(),
             waiting: VecDeque::new(),
             clock: 0,
             piece: Vec::with_capacity(32),
@@ -133,8 +135,9 @@ impl Loaded {
     }
 }
 
-/// A context of `n_ctx` tokens over `n_seq` sequences, built as `args` say.
-fn context_params(args: &RunnerArgs, n_ctx: u32, n_batch: u32, n_seq: u32, threads: u32) -> LlamaContextParams {
+/// A context of `n_ctx` tokens over `n_seq` sequences, built as `args` say; a model with a known
+/// attention `window` keeps only that window in its sliding-window layers.
+fn context_params(args: &RunnerArgs, n_ctx: u32, n_batch: u32, n_seq: u32, threads: u32, window: Option<u32>) -> LlamaContextParams {
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(n_batch)
@@ -143,9 +146,8 @@ fn context_params(args: &RunnerArgs, n_ctx: u32, n_batch: u32, n_seq: u32, threa
         .with_n_seq_max(n_seq)
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads as i32)
-        // Sliding-window models (Gemma 2/3, …) otherwise keep only the last window of the KV
-        // cache, so a conversation's earlier turns could not be reused; keep all of it.
-        .with_swa_full(true);
+        // Without a window to check a cut against (`window.rs`), keep sliding-window layers whole.
+        .with_swa_full(window.is_none());
     with_attention(params, args)
 }
 
@@ -203,6 +205,8 @@ pub struct Session<'m> {
     n_ctx_train: u32,
     pub(super) parallel: u32,
     threads: u32,
+    /// The attention window of the model's sliding-window layers, when their cache keeps only it.
+    pub(super) window: Option<u32>,
     /// One per parallel sequence; slot `i` is llama.cpp sequence id `i`.
     pub(super) slots: Vec<Slot>,
     /// Accepted requests waiting for a free slot, in arrival order.
@@ -279,7 +283,7 @@ impl Session<'_> {
             }
             // As many sequences as the live context: llama.cpp keeps one cache stream per
             // sequence, and a saved state loads only into a cache of the same shape.
-            let params = context_params(&self.args, (prefix.len() as u32 + 1) * self.parallel, self.n_batch as u32, self.parallel, self.threads);
+            let params = context_params(&self.args, (prefix.len() as u32 + 1) * self.parallel, self.n_batch as u32, self.parallel, self.threads, self.window);
             // A prefix that fails is dropped, not tried again at every idle moment.
             let mut ctx = match self.model.new_context(self.backend, params) {
                 Ok(ctx) => ctx,

@@ -21,6 +21,16 @@ pub(super) struct Slot {
     pub(super) pos_shift: i32,
     pub(super) job: Option<Job>,
     pub(super) last_used: u64,
+    /// Sliding-window models: the window layers' state at earlier prompt ends, oldest first
+    /// (see `window.rs`).
+    pub(super) checkpoints: Vec<Checkpoint>,
+}
+
+/// The window layers' KV state of a slot's sequence when it held its first `tokens` tokens.
+pub(super) struct Checkpoint {
+    pub(super) tokens: usize,
+    pub(super) pos_shift: i32,
+    pub(super) state: llama_cpp_2::SeqState,
 }
 
 /// A validated request waiting for a slot.

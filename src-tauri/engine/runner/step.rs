@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use super::session::Session;
+use super::window;
 use super::Output;
 use crate::engine::protocol::Event;
 
@@ -94,6 +95,7 @@ impl Session<'_> {
             self.ctx.clear_kv_cache();
             for s in 0..self.slots.len() {
                 self.slots[s].cached.clear();
+                self.slots[s].checkpoints.clear();
                 if let Some(job) = self.slots[s].job.take() {
                     out.send(&Event::Error { id: Some(job.id), code: "decode".into(), message: message.clone() });
                 }
@@ -101,6 +103,7 @@ impl Session<'_> {
             return;
         }
         let mut synced = false;
+        let mut prompts_done = Vec::new();
         for &(s, n) in &added {
             let slot = &mut self.slots[s];
             let job = slot.job.as_mut().unwrap();
@@ -115,11 +118,15 @@ impl Session<'_> {
                             self.ctx.synchronize();
                             synced = true;
                         }
+                        prompts_done.push(s);
                         job.stats.prompt_eval_ns = job.t_prompt.elapsed().as_nanos() as u64;
                         job.t_eval = Some(Instant::now());
                     }
                 }
             }
+        }
+        for s in prompts_done {
+            window::checkpoint(&self.ctx, s, &mut self.slots[s], self.window);
         }
         for s in 0..self.slots.len() {
             if let Some(idx) = self.slots[s].job.as_ref().and_then(|j| j.logits) {
@@ -149,11 +156,9 @@ impl Session<'_> {
             self.advance(s, first_row + 1 + i as i32, out);
         }
         let slot = &mut self.slots[s];
-        let keep = (slot.cached.len() as i32 + slot.pos_shift) as u32;
-        if !self.ctx.clear_kv_cache_seq(Some(s as u32), Some(keep), None).unwrap_or(false) {
-            // A cache that cannot drop a tail (recurrent models): start the sequence over.
-            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
-            slot.cached.clear();
+        let keep = slot.cached.len();
+        if window::cut_back(&mut self.ctx, s, slot, self.window, keep) != keep {
+            // A cache that cannot drop a tail (recurrent models): the sequence starts over.
             if let Some(job) = slot.job.take() {
                 out.send(&Event::Error { id: Some(job.id), code: "draft".into(), message: "this model's cache cannot drop drafted tokens; speculative decoding does not work with it: remove the draft".into() });
             }
@@ -229,11 +234,7 @@ impl Session<'_> {
                 Err(message) => {
                     // Part of the images may be in the cache: drop everything after the text.
                     let keep = media.start.min(slot.cached.len());
-                    if !self.ctx.clear_kv_cache_seq(Some(s as u32), Some(keep as u32), None).unwrap_or(false) {
-                        let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
-                        slot.cached.clear();
-                    }
-                    slot.cached.truncate(keep);
+                    window::cut_back(&mut self.ctx, s, slot, self.window, keep);
                     let job = slot.job.take().unwrap();
                     out.send(&Event::Error { id: Some(job.id), code: "images".into(), message });
                 }

@@ -225,6 +225,7 @@ pub struct RunnerKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelSize {
     pub weights_bytes: u64,
+    /// KV-cache bytes per token of context, at the context and cache type it is loaded with.
     pub kv_bytes_per_token: u64,
     /// Transformer blocks (0 when unknown: then no partial offload).
     pub layers: u32,
