@@ -50,7 +50,7 @@ fn thin(model_path: &Path, threads: i32, gpu_layers: u32, avoid_amx: bool, texts
             std::env::set_var(var, "");
         }
     }
-    airlock::backends::load_backends(Path::new(&dir), avoid_amx).expect("load ggml modules");
+    airlock::backends::load_backends(Path::new(&dir), avoid_amx, false).expect("load ggml modules");
     let backend = LlamaBackend::init().expect("backend");
     let model = LlamaModel::load_from_file(&backend, model_path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers)).expect("load model");
     // The batch's tokens: one decode for all inputs (a multiple of the sequences, which

@@ -66,7 +66,7 @@ fn main() {
             std::env::set_var(var, "");
         }
     }
-    airlock::backends::load_backends(std::path::Path::new(&dir), avoid_amx).expect("load ggml modules");
+    airlock::backends::load_backends(std::path::Path::new(&dir), avoid_amx, false).expect("load ggml modules");
     let backend = LlamaBackend::init().expect("backend");
     let model = LlamaModel::load_from_file(&backend, &model_path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers))
         .expect("load model");

@@ -46,9 +46,11 @@ const AMX_VARIANTS: [&str; 1] = ["sapphirerapids"];
 
 /// Loads ggml's backend modules from `dir`: ggml scores the CPU variants against this CPU and
 /// keeps the best, and loads every GPU module whose own libraries are present. With
-/// `avoid_amx`, the AMX variants are not offered (ggml sees a folder of links to the others).
-pub fn load_backends(dir: &Path, avoid_amx: bool) -> std::io::Result<()> {
-    if !avoid_amx {
+/// `avoid_amx`, the AMX variants are not offered, and with `cpu_only` no GPU or RPC module is
+/// (ggml sees a folder of links to the others): a GPU driver's libraries alone take about
+/// 60 MiB of a process's memory.
+pub fn load_backends(dir: &Path, avoid_amx: bool, cpu_only: bool) -> std::io::Result<()> {
+    if !avoid_amx && !cpu_only {
         llama_cpp_2::llama_backend::load_backends_from_path(dir);
         return Ok(());
     }
@@ -56,7 +58,9 @@ pub fn load_backends(dir: &Path, avoid_amx: bool) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_module = name.starts_with("libggml-") && name.ends_with(".so");
-        if is_module && !AMX_VARIANTS.iter().any(|v| name == format!("libggml-cpu-{v}.so")) {
+        let amx = avoid_amx && AMX_VARIANTS.iter().any(|v| name == format!("libggml-cpu-{v}.so"));
+        let gpu = cpu_only && !name.starts_with("libggml-cpu-");
+        if is_module && !amx && !gpu {
             std::os::unix::fs::symlink(entry.path(), offered.join(&name))?;
         }
     }

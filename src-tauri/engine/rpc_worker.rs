@@ -78,7 +78,7 @@ pub fn check_host(host: &str, allow_network: bool) -> Result<(), String> {
 fn serve(args: &RpcWorkerArgs) -> Result<(), String> {
     check_host(&args.host, args.allow_network)?;
     let dir = backends::backend_dir().ok_or_else(|| format!("no ggml backend modules (libggml-cpu-*.so) next to the executable; set {} to their directory", backends::LIB_DIR_ENV))?;
-    backends::load_backends(&dir, args.avoid_amx)
+    backends::load_backends(&dir, args.avoid_amx, false)
         .map_err(|e| format!("cannot load the ggml modules from {}: {e}", dir.display()))?;
     let _backend = llama_cpp_2::llama_backend::LlamaBackend::init()
         .map_err(|e| format!("llama.cpp backend: {e}"))?;

@@ -57,7 +57,7 @@ impl Loaded {
             }
         }
         super::placement::capture_log();
-        backends::load_backends(&dir, args.avoid_amx).map_err(|e| format!("cannot load the ggml modules from {}: {e}", dir.display()))?;
+        backends::load_backends(&dir, args.avoid_amx, args.gpu_layers == 0).map_err(|e| format!("cannot load the ggml modules from {}: {e}", dir.display()))?;
         let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp backend: {e}"))?;
         if args.gpu_layers > 0 && !args.rpc.is_empty() {
             super::remote::add_workers(&args.rpc)?;
