@@ -94,8 +94,7 @@ impl Session<'_> {
             // every request that was in it.
             self.ctx.clear_kv_cache();
             for s in 0..self.slots.len() {
-                self.slots[s].cached.clear();
-                self.slots[s].checkpoints.clear();
+                window::forget(&mut self.slots[s]);
                 if let Some(job) = self.slots[s].job.take() {
                     out.send(&Event::Error { id: Some(job.id), code: "decode".into(), message: message.clone() });
                 }

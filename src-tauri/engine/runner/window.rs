@@ -14,7 +14,7 @@ use llama_cpp_2::LlamaStateSeqFlags;
 use super::slot::{Checkpoint, Slot};
 
 /// Checkpoints kept per slot, the latest ones; each holds one window of the window layers.
-pub const MAX_CHECKPOINTS: usize = 3;
+const MAX_CHECKPOINTS: usize = 3;
 /// A prompt shorter than this is decoded again faster than a checkpoint is copied.
 const MIN_CHECKPOINT_TOKENS: usize = 64;
 
@@ -81,7 +81,8 @@ fn has_window(ctx: &LlamaContext<'_>, s: usize, next: i32, window: u32) -> bool 
     first >= 0 && first <= (next - window as i32).max(0)
 }
 
-fn forget(slot: &mut Slot) -> usize {
+/// Empties `slot`'s view of its sequence (the caller empties the sequence).
+pub fn forget(slot: &mut Slot) -> usize {
     slot.cached.clear();
     slot.pos_shift = 0;
     slot.checkpoints.clear();
