@@ -126,7 +126,7 @@ mod tests {
             no_gpu_reason: Some("this build has no GPU backend (CPU only)".into()),
             rpc_workers: vec![hardware::RpcWorker { endpoint: "10.0.0.5:50052".into(), devices: vec![], error: Some("nothing listens on 10.0.0.5:50052".into()) }],
         };
-        let fit = hardware::estimate_fit(&hw, 1_000_000_000, 1000, 10, 4096, 2);
+        let fit = hardware::estimate_fit(&hw, 1_000_000_000, 1000, 0, 10, 4096, 2);
         let models = vec![
             ModelFit { name: "a:latest".into(), num_ctx: Some(4096), parallel: Some(2), layers: Some(10), fit: Some(fit), error: None },
             ModelFit { name: "mlx:latest".into(), num_ctx: None, parallel: None, layers: None, fit: None, error: Some("not runnable".into()) },

@@ -146,10 +146,10 @@ impl Core {
                 let num_ctx = prepared.context_length(None);
                 // The KV cache at the size of the type it would be built with.
                 let kv_cache = prepared.attention.1.unwrap_or(self.engine().supervisor.config().kv_cache_type);
-                let kv_bytes_per_token = kv_cache.bytes_of(prepared.kv.bytes_per_token(num_ctx));
-                let parallel = choose_parallel(prepared.weights_bytes, kv_bytes_per_token, num_ctx);
+                let size = prepared.size(num_ctx, kv_cache, self.engine().supervisor.config().checkpoints);
+                let parallel = choose_parallel(size.weights_bytes, size.slot_bytes(num_ctx));
                 let layers = prepared.block_count;
-                let fit = hardware::estimate_fit(hw, prepared.weights_bytes, kv_bytes_per_token, layers, num_ctx, parallel);
+                let fit = hardware::estimate_fit(hw, size.weights_bytes, size.kv_bytes_per_token, size.checkpoint_bytes, layers, num_ctx, parallel);
                 ModelFit { name, num_ctx: Some(num_ctx), parallel: Some(parallel), layers: Some(layers), fit: Some(fit), error: None }
             })
             .collect();

@@ -138,6 +138,17 @@ impl PreparedModel {
         self.n_ctx_train.map_or(wanted, |t| wanted.min(t.max(MIN_CONTEXT)))
     }
 
+    /// What a runner of this model holds at `num_ctx` tokens per slot, with a `kv_cache` cache and
+    /// `checkpoints` window checkpoints per slot (a draft's weights are the caller's to add).
+    pub fn size(&self, num_ctx: u32, kv_cache: KvCacheType, checkpoints: u32) -> ModelSize {
+        ModelSize {
+            weights_bytes: self.weights_bytes,
+            kv_bytes_per_token: kv_cache.bytes_of(self.kv.bytes_per_token(num_ctx)),
+            checkpoint_bytes: kv_cache.bytes_of(self.kv.checkpoint_bytes(num_ctx)) * checkpoints as u64,
+            layers: self.block_count,
+        }
+    }
+
     /// The template that renders this model's prompts, and its source (a Jinja template that
     /// fails falls back to the Go template at render time).
     pub fn primary_template(&self) -> (PromptFormat, Option<&str>) {
@@ -358,17 +369,19 @@ impl Engine {
         let not_runnable = |reason: String| ChatError::NotRunnable { model: model.name.clone(), reason };
         let (flash_attention, kv_cache) = attention::resolve(req.flash_attention, model.attention, self.supervisor.config().attention()).map_err(not_runnable)?;
         let draft = speculative::choose(&self.store, &model.model_path, model.draft.as_ref(), req.draft.as_deref()).map_err(not_runnable)?;
+        let mut size = model.size(num_ctx, kv_cache, self.supervisor.config().checkpoints);
+        // The draft's cache is left out: a small model's, beside the model's.
+        size.weights_bytes += draft.as_ref().map_or(0, |d| d.bytes);
         let spec = LoadSpec {
             name: model.name.clone(),
             model_path: model.model_path.clone(),
             num_ctx,
             // Only used when the runner has to start.
-            parallel: choose_parallel(model.weights_bytes, kv_cache.bytes_of(model.kv.bytes_per_token(num_ctx)), num_ctx),
+            parallel: choose_parallel(size.weights_bytes, size.slot_bytes(num_ctx)),
             num_gpu: req.num_gpu,
             adapter: model.adapter.clone(),
             projector: model.projector.clone(),
-            // The draft's cache is left out: a small model's, beside the model's.
-            size: ModelSize { weights_bytes: model.weights_bytes + draft.as_ref().map_or(0, |d| d.bytes), kv_bytes_per_token: kv_cache.bytes_of(model.kv.bytes_per_token(num_ctx)), layers: model.block_count },
+            size,
             embedding: false,
             flash_attention,
             kv_cache,

@@ -60,17 +60,16 @@ pub fn default_for(hw: &HardwareReport, env: Option<(u32, &'static str)>) -> Def
     DefaultContext { tokens, why: format!("{}k for {:.1} GiB of {what}", tokens / 1024, bytes as f64 / GIB as f64) }
 }
 
-/// Parallel slots for a model of `weights_bytes` whose cache takes `kv_bytes_per_token` (at its
-/// type's size): `AIRLOCK_NUM_PARALLEL`, else up to 4 while the weights plus every slot's KV
-/// cache stay within half the memory available now. Asked only when a runner starts: a loaded
-/// runner keeps its slots however memory changes.
-pub fn choose_parallel(weights_bytes: u64, kv_bytes_per_token: u64, num_ctx: u32) -> u32 {
+/// Parallel slots for a model of `weights_bytes` whose every slot takes `slot_bytes` (its KV cache
+/// and checkpoints): `AIRLOCK_NUM_PARALLEL`, else up to 4 while the weights and the slots stay
+/// within half the memory available now. Asked only when a runner starts: a loaded runner keeps
+/// its slots however memory changes.
+pub fn choose_parallel(weights_bytes: u64, slot_bytes: u64) -> u32 {
     if let Some(n) = std::env::var("AIRLOCK_NUM_PARALLEL").ok().and_then(|v| v.parse::<u32>().ok()) {
         return n.clamp(1, 64);
     }
     let budget = crate::hardware::available_memory().unwrap_or(8 << 30) / 2;
-    let per_slot = kv_bytes_per_token.saturating_mul(num_ctx as u64).max(1);
-    let fits = budget.saturating_sub(weights_bytes) / per_slot;
+    let fits = budget.saturating_sub(weights_bytes) / slot_bytes.max(1);
     fits.clamp(1, 4) as u32
 }
 

@@ -52,7 +52,7 @@ impl Engine {
             // Parallelism is inside the request: its inputs decode together as sequences.
             parallel: 1,
             num_gpu: settings.num_gpu,
-            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv.bytes_per_token(num_ctx), layers: model.block_count },
+            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv.bytes_per_token(num_ctx), checkpoint_bytes: 0, layers: model.block_count },
             adapter: model.adapter.clone(),
             projector: None,
             embedding: true,

@@ -1,6 +1,7 @@
 //! Will a model fit? Pure arithmetic over a [`HardwareReport`]: the weights plus the KV cache
 //! for the chosen context (`kv_bytes_per_token × num_ctx × parallel`) plus a fixed allowance for
-//! compute buffers ([`overhead_bytes`]) against free VRAM, then available RAM. It must never probe
+//! compute buffers ([`overhead_bytes`]) against free VRAM, then available RAM; the checkpoints of
+//! a sliding-window cache are in RAM wherever the cache is. It must never probe
 //! anything itself, so it is cheap, deterministic and testable with made-up hardware.
 
 use serde::{Deserialize, Serialize};
@@ -37,10 +38,12 @@ pub enum FitVerdict {
 pub struct FitEstimate {
     #[serde(flatten)]
     pub verdict: FitVerdict,
-    /// weights + KV cache + overhead.
+    /// weights + KV cache + checkpoints + overhead.
     pub need_bytes: u64,
     pub weights_bytes: u64,
     pub kv_bytes: u64,
+    /// Every slot's sliding-window checkpoints, in RAM.
+    pub checkpoint_bytes: u64,
     pub overhead_bytes: u64,
     /// Free VRAM over every usable GPU (0 without one).
     pub vram_free_bytes: u64,
@@ -50,18 +53,21 @@ pub struct FitEstimate {
 }
 
 /// Estimates where a model with these sizes runs on `hw`. `layers` is the model's block count
-/// (0 if unknown: then there is no partial offload); `parallel` slots each hold `num_ctx` tokens.
-pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token: u64, layers: u32, num_ctx: u32, parallel: u32) -> FitEstimate {
+/// (0 if unknown: then there is no partial offload); `parallel` slots each hold `num_ctx` tokens
+/// and `checkpoint_bytes_per_slot` of checkpoints.
+pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token: u64, checkpoint_bytes_per_slot: u64, layers: u32, num_ctx: u32, parallel: u32) -> FitEstimate {
     let kv_bytes = kv_bytes_per_token.saturating_mul(num_ctx as u64).saturating_mul(parallel.max(1) as u64);
+    let checkpoint_bytes = checkpoint_bytes_per_slot.saturating_mul(parallel.max(1) as u64);
     let overhead = overhead_bytes(weights_bytes, kv_bytes);
     let model_bytes = weights_bytes.saturating_add(kv_bytes);
-    let need = model_bytes.saturating_add(overhead);
+    let need = model_bytes.saturating_add(overhead).saturating_add(checkpoint_bytes);
     let vram: u64 = hw.gpus.iter().map(|g| g.memory_free_bytes).fold(0, u64::saturating_add);
     let ram = hw.memory.available_bytes;
     let has_gpu = !hw.gpus.is_empty();
     let h = human;
+    let checkpoints = if checkpoint_bytes > 0 { format!(" + checkpoints {}", h(checkpoint_bytes)) } else { String::new() };
     let sizes = format!(
-        "needs {} (weights {} + KV cache {} for {num_ctx} tokens × {} slot(s) + overhead {})",
+        "needs {} (weights {} + KV cache {} for {num_ctx} tokens × {} slot(s){checkpoints} + overhead {})",
         h(need),
         h(weights_bytes),
         h(kv_bytes),
@@ -69,7 +75,7 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
         h(overhead)
     );
 
-    let (verdict, explanation) = if has_gpu && need <= vram {
+    let (verdict, explanation) = if has_gpu && need - checkpoint_bytes <= vram {
         (FitVerdict::FullGpu, format!("{sizes}; fits in {} of free VRAM", h(vram)))
     } else {
         // Layers hold weights and KV cache in proportion; the GPU also needs the overhead.
@@ -82,7 +88,7 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
         };
         match offload {
             Some(n) => {
-                let host = model_bytes / layers as u64 * (layers - n) as u64 + overhead;
+                let host = model_bytes / layers as u64 * (layers - n) as u64 + overhead + checkpoint_bytes;
                 if host <= ram {
                     (
                         FitVerdict::PartialOffload { layers: n, of: layers },
@@ -110,7 +116,7 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
             }
         }
     };
-    FitEstimate { verdict, need_bytes: need, weights_bytes, kv_bytes, overhead_bytes: overhead, vram_free_bytes: vram, ram_available_bytes: ram, explanation }
+    FitEstimate { verdict, need_bytes: need, weights_bytes, kv_bytes, checkpoint_bytes, overhead_bytes: overhead, vram_free_bytes: vram, ram_available_bytes: ram, explanation }
 }
 
 /// Decimal sizes as Ollama prints them (`815 B`, `253 MB`, `1.5 GB`, `2 GB`): the one byte format
@@ -156,20 +162,20 @@ mod tests {
 
     #[test]
     fn kv_cache_scales_with_context_and_slots() {
-        let f = estimate_fit(&hw(64 * GB, &[]), GB, 1000, 10, 4096, 4);
+        let f = estimate_fit(&hw(64 * GB, &[]), GB, 1000, 0, 10, 4096, 4);
         assert_eq!(f.kv_bytes, 1000 * 4096 * 4);
         assert_eq!(f.need_bytes, GB + f.kv_bytes + overhead_bytes(GB, f.kv_bytes));
         // parallel 0 counts as one slot
-        assert_eq!(estimate_fit(&hw(64 * GB, &[]), GB, 1000, 10, 4096, 0).kv_bytes, 1000 * 4096);
+        assert_eq!(estimate_fit(&hw(64 * GB, &[]), GB, 1000, 0, 10, 4096, 0).kv_bytes, 1000 * 4096);
     }
 
     #[test]
     fn full_gpu_when_everything_fits_in_free_vram() {
-        let f = estimate_fit(&hw(16 * GB, &[24 * GB]), 4 * GB, 100_000, 32, 4096, 1);
+        let f = estimate_fit(&hw(16 * GB, &[24 * GB]), 4 * GB, 100_000, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::FullGpu, "{}", f.explanation);
         assert!(f.explanation.contains("free VRAM"), "{}", f.explanation);
         // two GPUs' free memory adds up
-        let f = estimate_fit(&hw(16 * GB, &[3 * GB, 3 * GB]), 4 * GB, 100_000, 32, 4096, 1);
+        let f = estimate_fit(&hw(16 * GB, &[3 * GB, 3 * GB]), 4 * GB, 100_000, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::FullGpu, "{}", f.explanation);
     }
 
@@ -177,45 +183,61 @@ mod tests {
     fn partial_offload_is_proportional_to_free_vram() {
         // 8 GiB weights, no KV cache, 32 layers = 256 MiB a layer; 4 GiB free VRAM less overhead
         // (256 MiB + 5 % of 8 GiB ≈ 665.6 MiB) holds 13 layers.
-        let f = estimate_fit(&hw(32 * GB, &[4 * GB]), 8 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(32 * GB, &[4 * GB]), 8 * GB, 0, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::PartialOffload { layers: 13, of: 32 }, "{}", f.explanation);
         assert!(f.explanation.contains("13 of 32 layers"), "{}", f.explanation);
         // never all layers as "partial"
-        let f = estimate_fit(&hw(32 * GB, &[8 * GB + GB / 2]), 8 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(32 * GB, &[8 * GB + GB / 2]), 8 * GB, 0, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::PartialOffload { layers: 31, of: 32 }, "{}", f.explanation);
     }
 
     #[test]
     fn cpu_only_without_a_gpu_or_when_no_layer_fits() {
-        let f = estimate_fit(&hw(16 * GB, &[]), 4 * GB, 100_000, 32, 4096, 1);
+        let f = estimate_fit(&hw(16 * GB, &[]), 4 * GB, 100_000, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::CpuOnly, "{}", f.explanation);
         assert!(f.explanation.contains("no usable GPU"), "{}", f.explanation);
         // a GPU whose free memory is less than the overhead takes no layer
-        let f = estimate_fit(&hw(16 * GB, &[100 << 20]), 4 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(16 * GB, &[100 << 20]), 4 * GB, 0, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::CpuOnly, "{}", f.explanation);
         // unknown layer count: no partial offload
-        let f = estimate_fit(&hw(16 * GB, &[2 * GB]), 4 * GB, 0, 0, 4096, 1);
+        let f = estimate_fit(&hw(16 * GB, &[2 * GB]), 4 * GB, 0, 0, 0, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::CpuOnly, "{}", f.explanation);
     }
 
     #[test]
+    fn checkpoints_count_in_ram_wherever_the_cache_is() {
+        // The GPU holds weights, KV cache and overhead; 2 slots' checkpoints (2 GiB each) are in RAM.
+        let f = estimate_fit(&hw(16 * GB, &[24 * GB]), 4 * GB, 100_000, 2 * GB, 32, 4096, 2);
+        assert_eq!((f.verdict, f.checkpoint_bytes), (FitVerdict::FullGpu, 4 * GB), "{}", f.explanation);
+        assert!(f.explanation.contains("× 2 slot(s) + checkpoints 4.3 GB + overhead"), "{}", f.explanation);
+        let without = estimate_fit(&hw(16 * GB, &[]), 4 * GB, 100_000, 0, 32, 4096, 2);
+        assert_eq!(estimate_fit(&hw(16 * GB, &[]), 4 * GB, 100_000, 2 * GB, 32, 4096, 2).need_bytes, without.need_bytes + 4 * GB);
+        // A partial offload puts as many layers on the GPU; RAM holds the rest and the checkpoints
+        // (19 layers of 256 MiB, 665.6 MiB of overhead and 8 GiB: 13.4 GiB).
+        let f = estimate_fit(&hw(14 * GB, &[4 * GB]), 8 * GB, 0, 8 * GB, 32, 4096, 1);
+        assert_eq!(f.verdict, FitVerdict::PartialOffload { layers: 13, of: 32 }, "{}", f.explanation);
+        let f = estimate_fit(&hw(13 * GB, &[4 * GB]), 8 * GB, 0, 8 * GB, 32, 4096, 1);
+        assert_eq!(f.verdict, FitVerdict::DoesNotFit, "{}", f.explanation);
+    }
+
+    #[test]
     fn does_not_fit_when_ram_is_too_small() {
-        let f = estimate_fit(&hw(2 * GB, &[]), 4 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(2 * GB, &[]), 4 * GB, 0, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::DoesNotFit);
         assert!(f.explanation.contains("more than the 2.1 GB of RAM available"), "{}", f.explanation);
         // partial offload whose remainder does not fit in RAM
-        let f = estimate_fit(&hw(GB, &[2 * GB]), 8 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(GB, &[2 * GB]), 8 * GB, 0, 0, 32, 4096, 1);
         assert_eq!(f.verdict, FitVerdict::DoesNotFit, "{}", f.explanation);
     }
 
     #[test]
     fn serialises_flat_and_tagged() {
-        let f = estimate_fit(&hw(32 * GB, &[4 * GB]), 8 * GB, 0, 32, 4096, 1);
+        let f = estimate_fit(&hw(32 * GB, &[4 * GB]), 8 * GB, 0, 0, 32, 4096, 1);
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["verdict"], "partial_offload");
         assert_eq!(v["layers"], 13);
         assert_eq!(v["of"], 32);
-        assert_eq!(serde_json::to_value(estimate_fit(&hw(64 * GB, &[]), GB, 0, 1, 1, 1)).unwrap()["verdict"], "cpu_only");
+        assert_eq!(serde_json::to_value(estimate_fit(&hw(64 * GB, &[]), GB, 0, 0, 1, 1, 1)).unwrap()["verdict"], "cpu_only");
         let back: FitEstimate = serde_json::from_value(v).unwrap();
         assert_eq!(back, f);
     }

@@ -38,6 +38,7 @@ pub(crate) fn config() -> EngineConfig {
         context_length: Some((4096, "the tests' configuration")),
         // Each test decodes its prompts (the prompt cache's own test turns it on).
         prompt_cache: None,
+        checkpoints: airlock::engine::attention::DEFAULT_CHECKPOINTS,
         runner_faults: Default::default(),
     }
 }

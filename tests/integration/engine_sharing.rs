@@ -101,7 +101,7 @@ fn spec(core: &Core, name: &str, num_ctx: u32, parallel: u32) -> LoadSpec {
         adapter: None,
         projector: None,
         embedding: false,
-        size: ModelSize { weights_bytes: m.weights_bytes, kv_bytes_per_token: m.kv.bytes_per_token(num_ctx), layers: m.block_count },
+        size: ModelSize { weights_bytes: m.weights_bytes, kv_bytes_per_token: m.kv.bytes_per_token(num_ctx), checkpoint_bytes: 0, layers: m.block_count },
         flash_attention: Default::default(),
         kv_cache: Default::default(),
         draft: None,

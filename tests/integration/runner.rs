@@ -278,22 +278,40 @@ fn runner_reuses_the_kv_cache_of_a_common_prefix() {
 #[test]
 fn runner_with_a_sliding_window_cache_goes_back_to_a_checkpoint() {
     let (mut r, _) = Runner::start(&["--ctx", "4096", "--batch", "128"]);
-    let head = "User: Here are my notes on rivers. ".to_string() + &"The Danube flows east through ten countries. ".repeat(20) + "\nAssistant:";
+    let (s1, s3, reply) = leave_the_window_and_come_back(&mut r);
+    assert_eq!(s3.prompt_cached_tokens, s1.prompt_tokens, "not continued from the first prompt's checkpoint: {s3:?}");
+    assert!(!reply.trim().is_empty());
+    // From there on the window is whole again: the same prompt reuses all but its last token.
+    let (_, s4) = r.complete(&river_question(), greedy(8));
+    assert_eq!(s4.prompt_cached_tokens + 1, s4.prompt_tokens);
+
+    // Without checkpoints (`AIRLOCK_CONTEXT_CHECKPOINTS=0`) the same turn starts from nothing.
+    let (mut r, _) = Runner::start(&["--ctx", "4096", "--batch", "128", "--checkpoints", "0"]);
+    let (_, s3, _) = leave_the_window_and_come_back(&mut r);
+    assert_eq!(s3.prompt_cached_tokens, 0, "{s3:?}");
+}
+
+/// A first prompt, a second turn long enough to push the first prompt's window out of the cache,
+/// then another turn that shares a few tokens more than the first prompt: the stats of the first
+/// and last, and the last reply.
+fn leave_the_window_and_come_back(r: &mut Runner) -> (GenerationStats, GenerationStats, String) {
+    let head = river_notes();
     let (_, s1) = r.complete(&head, greedy(4));
     assert_eq!(s1.prompt_cached_tokens, 0);
     let long_turn = format!("{head} Noted.\nUser: {}", "The Rhine runs north to the sea past many old castles. ".repeat(80));
     let (_, s2) = r.complete(&long_turn, greedy(2));
     assert!(s2.prompt_tokens > s1.prompt_tokens + 800, "the second turn is too short to leave the window: {s2:?}");
     assert!(s2.prompt_cached_tokens + 2 >= s1.prompt_tokens, "the second turn continues the first: {s2:?}");
-    // Shares a few tokens more than the first prompt with the cache, but the window before
-    // them is gone: the sequence goes back to the checkpoint at the first prompt's end.
-    let other_turn = format!("{head} Noted.\nUser: Which river is longest?\nAssistant:");
-    let (reply, s3) = r.complete(&other_turn, greedy(8));
-    assert_eq!(s3.prompt_cached_tokens, s1.prompt_tokens, "not continued from the first prompt's checkpoint: {s3:?}");
-    assert!(!reply.trim().is_empty());
-    // From there on the window is whole again: the same prompt reuses all but its last token.
-    let (_, s4) = r.complete(&other_turn, greedy(8));
-    assert_eq!(s4.prompt_cached_tokens + 1, s4.prompt_tokens);
+    let (reply, s3) = r.complete(&river_question(), greedy(8));
+    (s1, s3, reply)
+}
+
+fn river_notes() -> String {
+    "User: Here are my notes on rivers. ".to_string() + &"The Danube flows east through ten countries. ".repeat(20) + "\nAssistant:"
+}
+
+fn river_question() -> String {
+    format!("{} Noted.\nUser: Which river is longest?\nAssistant:", river_notes())
 }
 
 #[test]

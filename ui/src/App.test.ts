@@ -33,6 +33,7 @@ const hwReport: HardwareReport = {
         need_bytes: 1e9,
         weights_bytes: 5e8,
         kv_bytes: 3e8,
+        checkpoint_bytes: 6e7,
         overhead_bytes: 2e8,
         vram_free_bytes: 0,
         ram_available_bytes: 2e10,
@@ -70,6 +71,7 @@ describe('App', () => {
       ['broken', 'error'],
     ]);
     expect(fits[0].textContent).toContain('Partial offload: 10 of 18 layers');
+    expect(fits[0].textContent).toContain('KV cache 300 MB, checkpoints 60 MB, overhead 200 MB');
     expect(fits[1].textContent).toContain('unsupported architecture');
     const d = deferred<HardwareReport>();
     handlers.hardware = () => d.promise;

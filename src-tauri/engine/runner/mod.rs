@@ -94,6 +94,9 @@ pub struct RunnerArgs {
     /// The most bytes the prompt cache folder may hold.
     #[arg(long, default_value_t = 1 << 30)]
     pub prompt_cache_bytes: u64,
+    /// Checkpoints of a sliding-window cache kept per slot (see `window.rs`); 0 keeps none.
+    #[arg(long, default_value_t = crate::engine::attention::DEFAULT_CHECKPOINTS)]
+    pub checkpoints: u32,
     /// Compute embeddings instead of generating text (a context with embeddings on; see
     /// [`embed`]): answers `Embed` requests only.
     #[arg(long)]

@@ -196,7 +196,7 @@ pub struct Session<'m> {
     /// The LoRA adapter every context of this runner applies (`--lora`).
     adapter: Option<&'m mut LlamaLoraAdapter>,
     backend: &'m LlamaBackend,
-    args: RunnerArgs,
+    pub(super) args: RunnerArgs,
     pub(super) ctx: LlamaContext<'m>,
     pub(super) batch: LlamaBatch<'static>,
     pub(super) n_batch: usize,

@@ -125,7 +125,7 @@ impl Session<'_> {
             }
         }
         for s in prompts_done {
-            window::checkpoint(&self.ctx, s, &mut self.slots[s], self.window);
+            window::checkpoint(&self.ctx, s, &mut self.slots[s], self.window, self.args.checkpoints as usize);
         }
         for s in 0..self.slots.len() {
             if let Some(idx) = self.slots[s].job.as_ref().and_then(|j| j.logits) {

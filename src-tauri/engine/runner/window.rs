@@ -13,8 +13,6 @@ use llama_cpp_2::LlamaStateSeqFlags;
 
 use super::slot::{Checkpoint, Slot};
 
-/// Checkpoints kept per slot, the latest ones; each holds one window of the window layers.
-const MAX_CHECKPOINTS: usize = 3;
 /// A prompt shorter than this is decoded again faster than a checkpoint is copied.
 const MIN_CHECKPOINT_TOKENS: usize = 64;
 
@@ -57,16 +55,17 @@ pub fn cut_back(ctx: &mut LlamaContext<'_>, s: usize, slot: &mut Slot, window: O
 }
 
 /// Saves the window layers' state of sequence `s` now that its prompt is in the cache, so a later
-/// turn that shares the prompt but not what followed it does not decode it all again.
-pub fn checkpoint(ctx: &LlamaContext<'_>, s: usize, slot: &mut Slot, window: Option<u32>) {
+/// turn that shares the prompt but not what followed it does not decode it all again. A slot
+/// keeps the latest `max` (each holds one window of the window layers).
+pub fn checkpoint(ctx: &LlamaContext<'_>, s: usize, slot: &mut Slot, window: Option<u32>, max: usize) {
     let tokens = slot.cached.len();
-    if window.is_none() || tokens < MIN_CHECKPOINT_TOKENS || slot.checkpoints.last().is_some_and(|c| c.tokens + MIN_CHECKPOINT_TOKENS > tokens) {
+    if window.is_none() || max == 0 || tokens < MIN_CHECKPOINT_TOKENS || slot.checkpoints.last().is_some_and(|c| c.tokens + MIN_CHECKPOINT_TOKENS > tokens) {
         return;
     }
     match ctx.state_seq_get(s as i32, LlamaStateSeqFlags::PARTIAL_ONLY) {
         Ok(state) => {
-            if slot.checkpoints.len() == MAX_CHECKPOINTS {
-                slot.checkpoints.remove(0);
+            if slot.checkpoints.len() >= max {
+                slot.checkpoints.drain(..=slot.checkpoints.len() - max);
             }
             slot.checkpoints.push(Checkpoint { tokens, pos_shift: slot.pos_shift, state });
         }

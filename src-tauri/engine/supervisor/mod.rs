@@ -113,6 +113,8 @@ pub struct EngineConfig {
     /// Where text runners keep the KV state of prompts' fixed prefixes across restarts
     /// (`AIRLOCK_PROMPT_CACHE`; `off` turns it off); `None`: not kept.
     pub prompt_cache: Option<PathBuf>,
+    /// Sliding-window checkpoints per slot (`AIRLOCK_CONTEXT_CHECKPOINTS`).
+    pub checkpoints: u32,
     /// Test builds only: a fault for each of the next runners, in order (see `RunnerArgs`).
     #[cfg(any(test, feature = "test-hooks"))]
     pub runner_faults: std::sync::Arc<Mutex<std::collections::VecDeque<String>>>,
@@ -139,6 +141,7 @@ impl EngineConfig {
             kv_cache_type: KvCacheType::from_env(),
             context_length: crate::engine::context::from_env(),
             prompt_cache: prompt_cache_from_env(),
+            checkpoints: crate::engine::attention::checkpoints_from_env(),
             #[cfg(any(test, feature = "test-hooks"))]
             runner_faults: Default::default(),
         }
@@ -227,8 +230,17 @@ pub struct ModelSize {
     pub weights_bytes: u64,
     /// KV-cache bytes per token of context, at the context and cache type it is loaded with.
     pub kv_bytes_per_token: u64,
+    /// Host memory each slot keeps for its sliding-window checkpoints (`runner/window.rs`).
+    pub checkpoint_bytes: u64,
     /// Transformer blocks (0 when unknown: then no partial offload).
     pub layers: u32,
+}
+
+impl ModelSize {
+    /// What one slot of `num_ctx` tokens holds: its KV cache and its checkpoints.
+    pub fn slot_bytes(&self, num_ctx: u32) -> u64 {
+        self.kv_bytes_per_token.saturating_mul(num_ctx as u64).saturating_add(self.checkpoint_bytes)
+    }
 }
 
 /// What the runner said about itself when it came up.

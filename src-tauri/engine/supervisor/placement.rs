@@ -74,7 +74,7 @@ impl Supervisor {
             return GpuPlan { layers: 0, why: hw.no_gpu_reason.unwrap_or_else(|| "no usable GPU".into()), rpc: Vec::new(), hide_local_gpus };
         }
         let size = spec.size;
-        let fit = hardware::estimate_fit(&hw, size.weights_bytes, size.kv_bytes_per_token, size.layers, spec.num_ctx, spec.parallel.max(1));
+        let fit = hardware::estimate_fit(&hw, size.weights_bytes, size.kv_bytes_per_token, size.checkpoint_bytes, size.layers, spec.num_ctx, spec.parallel.max(1));
         let layers = match fit.verdict {
             // The repeating layers and the output layer.
             FitVerdict::FullGpu => size.layers.max(1) + 1,

@@ -184,6 +184,9 @@ impl Supervisor {
         if let (Some(dir), false) = (&self.cfg.prompt_cache, spec.embedding) {
             cmd.arg("--prompt-cache").arg(dir);
         }
+        if !spec.embedding {
+            cmd.arg("--checkpoints").arg(self.cfg.checkpoints.to_string());
+        }
         if let (Some(projector), false) = (&spec.projector, spec.embedding) {
             cmd.arg("--projector").arg(projector);
         }

@@ -318,6 +318,8 @@ export type FitEstimate = FitVerdict & {
   need_bytes: number;
   weights_bytes: number;
   kv_bytes: number;
+  /** Every slot's sliding-window checkpoints, kept in RAM. */
+  checkpoint_bytes: number;
   overhead_bytes: number;
   vram_free_bytes: number;
   ram_available_bytes: number;
