@@ -26,24 +26,30 @@ prompts = {
     "code": "Write a Python function `merge_sorted(a, b)` that merges two sorted lists into one sorted list, with a docstring and three doctest examples.",
     "prose": "Write a short paragraph about why lighthouses were important for ships in the nineteenth century.",
 }
-def chat(prompt, draft):
+def chat(prompt, draft, model="coder:1.5b"):
     options = {"temperature": 0, "num_predict": 160, "num_ctx": 2048}
     if draft:
         options.update({"draft": "coder:0.5b", "draft_max": draft_max})
-    body = {"model": "coder:1.5b", "messages": [{"role": "user", "content": prompt}], "stream": False, "options": options}
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": False, "options": options}
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/chat", json.dumps(body).encode(), {"Content-Type": "application/json"})
     return json.load(urllib.request.urlopen(req, timeout=900))
 rate = lambda r: r["eval_count"] / (r["eval_duration"] / 1e9)
 # Load both runners first (the draft is part of the runner's key: two runners).
 chat("Hi", False); chat("Hi", True)
 print(f"Speculative decoding: Qwen2.5-Coder 1.5B Instruct, draft Qwen2.5-Coder 0.5B Instruct, greedy, {threads} threads, draft_max {draft_max} (one run)")
-print(f"{'prompt':6} {'alone tok/s':>12} {'drafted tok/s':>14} {'ratio':>6} {'acceptance':>11} {'tokens':>7} {'identical':>10}")
+print(f"{'prompt':6} {'alone tok/s':>12} {'drafted tok/s':>14} {'ratio':>6} {'acceptance':>11} {'tokens':>7} {'per check':>10} {'identical':>10}")
 for name, prompt in prompts.items():
     alone, drafted = chat(prompt, False), chat(prompt, True)
     same = alone["message"]["content"] == drafted["message"]["content"]
-    print(f"{name:6} {rate(alone):12.1f} {rate(drafted):14.1f} {rate(drafted)/rate(alone):6.2f} {drafted.get('draft_acceptance_rate', 0)*100:10.0f}% {drafted['eval_count']:7} {str(same):>10}")
+    # Tokens each check of the model yields: its own pick plus the drafted tokens it kept.
+    per_check = drafted["eval_count"] / max(1, drafted["eval_count"] - drafted.get("draft_accepted_count", 0))
+    print(f"{name:6} {rate(alone):12.1f} {rate(drafted):14.1f} {rate(drafted)/rate(alone):6.2f} {drafted.get('draft_acceptance_rate', 0)*100:10.0f}% {drafted['eval_count']:7} {per_check:10.2f} {str(same):>10}")
     with open(sys.argv[4], "a") as f:
         f.write(json.dumps({"prompt": name, "alone": rate(alone), "drafted": rate(drafted)}) + "\n")
+# What a draft step costs next to a step of the model: a check of k tokens saves at most k - 1
+# model steps and costs k - 1 draft steps and one model step on a batch of k.
+draft_alone, model_alone = rate(chat(prompts["code"], False, "coder:0.5b")), rate(chat(prompts["code"], False))
+print(f"a draft step costs {model_alone / draft_alone:.2f} of a model step (0.5B alone {draft_alone:.1f} tok/s, 1.5B alone {model_alone:.1f} tok/s, code prompt)")
 PY
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
 
