@@ -1,8 +1,8 @@
 //! Will a model fit? Pure arithmetic over a [`HardwareReport`]: the weights plus the KV cache
 //! for the chosen context (`kv_bytes_per_token × num_ctx × parallel`) plus a fixed allowance for
 //! compute buffers ([`overhead_bytes`]) against free VRAM, then available RAM; the checkpoints of
-//! a sliding-window cache are in RAM wherever the cache is. It must never probe
-//! anything itself, so it is cheap, deterministic and testable with made-up hardware.
+//! a sliding-window cache are in RAM wherever the cache is. It must never probe anything itself,
+//! so it is cheap, deterministic and testable with made-up hardware.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +60,9 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
     let checkpoint_bytes = checkpoint_bytes_per_slot.saturating_mul(parallel.max(1) as u64);
     let overhead = overhead_bytes(weights_bytes, kv_bytes);
     let model_bytes = weights_bytes.saturating_add(kv_bytes);
-    let need = model_bytes.saturating_add(overhead).saturating_add(checkpoint_bytes);
+    // What a GPU would hold if it took the whole model; the checkpoints stay in RAM.
+    let gpu_need = model_bytes.saturating_add(overhead);
+    let need = gpu_need.saturating_add(checkpoint_bytes);
     let vram: u64 = hw.gpus.iter().map(|g| g.memory_free_bytes).fold(0, u64::saturating_add);
     let ram = hw.memory.available_bytes;
     let has_gpu = !hw.gpus.is_empty();
@@ -75,7 +77,7 @@ pub fn estimate_fit(hw: &HardwareReport, weights_bytes: u64, kv_bytes_per_token:
         h(overhead)
     );
 
-    let (verdict, explanation) = if has_gpu && need - checkpoint_bytes <= vram {
+    let (verdict, explanation) = if has_gpu && gpu_need <= vram {
         (FitVerdict::FullGpu, format!("{sizes}; fits in {} of free VRAM", h(vram)))
     } else {
         // Layers hold weights and KV cache in proportion; the GPU also needs the overhead.
