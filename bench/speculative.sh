@@ -37,9 +37,11 @@ rate = lambda r: r["eval_count"] / (r["eval_duration"] / 1e9)
 # Load both runners first (the draft is part of the runner's key: two runners).
 chat("Hi", False); chat("Hi", True)
 print(f"Speculative decoding: Qwen2.5-Coder 1.5B Instruct, draft Qwen2.5-Coder 0.5B Instruct, greedy, {threads} threads, draft_max {draft_max} (one run)")
+alone_rates = {}
 print(f"{'prompt':6} {'alone tok/s':>12} {'drafted tok/s':>14} {'ratio':>6} {'acceptance':>11} {'tokens':>7} {'per check':>10} {'identical':>10}")
 for name, prompt in prompts.items():
     alone, drafted = chat(prompt, False), chat(prompt, True)
+    alone_rates[name] = rate(alone)
     same = alone["message"]["content"] == drafted["message"]["content"]
     # Tokens each check of the model yields: its own pick plus the drafted tokens it kept.
     per_check = drafted["eval_count"] / max(1, drafted["eval_count"] - drafted.get("draft_accepted_count", 0))
@@ -48,7 +50,7 @@ for name, prompt in prompts.items():
         f.write(json.dumps({"prompt": name, "alone": rate(alone), "drafted": rate(drafted)}) + "\n")
 # What a draft step costs next to a step of the model: a check of k tokens saves at most k - 1
 # model steps and costs k - 1 draft steps and one model step on a batch of k.
-draft_alone, model_alone = rate(chat(prompts["code"], False, "coder:0.5b")), rate(chat(prompts["code"], False))
+draft_alone, model_alone = rate(chat(prompts["code"], False, "coder:0.5b")), alone_rates["code"]
 print(f"a draft step costs {model_alone / draft_alone:.2f} of a model step (0.5B alone {draft_alone:.1f} tok/s, 1.5B alone {model_alone:.1f} tok/s, code prompt)")
 PY
 kill "$server"; wait "$server" 2>/dev/null || true; server=""

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::chat::{ChatError, Engine, PreparedModel};
 use super::protocol::EmbedInput;
-use super::supervisor::{LoadSpec, ModelSize, RunnerGuard};
+use super::supervisor::{LoadSpec, RunnerGuard};
 
 /// What to embed and how.
 #[derive(Clone, Debug)]
@@ -52,7 +52,8 @@ impl Engine {
             // Parallelism is inside the request: its inputs decode together as sequences.
             parallel: 1,
             num_gpu: settings.num_gpu,
-            size: ModelSize { weights_bytes: model.weights_bytes, kv_bytes_per_token: model.kv.bytes_per_token(num_ctx), checkpoint_bytes: 0, layers: model.block_count },
+            // An f16 cache (the runner's default) and no checkpoints: embeddings keep no conversation.
+            size: model.size(num_ctx, Default::default(), 0),
             adapter: model.adapter.clone(),
             projector: None,
             embedding: true,

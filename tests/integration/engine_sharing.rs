@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use airlock::core::Core;
 use airlock::engine::chat::RequestSettings;
 use airlock::engine::protocol::SamplingOptions;
-use airlock::engine::supervisor::{EngineConfig, EngineError, LoadSpec, ModelSize, RunnerGuard, StreamEvent, Supervisor};
+use airlock::engine::supervisor::{EngineConfig, EngineError, LoadSpec, RunnerGuard, StreamEvent, Supervisor};
 use airlock::engine::template::ChatMessage;
 use airlock::store::Store;
 use tempfile::TempDir;
@@ -101,7 +101,7 @@ fn spec(core: &Core, name: &str, num_ctx: u32, parallel: u32) -> LoadSpec {
         adapter: None,
         projector: None,
         embedding: false,
-        size: ModelSize { weights_bytes: m.weights_bytes, kv_bytes_per_token: m.kv.bytes_per_token(num_ctx), checkpoint_bytes: 0, layers: m.block_count },
+        size: m.size(num_ctx, Default::default(), 0),
         flash_attention: Default::default(),
         kv_cache: Default::default(),
         draft: None,

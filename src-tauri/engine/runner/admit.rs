@@ -117,12 +117,10 @@ impl Session<'_> {
         let common = common.min(keep).min(tokens.len() - 1);
         // Nothing worth keeping (at most a BOS): start from an empty cache, so that a new
         // conversation decodes exactly as in a fresh process (cell placement changes rounding).
-        if common <= 1 {
-            if self.parallel == 1 {
-                self.ctx.clear_kv_cache();
-            }
-            return window::cut_back(&mut self.ctx, s, slot, self.window, 0);
+        let keep = if common <= 1 { 0 } else { common };
+        if keep == 0 && self.parallel == 1 {
+            self.ctx.clear_kv_cache();
         }
-        window::cut_back(&mut self.ctx, s, slot, self.window, common)
+        window::cut_back(&mut self.ctx, s, slot, self.window, keep)
     }
 }
